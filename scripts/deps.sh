@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what tingshuo needs on Debian 12, skipping what is already there.
+#   scripts/deps.sh run    build and run the server with the embedded engines
+#   scripts/deps.sh test   the above plus the test tools (cmocka, chromium, node packages)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUN_PKGS=(
+  build-essential cmake pkg-config
+  libuv1-dev libwebsockets-dev libssl-dev libsrtp2-dev libopus-dev libspeexdsp-dev
+  libcurl4-openssl-dev libjansson-dev openssl
+)
+TEST_PKGS=(
+  libcmocka-dev chromium sox curl
+)
+
+mode=${1:-run}
+want=("${RUN_PKGS[@]}")
+[ "$mode" = test ] && want+=("${TEST_PKGS[@]}")
+command -v node >/dev/null || want+=(nodejs)
+command -v npm >/dev/null || want+=(npm)
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "tingshuo needs these Debian packages: ${missing[*]}" >&2
+    echo "run as root, or: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ "$mode" = test ]; then
+  # Node packages go into the project's own node_modules, pinned by package-lock.json.
+  if [ ! -f node_modules/.tingshuo-stamp ] || [ package-lock.json -nt node_modules/.tingshuo-stamp ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+    touch node_modules/.tingshuo-stamp
+  fi
+fi

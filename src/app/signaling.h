@@ -1,0 +1,23 @@
+/*
+ * signaling: the JSON protocol spoken on /ws (docs/protocol.md).
+ *
+ * Parses each text message, checks it, and dispatches it by "type"; replies
+ * and events go back as JSON text messages on the same connection.
+ */
+#ifndef TS_APP_SIGNALING_H
+#define TS_APP_SIGNALING_H
+
+#include <uv.h>
+
+#include "core/config.h"
+#include "net/http_server.h"
+
+struct signaling;
+
+int signaling_new(struct signaling **out, uv_loop_t *loop, const struct config *cfg);
+void signaling_free(struct signaling *sig);
+
+/* The http_handlers that connect the HTTP server to this module. */
+struct http_handlers signaling_handlers(struct signaling *sig);
+
+#endif

@@ -1,0 +1,354 @@
+/*
+ * Configuration.
+ *
+ * One table describes every key: its type, bounds, default and a line of
+ * help. Everything else is derived from the table, so a key cannot exist in
+ * the file syntax but be missing from the environment, the flags, --help or
+ * the example file (a unit test checks the example against the table).
+ *
+ * Values are stored in the fixed-size fields of struct config, so loading
+ * never allocates and a failed load leaves nothing to free. A value is fully
+ * validated before it is stored: a bad value changes nothing.
+ *
+ * Secrets (API keys) are deliberately not keys: engines read them from the
+ * environment variable a key names, so they never sit in a file or a log.
+ */
+#include "core/config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
+enum key_type { KEY_STRING, KEY_INT, KEY_ENUM, KEY_IP, KEY_ADDR, KEY_ADDR_OPT, KEY_ADDR_LIST };
+
+struct key {
+  const char *name;
+  enum key_type type;
+  size_t offset;
+  size_t size;      /* string fields: capacity including the NUL */
+  const char *def;  /* default, as text */
+  long min, max;    /* KEY_INT bounds */
+  const char *choices; /* KEY_ENUM: '|' separated */
+  const char *help;
+};
+
+#define STR(field) KEY_STRING, offsetof(struct config, field), sizeof(((struct config *)0)->field)
+#define TYPED(t, field) t, offsetof(struct config, field), sizeof(((struct config *)0)->field)
+#define INT(field) KEY_INT, offsetof(struct config, field), sizeof(int)
+
+#ifndef TINGSHUO_WEB_ROOT
+#define TINGSHUO_WEB_ROOT "web"
+#endif
+
+static const struct key keys[] = {
+    {"listen", TYPED(KEY_ADDR, listen), "127.0.0.1:8080", 0, 0, NULL,
+     "HTTP address (host:port; port 0 picks a free one). Browsers allow the microphone over "
+     "plain HTTP only on localhost."},
+    {"https_listen", TYPED(KEY_ADDR_OPT, https_listen), "", 0, 0, NULL,
+     "HTTPS address (host:port), empty for none. Needed for callers on other machines."},
+    {"tls_cert", STR(tls_cert), "", 0, 0, NULL,
+     "PEM certificate (chain) for HTTPS; empty generates a self-signed one in data_dir."},
+    {"tls_key", STR(tls_key), "", 0, 0, NULL, "PEM private key matching tls_cert."},
+    {"data_dir", STR(data_dir), "data", 0, 0, NULL,
+     "Directory for state: the generated certificate, call records. Created if missing."},
+    {"web_root", STR(web_root), TINGSHUO_WEB_ROOT, 0, 0, NULL,
+     "Directory of the browser client served at /."},
+    {"log_level", TYPED(KEY_ENUM, log_level), "info", 0, 0, "error|warn|info|debug",
+     "Least severe level written to stderr."},
+    {"log_format", TYPED(KEY_ENUM, log_format), "text", 0, 0, "text|json",
+     "text: one readable line per event; json: one JSON object per line."},
+    {"agent", TYPED(KEY_ENUM, agent), "echo", 0, 0, "echo",
+     "What answers a call. echo: plays the caller's speech back after they pause."},
+    {"media_workers", INT(media_workers), "0", 0, 64, NULL,
+     "Media event-loop threads, each with its own UDP port; 0 = one per core."},
+    {"media_address", TYPED(KEY_IP, media_address), "127.0.0.1", 0, 0, NULL,
+     "IP address the media UDP ports bind to (0.0.0.0 or :: for all)."},
+    {"media_port", INT(media_port), "0", 0, 65535, NULL,
+     "UDP port of the first media worker; worker i uses media_port+i. 0 = any free port."},
+    {"announce_address", TYPED(KEY_ADDR_LIST, announce_address), "", 0, 0, NULL,
+     "Comma-separated IP addresses offered to browsers as candidates (public address behind "
+     "NAT or in a cloud); empty = media_address, or every interface when it is a wildcard."},
+    {"max_calls", INT(max_calls), "500", 1, 100000, NULL,
+     "Calls at once; further offers are refused with error code \"busy\"."},
+    {"ice_timeout_ms", INT(ice_timeout_ms), "30000", 1000, 600000, NULL,
+     "A call whose browser stops sending connectivity checks for this long is ended."},
+    {"resume_timeout_ms", INT(resume_timeout_ms), "30000", 0, 600000, NULL,
+     "How long a call waits for its page to reconnect after the WebSocket drops."},
+};
+
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+static const struct key *find_key(const char *name) {
+  for (size_t i = 0; i < NKEYS; i++)
+    if (strcmp(keys[i].name, name) == 0) return &keys[i];
+  return NULL;
+}
+
+int config_has_key(const char *key) { return find_key(key) != NULL; }
+
+static int enum_has(const char *choices, const char *value) {
+  size_t n = strlen(value);
+  for (const char *p = choices; *p;) {
+    const char *bar = strchr(p, '|');
+    size_t len = bar ? (size_t)(bar - p) : strlen(p);
+    if (len == n && strncmp(p, value, n) == 0) return 1;
+    p += len + (bar ? 1 : 0);
+  }
+  return 0;
+}
+
+static int is_ip(const char *s) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/* host:port with host an IPv4 address, [IPv6] or a DNS name. */
+static int check_addr(const char *v, const char **why) {
+  const char *colon = strrchr(v, ':');
+  if (!colon || colon == v) return *why = "expected host:port, e.g. 127.0.0.1:8080", -EINVAL;
+  char host[256];
+  size_t hlen = (size_t)(colon - v);
+  if (hlen >= sizeof host) return *why = "host is too long", -EINVAL;
+  memcpy(host, v, hlen);
+  host[hlen] = '\0';
+  char *end;
+  errno = 0;
+  long port = strtol(colon + 1, &end, 10);
+  if (errno || *end || end == colon + 1 || port < 0 || port > 65535)
+    return *why = "port must be a number from 0 to 65535", -EINVAL;
+  if (host[0] == '[') {
+    if (hlen < 3 || host[hlen - 1] != ']') return *why = "bad [IPv6] address", -EINVAL;
+    host[hlen - 1] = '\0';
+    unsigned char b[16];
+    if (inet_pton(AF_INET6, host + 1, b) != 1) return *why = "bad IPv6 address", -EINVAL;
+    return 0;
+  }
+  if (strchr(host, ':')) return *why = "write an IPv6 address in brackets: [::1]:8080", -EINVAL;
+  for (const char *p = host; *p; p++)
+    if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-')
+      return *why = "bad host name", -EINVAL;
+  return 0;
+}
+
+static int check_ip_list(const char *v, const char **why) {
+  char item[256];
+  const char *p = v;
+  while (*p) {
+    const char *comma = strchr(p, ',');
+    size_t len = comma ? (size_t)(comma - p) : strlen(p);
+    while (len && isspace((unsigned char)*p)) p++, len--;
+    while (len && isspace((unsigned char)p[len - 1])) len--;
+    if (len == 0 || len >= sizeof item) return *why = "expected IP addresses separated by commas", -EINVAL;
+    memcpy(item, p, len);
+    item[len] = '\0';
+    if (!is_ip(item)) return *why = "not an IP address", -EINVAL;
+    p = comma ? comma + 1 : p + strlen(p);
+  }
+  return 0;
+}
+
+/* Validates `value` for `k`; on success stores it. */
+static int apply(struct config *cfg, const struct key *k, const char *value, const char **why) {
+  char *field = (char *)cfg + k->offset;
+  int rc = 0;
+  switch (k->type) {
+  case KEY_INT: {
+    char *end;
+    errno = 0;
+    long n = strtol(value, &end, 10);
+    if (errno || end == value || *end) return *why = "expected a whole number", -EINVAL;
+    if (n < k->min || n > k->max) return *why = "out of range", -ERANGE;
+    *(int *)field = (int)n;
+    return 0;
+  }
+  case KEY_ENUM:
+    if (!enum_has(k->choices, value)) return *why = "not one of the allowed values", -EINVAL;
+    break;
+  case KEY_ADDR:
+    rc = check_addr(value, why);
+    break;
+  case KEY_IP:
+    if (!is_ip(value)) return *why = "expected an IPv4 or IPv6 address", -EINVAL;
+    break;
+  case KEY_ADDR_OPT:
+    rc = *value ? check_addr(value, why) : 0;
+    break;
+  case KEY_ADDR_LIST:
+    rc = check_ip_list(value, why);
+    break;
+  case KEY_STRING:
+    break;
+  }
+  if (rc) return rc;
+  if (strlen(value) >= k->size) return *why = "too long", -ENAMETOOLONG;
+  memcpy(field, value, strlen(value) + 1);
+  return 0;
+}
+
+static void describe_choices(const struct key *k, char *out, size_t cap) {
+  out[0] = '\0';
+  if (k->type == KEY_ENUM) snprintf(out, cap, " (one of: %s)", k->choices);
+  else if (k->type == KEY_INT) snprintf(out, cap, " (from %ld to %ld)", k->min, k->max);
+}
+
+int config_set(struct config *cfg, const char *key, const char *value, const char *origin,
+               char *err, size_t errlen) {
+  const struct key *k = find_key(key);
+  if (!k) {
+    snprintf(err, errlen, "%s: unknown key \"%s\" (tingshuo --help lists every key)", origin, key);
+    return -ENOENT;
+  }
+  const char *why = "bad value";
+  int rc = apply(cfg, k, value, &why);
+  if (rc) {
+    char extra[160];
+    describe_choices(k, extra, sizeof extra);
+    snprintf(err, errlen, "%s: bad value \"%s\" for key \"%s\": %s%s", origin, value, key, why,
+             extra);
+  }
+  return rc;
+}
+
+void config_defaults(struct config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  for (size_t i = 0; i < NKEYS; i++) {
+    const char *why;
+    int rc = apply(cfg, &keys[i], keys[i].def, &why);
+    (void)rc; /* defaults are checked by the unit tests */
+  }
+}
+
+static char *trim(char *s) {
+  while (isspace((unsigned char)*s)) s++;
+  char *e = s + strlen(s);
+  while (e > s && isspace((unsigned char)e[-1])) *--e = '\0';
+  return s;
+}
+
+/* Removes surrounding double quotes, handling \" \\ \n; -EINVAL if unbalanced. */
+static int unquote(char *v) {
+  size_t n = strlen(v);
+  if (n == 0 || v[0] != '"') return 0;
+  if (n < 2 || v[n - 1] != '"') return -EINVAL;
+  char *out = v;
+  for (size_t i = 1; i < n - 1; i++) {
+    if (v[i] == '\\' && i + 1 < n - 1) {
+      i++;
+      *out++ = v[i] == 'n' ? '\n' : v[i];
+    } else if (v[i] == '"') {
+      return -EINVAL;
+    } else {
+      *out++ = v[i];
+    }
+  }
+  *out = '\0';
+  return 0;
+}
+
+static int parse_line(struct config *cfg, char *line, const char *path, int lineno, char *err,
+                      size_t errlen) {
+  char *s = trim(line);
+  if (*s == '\0' || *s == '#') return 0;
+  char origin[1200];
+  snprintf(origin, sizeof origin, "%s:%d", path, lineno);
+  char *eq = strchr(s, '=');
+  if (!eq) {
+    snprintf(err, errlen, "%s: expected \"key = value\", got \"%.80s\"", origin, s);
+    return -EINVAL;
+  }
+  *eq = '\0';
+  char *key = trim(s), *value = trim(eq + 1);
+  if (unquote(value)) {
+    snprintf(err, errlen, "%s: unbalanced quotes in the value of \"%s\"", origin, key);
+    return -EINVAL;
+  }
+  return config_set(cfg, key, value, origin, err, errlen);
+}
+
+int config_load_file(struct config *cfg, const char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    snprintf(err, errlen, "cannot open config file %s: %s", path, strerror(errno));
+    return -errno;
+  }
+  /* Validate into a copy so that a bad file changes nothing. */
+  struct config tmp = *cfg;
+  char line[8192];
+  int lineno = 0, rc = 0;
+  while (rc == 0 && fgets(line, sizeof line, f)) {
+    lineno++;
+    if (!strchr(line, '\n') && !feof(f)) {
+      snprintf(err, errlen, "%s:%d: line longer than %zu bytes", path, lineno, sizeof line - 2);
+      rc = -E2BIG;
+      break;
+    }
+    rc = parse_line(&tmp, line, path, lineno, err, errlen);
+  }
+  fclose(f);
+  if (rc == 0) *cfg = tmp;
+  return rc;
+}
+
+/* TINGSHUO_FOO_BAR -> foo_bar; 0 if `var` is not one of ours. */
+static int env_to_key(const char *var, char *key, size_t cap) {
+  static const char prefix[] = "TINGSHUO_";
+  if (strncmp(var, prefix, sizeof prefix - 1) != 0) return 0;
+  const char *name = var + sizeof prefix - 1;
+  const char *eq = strchr(name, '=');
+  size_t len = eq ? (size_t)(eq - name) : strlen(name);
+  if (len == 0 || len >= cap) return 0;
+  for (size_t i = 0; i < len; i++) key[i] = (char)tolower((unsigned char)name[i]);
+  key[len] = '\0';
+  return 1;
+}
+
+int config_load_env(struct config *cfg, char *const *envp, char *err, size_t errlen) {
+  struct config tmp = *cfg;
+  for (; envp && *envp; envp++) {
+    char key[128];
+    if (!env_to_key(*envp, key, sizeof key)) continue;
+    const char *eq = strchr(*envp, '=');
+    char origin[160];
+    snprintf(origin, sizeof origin, "environment variable %.*s", (int)(eq - *envp), *envp);
+    int rc = config_set(&tmp, key, eq + 1, origin, err, errlen);
+    if (rc) return rc;
+  }
+  *cfg = tmp;
+  return 0;
+}
+
+static void flag_name(const char *key, char *out, size_t cap) {
+  size_t i = 0;
+  for (; key[i] && i + 1 < cap; i++) out[i] = key[i] == '_' ? '-' : key[i];
+  out[i] = '\0';
+}
+
+void config_print_flags(FILE *out) {
+  for (size_t i = 0; i < NKEYS; i++) {
+    char flag[64], extra[160];
+    flag_name(keys[i].name, flag, sizeof flag);
+    describe_choices(&keys[i], extra, sizeof extra);
+    fprintf(out, "  --%-20s %s%s\n  %-22s   default: \"%s\"\n", flag, keys[i].help, extra, "",
+            keys[i].def);
+  }
+}
+
+void config_print_example(FILE *out) {
+  fprintf(out, "# tingshuo configuration. Every key, its default and what it does.\n"
+               "# Syntax: key = value; lines starting with # are comments; a value may be\n"
+               "# put in double quotes. Each key can also be set by the environment variable\n"
+               "# TINGSHUO_<KEY> (upper case) or the flag --<key-with-dashes>; flags win over\n"
+               "# the environment, which wins over this file. API keys are never put here:\n"
+               "# they are read from the environment only.\n");
+  for (size_t i = 0; i < NKEYS; i++) {
+    char extra[160];
+    describe_choices(&keys[i], extra, sizeof extra);
+    fprintf(out, "\n# %s%s\n%s = %s%s%s\n", keys[i].help, extra, keys[i].name,
+            keys[i].def[0] ? "" : "\"", keys[i].def, keys[i].def[0] ? "" : "\"");
+  }
+}

@@ -1,0 +1,150 @@
+// Test harness shared by the integration and browser tests.
+//
+// startServer() runs the built binary on free ports (port 0, read back from
+// the line it prints), in its own temporary data directory, and stop()
+// checks that it exits cleanly: status 0, which under the sanitizer build
+// also means LeakSanitizer found no leak.
+//
+// launchBrowser() starts Debian's chromium headless through playwright-core,
+// with the flags that keep it off the network, a fake microphone that plays
+// a WAV file, and permission to use it. openPage() records every console
+// error and uncaught exception so a test can fail on them.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import assert from 'node:assert/strict';
+
+export const BIN = process.env.TS_BIN;
+export const SOURCE_DIR = process.env.TS_SOURCE_DIR;
+if (!BIN || !SOURCE_DIR) throw new Error('run through ctest: TS_BIN and TS_SOURCE_DIR must be set');
+
+export const fixture = (...p) => join(SOURCE_DIR, 'tests', 'fixtures', ...p);
+
+export function tempDir(prefix = 'tingshuo-') {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+// Runs the binary to completion; resolves {code, stdout, stderr}.
+export function run(args, { env = {}, timeoutMs = 10000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(BIN, args, { env: { ...cleanEnv(), ...env } });
+    let stdout = '', stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${args.join(' ')} timed out`)); }, timeoutMs);
+    child.on('exit', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+  });
+}
+
+// The server must not see our own TINGSHUO_* variables unless a test sets them.
+function cleanEnv() {
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('TINGSHUO_')) env[k] = v;
+  return env;
+}
+
+export async function startServer({ args = [], env = {}, startTimeoutMs = 15000 } = {}) {
+  const dataDir = tempDir();
+  const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...args],
+    { env: { ...cleanEnv(), ...env } });
+  let stdout = '', stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; if (process.env.TS_VERBOSE) process.stderr.write(d); });
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${stderr}`)), startTimeoutMs);
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      const m = /open (http:\/\/\S+) in a browser(?:; from other machines use (https:\/\/\S+))?/.exec(stdout);
+      if (m) { clearTimeout(timer); resolve({ http: m[1], https: m[2] }); }
+    });
+    exited.then(({ code }) => { clearTimeout(timer); reject(new Error(`server exited with ${code}:\n${stderr}`)); });
+  });
+  return {
+    url: url.http,
+    httpsUrl: url.https,
+    dataDir,
+    child,
+    get stderr() { return stderr; },
+    wsUrl(path = '/ws') { return url.http.replace(/^http/, 'ws').replace(/\/$/, '') + path; },
+    // Stops with SIGTERM; asserts a clean, leak-free exit; returns how long it took.
+    async stop({ expectClean = true } = {}) {
+      const t0 = Date.now();
+      child.kill('SIGTERM');
+      const kill = setTimeout(() => child.kill('SIGKILL'), 10000);
+      const { code, signal } = await exited;
+      clearTimeout(kill);
+      const ms = Date.now() - t0;
+      rmSync(dataDir, { recursive: true, force: true });
+      if (expectClean) assert.equal(code, 0, `server exit status ${code} (${signal}); stderr:\n${stderr}`);
+      return { code, ms, stderr };
+    },
+  };
+}
+
+export const CHROMIUM_FLAGS = [
+  '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-default-apps', '--disable-extensions', '--mute-audio',
+  '--autoplay-policy=no-user-gesture-required',
+  '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+];
+
+// wav: a WAV file Chromium's fake microphone plays (looping). Without it the
+// fake device produces a beep.
+export async function launchBrowser({ wav, extraArgs = [] } = {}) {
+  const { chromium } = await import('playwright-core');
+  const args = [...CHROMIUM_FLAGS, ...extraArgs];
+  if (wav) args.push(`--use-file-for-fake-audio-capture=${wav}`);
+  return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args, headless: true });
+}
+
+export async function openPage(browser, url, { permissions = ['microphone'] } = {}) {
+  const origin = new URL(url).origin;
+  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+  if (permissions.length) await context.grantPermissions(permissions, { origin });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('console', (msg) => { if (msg.type() === 'error') errors.push(`console: ${msg.text()}`); });
+  page.on('pageerror', (err) => errors.push(`exception: ${err.message}`));
+  await page.goto(url);
+  return {
+    page,
+    context,
+    errors,
+    assertNoErrors() { assert.deepEqual(errors, [], `the page reported errors:\n${errors.join('\n')}`); },
+  };
+}
+
+// A WebSocket client that queues incoming JSON messages for next().
+export async function wsConnect(url) {
+  const { WebSocket } = await import('ws');
+  const ws = new WebSocket(url);
+  const queue = [], waiters = [];
+  ws.on('message', (data) => {
+    const msg = JSON.parse(data.toString());
+    const w = waiters.shift();
+    if (w) w(msg); else queue.push(msg);
+  });
+  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+  return {
+    ws,
+    send(obj) { ws.send(typeof obj === 'string' ? obj : JSON.stringify(obj)); },
+    next(timeoutMs = 5000) {
+      if (queue.length) return Promise.resolve(queue.shift());
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error('no message within ' + timeoutMs + ' ms')), timeoutMs);
+        waiters.push((m) => { clearTimeout(t); resolve(m); });
+      });
+    },
+    // Skips messages until one of `type` arrives.
+    async expect(type, timeoutMs = 5000) {
+      const end = Date.now() + timeoutMs;
+      for (;;) {
+        const m = await this.next(Math.max(1, end - Date.now()));
+        if (m.type === type) return m;
+      }
+    },
+    close() { ws.close(); },
+  };
+}
