@@ -1,0 +1,81 @@
+/* echo agent: records an utterance, plays it back after the pause, ignores clicks. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "agent/echo.h"
+
+static void noise(int16_t *pcm, double amp, unsigned *seed) {
+  for (int i = 0; i < ECHO_FRAME; i++) pcm[i] = (int16_t)(amp * ((rand_r(seed) / (double)RAND_MAX) * 2 - 1));
+}
+
+static void tone(int16_t *pcm, double amp, int frame) {
+  for (int i = 0; i < ECHO_FRAME; i++) {
+    double t = (frame * ECHO_FRAME + i) / 48000.0;
+    pcm[i] = (int16_t)(amp * sin(2 * M_PI * 220 * t) * (0.6 + 0.4 * sin(2 * M_PI * 4 * t)));
+  }
+}
+
+/* Feeds silence-speech-silence; returns frames spoken back and checks the content. */
+static void utterance_is_played_back_after_pause(void **state) {
+  struct echo_agent *ea = echo_agent_new();
+  int16_t in[ECHO_FRAME], out[ECHO_FRAME];
+  unsigned seed = 1;
+  for (int f = 0; f < 50; f++) { noise(in, 30, &seed); echo_agent_hear(ea, in); assert_int_equal(echo_agent_speak(ea, out), 0); }
+  for (int f = 0; f < 50; f++) { tone(in, 8000, f); echo_agent_hear(ea, in); assert_int_equal(echo_agent_speak(ea, out), 0); }
+  int spoke_at = -1;
+  for (int f = 0; f < 40 && spoke_at < 0; f++) {
+    noise(in, 30, &seed);
+    echo_agent_hear(ea, in);
+    if (echo_agent_speaking(ea)) spoke_at = f;
+  }
+  assert_true(spoke_at >= 28 && spoke_at <= 31); /* 600 ms hangover */
+  int n = 0, loud = 0;
+  while (echo_agent_speak(ea, out)) {
+    double s = 0;
+    for (int i = 0; i < ECHO_FRAME; i++) s += (double)out[i] * out[i];
+    loud += sqrt(s / ECHO_FRAME) > 1000;
+    n++;
+  }
+  assert_true(loud >= 48 && loud <= 51);
+  assert_true(n >= 55 && n <= 70); /* speech, pre-roll and 200 ms of tail */
+  assert_false(echo_agent_speaking(ea));
+  echo_agent_free(ea);
+}
+
+static void clicks_are_not_speech(void **state) {
+  struct echo_agent *ea = echo_agent_new();
+  int16_t in[ECHO_FRAME], out[ECHO_FRAME];
+  unsigned seed = 2;
+  for (int f = 0; f < 200; f++) {
+    if (f % 50 == 25) tone(in, 20000, f);
+    else noise(in, 30, &seed);
+    echo_agent_hear(ea, in);
+    assert_int_equal(echo_agent_speak(ea, out), 0);
+  }
+  echo_agent_free(ea);
+}
+
+static void missing_frames_count_as_silence(void **state) {
+  struct echo_agent *ea = echo_agent_new();
+  int16_t in[ECHO_FRAME];
+  for (int f = 0; f < 20; f++) { tone(in, 8000, f); echo_agent_hear(ea, in); }
+  for (int f = 0; f < 31; f++) echo_agent_hear(ea, NULL);
+  assert_true(echo_agent_speaking(ea));
+  echo_agent_free(ea);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(utterance_is_played_back_after_pause),
+      cmocka_unit_test(clicks_are_not_speech),
+      cmocka_unit_test(missing_frames_count_as_silence),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
