@@ -15,13 +15,12 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/rand.h>
-#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/cert.h"
 #include "core/log.h"
 
 static int readable(const char *path) { return access(path, R_OK) == 0; }
@@ -39,42 +38,6 @@ static int mkdir_p(const char *dir) {
   return 0;
 }
 
-static int add_san(X509 *x, const char *host_names) {
-  char san[1024];
-  snprintf(san, sizeof san, "%s", host_names);
-  X509V3_CTX v3;
-  X509V3_set_ctx_nodb(&v3);
-  X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
-  X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, san);
-  if (!ext) return -EINVAL;
-  int ok = X509_add_ext(x, ext, -1);
-  X509_EXTENSION_free(ext);
-  return ok ? 0 : -EINVAL;
-}
-
-static X509 *make_cert(EVP_PKEY *pkey, const char *host_names) {
-  X509 *x = X509_new();
-  if (!x) return NULL;
-  unsigned char serial[16];
-  RAND_bytes(serial, sizeof serial);
-  serial[0] &= 0x7f;
-  BIGNUM *bn = BN_bin2bn(serial, sizeof serial, NULL);
-  int ok = bn && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) != NULL;
-  BN_free(bn);
-  ok = ok && X509_set_version(x, 2) && X509_gmtime_adj(X509_getm_notBefore(x), -86400) &&
-       X509_gmtime_adj(X509_getm_notAfter(x), 365L * 86400) && X509_set_pubkey(x, pkey);
-  X509_NAME *name = X509_get_subject_name(x);
-  ok = ok && X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                                        (const unsigned char *)"tingshuo self-signed", -1, -1, 0);
-  ok = ok && X509_set_issuer_name(x, name) && add_san(x, host_names) == 0 &&
-       X509_sign(x, pkey, EVP_sha256());
-  if (!ok) {
-    X509_free(x);
-    return NULL;
-  }
-  return x;
-}
-
 static int write_pem(const char *path, int mode, X509 *x, EVP_PKEY *pkey) {
   int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
   if (fd < 0) return -errno;
@@ -90,7 +53,7 @@ static int write_pem(const char *path, int mode, X509 *x, EVP_PKEY *pkey) {
 int tls_files_generate(const char *cert_path, const char *key_path, const char *host_names,
                        char *err, size_t errlen) {
   EVP_PKEY *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-  X509 *x = pkey ? make_cert(pkey, host_names) : NULL;
+  X509 *x = pkey ? cert_self_signed(pkey, "tingshuo self-signed", 365, host_names) : NULL;
   int rc = x ? 0 : -EIO;
   if (rc == 0) rc = write_pem(key_path, 0600, NULL, pkey);
   if (rc == 0) rc = write_pem(cert_path, 0644, x, NULL);
