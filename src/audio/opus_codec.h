@@ -1,0 +1,32 @@
+/* opus_codec: Opus at 48 kHz mono for WebRTC voice, both ways. Prefix opusc_ (opus_ is libopus's). */
+#ifndef TS_AUDIO_OPUS_CODEC_H
+#define TS_AUDIO_OPUS_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define OPUSC_RATE 48000
+#define OPUSC_FRAME 960        /* 20 ms */
+#define OPUSC_MAX_FRAME 5760   /* 120 ms, the longest Opus packet */
+
+struct opusc_dec;
+struct opusc_dec *opusc_dec_new(void);
+void opusc_dec_free(struct opusc_dec *d);
+/* Decodes a packet; returns samples written (<= cap) or a negative errno. */
+int opusc_decode(struct opusc_dec *d, const uint8_t *pkt, size_t len, int16_t *pcm, int cap);
+/* Conceals one lost frame of `n` samples. */
+int opusc_conceal(struct opusc_dec *d, int16_t *pcm, int n);
+/* Rebuilds the lost frame before `next` from the in-band FEC it carries. */
+int opusc_recover(struct opusc_dec *d, const uint8_t *next, size_t len, int16_t *pcm, int n);
+
+struct opusc_enc;
+struct opusc_enc *opusc_enc_new(int bitrate);
+void opusc_enc_free(struct opusc_enc *e);
+/* Encodes one 20 ms frame; returns bytes written or a negative errno. */
+int opusc_encode(struct opusc_enc *e, const int16_t *pcm, uint8_t *out, size_t cap);
+/* Adapts FEC and bitrate to the loss the receiver reports (RTCP fraction, 0..255). */
+void opusc_enc_adapt(struct opusc_enc *e, int fraction_lost);
+int opusc_enc_bitrate(const struct opusc_enc *e);
+int opusc_enc_loss_percent(const struct opusc_enc *e);
+
+#endif
