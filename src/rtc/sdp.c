@@ -1,0 +1,378 @@
+/*
+ * SDP.
+ *
+ * The parser reads line by line ("x=value", CRLF or LF) and keeps only what
+ * an audio call needs: per m-section its kind, port, protocol, formats,
+ * mid, direction, rtcp-mux/rsize, ICE credentials, fingerprint, setup role,
+ * rtpmap/fmtp of Opus and telephone-event, and candidates. Attributes may
+ * sit at session level and apply to every section (RFC 8839 5.4, RFC 8122
+ * 5); media-level ones win. Sizes are bounded before anything is copied.
+ *
+ * Validation is about what we can serve, and says so in words: a browser
+ * developer reading "no Opus codec in the audio section" knows what to fix.
+ *
+ * The answer follows JSEP: the same number and order of m-sections, the
+ * audio one accepted (ICE-lite, our host candidates, setup:passive, Opus
+ * with minptime=10;useinbandfec=1, our SSRC), every other one rejected with
+ * port 0 and left out of BUNDLE.
+ */
+#include "rtc/sdp.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_LINE 4096
+#define MAX_FMTS 32
+
+struct media {
+  char kind[16], proto[40], mid[64];
+  int port;
+  int fmts[MAX_FMTS], nfmts;
+  char fmt_text[256]; /* the format list as written, for rejected sections */
+  char ufrag[257], pwd[257], fp_alg[16], fp[200], setup[16], direction[16];
+  int rtcp_mux, rtcp_rsize;
+  int opus_pt, te_pt;
+  char opus_fmtp[512];
+  char cand_ip[SDP_MAX_CANDIDATES][64];
+  int cand_port[SDP_MAX_CANDIDATES], ncand;
+};
+
+struct sdp_session {
+  struct media session; /* session-level defaults */
+  struct media media[SDP_MAX_MEDIA];
+  int nmedia;
+  int audio; /* index of the audio section */
+};
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+  return -EBADMSG;
+}
+
+static void copy(char *dst, size_t cap, const char *src, size_t n) {
+  if (n >= cap) n = cap - 1;
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
+/* "a=name:value" -> value after "name:", or NULL. */
+static const char *attr(const char *line, const char *name) {
+  size_t n = strlen(name);
+  if (strncmp(line, "a=", 2) || strncmp(line + 2, name, n)) return NULL;
+  if (line[2 + n] == ':') return line + 3 + n;
+  if (line[2 + n] == '\0') return line + 2 + n;
+  return NULL;
+}
+
+/* "audio 9 UDP/TLS/RTP/SAVPF 111 63 9" (the port may carry "/count"). */
+static int parse_m(struct media *m, const char *v, char *err, size_t errlen) {
+  int port, used = 0;
+  if (sscanf(v, "%15s %d%n", m->kind, &port, &used) != 2 || port < 0 || port > 65535)
+    return fail(err, errlen, "malformed m= line \"%.60s\"", v);
+  const char *p = v + used;
+  if (*p == '/') p += 1 + strspn(p + 1, "0123456789");
+  used = 0;
+  if (sscanf(p, " %39s %n", m->proto, &used) != 1) return fail(err, errlen, "malformed m= line \"%.60s\"", v);
+  m->port = port;
+  p += used;
+  snprintf(m->fmt_text, sizeof m->fmt_text, "%s", p);
+  while (*p && m->nfmts < MAX_FMTS) {
+    m->fmts[m->nfmts++] = isdigit((unsigned char)*p) ? atoi(p) : -1;
+    p += strcspn(p, " ");
+    p += strspn(p, " ");
+  }
+  m->opus_pt = m->te_pt = -1;
+  return 0;
+}
+
+static void parse_rtpmap(struct media *m, const char *v) {
+  int pt;
+  char name[64];
+  if (sscanf(v, "%d %63[^/]/", &pt, name) != 2 || pt < 0 || pt > 127) return;
+  if (strcasecmp(name, "opus") == 0 && strstr(v, "/48000") && m->opus_pt < 0) m->opus_pt = pt;
+  if (strcasecmp(name, "telephone-event") == 0 && strstr(v, "/48000")) m->te_pt = pt;
+}
+
+static void parse_candidate(struct media *m, const char *v) {
+  char found[64], proto[16], ip[64], typ[16], kind[16];
+  unsigned comp;
+  unsigned long prio;
+  int port;
+  if (m->ncand >= SDP_MAX_CANDIDATES) return;
+  if (sscanf(v, "%63s %u %15s %lu %63s %d %15s %15s", found, &comp, proto, &prio, ip, &port, typ,
+             kind) != 8 || comp != 1 || strcasecmp(proto, "udp") || port <= 0 || port > 65535)
+    return;
+  snprintf(m->cand_ip[m->ncand], sizeof m->cand_ip[0], "%s", ip);
+  m->cand_port[m->ncand++] = port;
+}
+
+static void parse_fingerprint(struct media *m, const char *v) {
+  const char *sp = strchr(v, ' ');
+  if (!sp) return;
+  copy(m->fp_alg, sizeof m->fp_alg, v, (size_t)(sp - v));
+  snprintf(m->fp, sizeof m->fp, "%s", sp + 1);
+}
+
+static void parse_attribute(struct media *m, const char *line) {
+  const char *v;
+  if ((v = attr(line, "ice-ufrag"))) snprintf(m->ufrag, sizeof m->ufrag, "%s", v);
+  else if ((v = attr(line, "ice-pwd"))) snprintf(m->pwd, sizeof m->pwd, "%s", v);
+  else if ((v = attr(line, "fingerprint"))) parse_fingerprint(m, v);
+  else if ((v = attr(line, "setup"))) snprintf(m->setup, sizeof m->setup, "%s", v);
+  else if ((v = attr(line, "mid"))) snprintf(m->mid, sizeof m->mid, "%s", v);
+  else if ((v = attr(line, "rtcp-mux"))) m->rtcp_mux = 1;
+  else if ((v = attr(line, "rtcp-rsize"))) m->rtcp_rsize = 1;
+  else if ((v = attr(line, "rtpmap"))) parse_rtpmap(m, v);
+  else if ((v = attr(line, "candidate"))) parse_candidate(m, v);
+  else if (attr(line, "sendrecv") || attr(line, "sendonly") || attr(line, "recvonly") || attr(line, "inactive"))
+    snprintf(m->direction, sizeof m->direction, "%s", line + 2);
+}
+
+static int parse_line(struct sdp_session *s, const char *line, char *err, size_t errlen) {
+  if (strlen(line) < 2 || line[1] != '=' || !islower((unsigned char)line[0]))
+    return fail(err, errlen, "not an SDP line: \"%.40s\"", line);
+  if (line[0] == 'm') {
+    if (s->nmedia >= SDP_MAX_MEDIA) return fail(err, errlen, "more than %d m= sections", SDP_MAX_MEDIA);
+    return parse_m(&s->media[s->nmedia++], line + 2, err, errlen);
+  }
+  if (line[0] == 'a') {
+    struct media *m = s->nmedia ? &s->media[s->nmedia - 1] : &s->session;
+    parse_attribute(m, line);
+  }
+  return 0;
+}
+
+/* Session-level values fill what a section left out. */
+static void inherit(struct media *m, const struct media *sess) {
+  if (!m->ufrag[0]) snprintf(m->ufrag, sizeof m->ufrag, "%s", sess->ufrag);
+  if (!m->pwd[0]) snprintf(m->pwd, sizeof m->pwd, "%s", sess->pwd);
+  if (!m->fp[0]) {
+    snprintf(m->fp_alg, sizeof m->fp_alg, "%s", sess->fp_alg);
+    snprintf(m->fp, sizeof m->fp, "%s", sess->fp);
+  }
+  if (!m->setup[0]) snprintf(m->setup, sizeof m->setup, "%s", sess->setup);
+  if (!m->direction[0]) snprintf(m->direction, sizeof m->direction, "%s", sess->direction[0] ? sess->direction : "sendrecv");
+}
+
+static int validate(struct sdp_session *s, char *err, size_t errlen) {
+  s->audio = -1;
+  for (int i = 0; i < s->nmedia; i++) {
+    inherit(&s->media[i], &s->session);
+    if (s->audio < 0 && strcmp(s->media[i].kind, "audio") == 0 && s->media[i].port != 0) s->audio = i;
+  }
+  if (s->nmedia == 0) return fail(err, errlen, "no m= section");
+  if (s->audio < 0) return fail(err, errlen, "no audio section");
+  struct media *a = &s->media[s->audio];
+  if (!strstr(a->proto, "SAVPF") && !strstr(a->proto, "SAVP"))
+    return fail(err, errlen, "the audio section's protocol %s is not DTLS-SRTP (UDP/TLS/RTP/SAVPF)", a->proto);
+  if (a->opus_pt < 0) return fail(err, errlen, "no Opus codec in the audio section");
+  if (!a->ufrag[0] || !a->pwd[0]) return fail(err, errlen, "missing a=ice-ufrag or a=ice-pwd");
+  if (strlen(a->ufrag) < 4 || strlen(a->pwd) < 22)
+    return fail(err, errlen, "ICE credentials too short (RFC 8839 needs 4 and 22 characters)");
+  if (!a->fp[0]) return fail(err, errlen, "missing a=fingerprint");
+  if (strcasecmp(a->fp_alg, "sha-256") && strcasecmp(a->fp_alg, "sha-1") &&
+      strcasecmp(a->fp_alg, "sha-384") && strcasecmp(a->fp_alg, "sha-512"))
+    return fail(err, errlen, "unsupported fingerprint hash \"%s\"", a->fp_alg);
+  return 0;
+}
+
+/* fmtp may come before rtpmap, so Opus's is looked up once the payload type is known. */
+static void find_opus_fmtp(struct sdp_session *s, const char *text, size_t len) {
+  struct media *a = &s->media[s->audio];
+  char needle[32];
+  int nl = snprintf(needle, sizeof needle, "a=fmtp:%d ", a->opus_pt), section = -1;
+  for (const char *p = text, *end = text + len; p < end;) {
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    size_t n = eol ? (size_t)(eol - p) : (size_t)(end - p);
+    if (n && p[n - 1] == '\r') n--;
+    if (n >= 2 && p[0] == 'm' && p[1] == '=') section++;
+    if (section == s->audio && n > (size_t)nl && strncmp(p, needle, (size_t)nl) == 0)
+      copy(a->opus_fmtp, sizeof a->opus_fmtp, p + nl, n - (size_t)nl);
+    if (!eol) break;
+    p = eol + 1;
+  }
+}
+
+int sdp_parse(const char *text, size_t len, struct sdp_session **out, char *err, size_t errlen) {
+  if (len > SDP_MAX_SIZE) return fail(err, errlen, "SDP larger than %d bytes", SDP_MAX_SIZE);
+  if (len < 3 || strncmp(text, "v=0", 3) != 0) return fail(err, errlen, "SDP must start with v=0");
+  struct sdp_session *s = calloc(1, sizeof *s);
+  if (!s) return -ENOMEM;
+  char line[MAX_LINE];
+  int rc = 0;
+  for (size_t pos = 0; rc == 0 && pos < len;) {
+    size_t n = 0;
+    while (pos + n < len && text[pos + n] != '\n') n++;
+    size_t l = n && text[pos + n - 1] == '\r' ? n - 1 : n;
+    if (l >= MAX_LINE) rc = fail(err, errlen, "line longer than %d bytes", MAX_LINE);
+    else if (memchr(text + pos, '\0', l)) rc = fail(err, errlen, "NUL byte in SDP");
+    else if (l) {
+      memcpy(line, text + pos, l);
+      line[l] = '\0';
+      rc = parse_line(s, line, err, errlen);
+    }
+    pos += n + 1;
+  }
+  if (rc == 0) rc = validate(s, err, errlen);
+  if (rc) {
+    free(s);
+    return rc;
+  }
+  find_opus_fmtp(s, text, len);
+  *out = s;
+  return 0;
+}
+
+void sdp_session_free(struct sdp_session *s) { free(s); }
+
+static const struct media *audio(const struct sdp_session *s) { return &s->media[s->audio]; }
+const char *sdp_ice_ufrag(const struct sdp_session *s) { return audio(s)->ufrag; }
+const char *sdp_ice_pwd(const struct sdp_session *s) { return audio(s)->pwd; }
+const char *sdp_fingerprint_alg(const struct sdp_session *s) { return audio(s)->fp_alg; }
+const char *sdp_fingerprint(const struct sdp_session *s) { return audio(s)->fp; }
+const char *sdp_setup(const struct sdp_session *s) { return audio(s)->setup; }
+const char *sdp_audio_mid(const struct sdp_session *s) { return audio(s)->mid; }
+int sdp_opus_pt(const struct sdp_session *s) { return audio(s)->opus_pt; }
+int sdp_telephone_event_pt(const struct sdp_session *s) { return audio(s)->te_pt; }
+int sdp_media_count(const struct sdp_session *s) { return s->nmedia; }
+int sdp_candidate_count(const struct sdp_session *s) { return audio(s)->ncand; }
+
+int sdp_candidate(const struct sdp_session *s, int i, char *ip, size_t ipcap, int *port) {
+  if (i < 0 || i >= audio(s)->ncand) return -EINVAL;
+  snprintf(ip, ipcap, "%s", audio(s)->cand_ip[i]);
+  *port = audio(s)->cand_port[i];
+  return 0;
+}
+
+int sdp_opus_param(const struct sdp_session *s, const char *name, char *value, size_t cap) {
+  const char *p = audio(s)->opus_fmtp;
+  size_t n = strlen(name);
+  while (*p) {
+    p += strspn(p, " ;");
+    if (strncasecmp(p, name, n) == 0 && p[n] == '=') {
+      copy(value, cap, p + n + 1, strcspn(p + n + 1, ";"));
+      return 0;
+    }
+    p += strcspn(p, ";");
+  }
+  return -ENOENT;
+}
+
+/* --- writing ------------------------------------------------------------------- */
+
+struct buf {
+  char *p;
+  size_t len, cap;
+  int err;
+};
+
+static void put(struct buf *b, const char *fmt, ...) {
+  va_list ap;
+  for (;;) {
+    va_start(ap, fmt);
+    int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+      b->err = -EINVAL;
+      return;
+    }
+    if ((size_t)n < b->cap - b->len) {
+      b->len += (size_t)n;
+      return;
+    }
+    char *grown = realloc(b->p, b->cap * 2 + (size_t)n);
+    if (!grown) {
+      b->err = -ENOMEM;
+      return;
+    }
+    b->p = grown;
+    b->cap = b->cap * 2 + (size_t)n;
+  }
+}
+
+static const char *answer_direction(const char *offered) {
+  if (strcmp(offered, "sendonly") == 0) return "recvonly";
+  if (strcmp(offered, "recvonly") == 0) return "sendonly";
+  if (strcmp(offered, "inactive") == 0) return "inactive";
+  return "sendrecv";
+}
+
+static void session_header(struct buf *b, const struct sdp_answer_params *ap) {
+  uint64_t id;
+  RAND_bytes((unsigned char *)&id, sizeof id);
+  put(b, "v=0\r\no=- %llu 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n",
+      (unsigned long long)(id >> 2)); /* < 2^62, as JSEP asks */
+  if (ap->ice_lite) put(b, "a=ice-lite\r\n");
+}
+
+/* ICE, DTLS, RTP lines for the audio section, shared by answers and offers. */
+static void audio_lines(struct buf *b, const struct sdp_answer_params *ap, const char *mid,
+                        const char *direction, int pt, int te_pt, int rsize) {
+  put(b, "c=IN %s %s\r\n", ap->ncandidates && strchr(ap->candidates[0], ':') ? "IP6" : "IP4",
+      ap->ncandidates ? ap->candidates[0] : "0.0.0.0");
+  put(b, "a=mid:%s\r\na=ice-ufrag:%s\r\na=ice-pwd:%s\r\n", mid, ap->ice_ufrag, ap->ice_pwd);
+  put(b, "a=fingerprint:sha-256 %s\r\na=setup:%s\r\na=%s\r\na=rtcp-mux\r\n", ap->fingerprint,
+      ap->setup ? ap->setup : "passive", direction);
+  if (rsize) put(b, "a=rtcp-rsize\r\n");
+  put(b, "a=rtpmap:%d opus/48000/2\r\na=fmtp:%d minptime=10;useinbandfec=1\r\n", pt, pt);
+  if (te_pt >= 0) put(b, "a=rtpmap:%d telephone-event/48000\r\n", te_pt);
+  put(b, "a=ssrc:%u cname:%s\r\na=msid:tingshuo audio\r\n", ap->ssrc, ap->cname);
+  for (size_t i = 0; i < ap->ncandidates; i++) {
+    /* host type preference 126, local preference falling with order, component 1 */
+    unsigned long prio = (126ul << 24) | ((65535ul - i) << 8) | 255ul;
+    put(b, "a=candidate:%zu 1 udp %lu %s %d typ host\r\n", i + 1, prio, ap->candidates[i], ap->port);
+  }
+  if (ap->ncandidates) put(b, "a=end-of-candidates\r\n");
+}
+
+static int finish(struct buf *b, char **out) {
+  if (b->err) {
+    free(b->p);
+    return b->err;
+  }
+  *out = b->p;
+  return 0;
+}
+
+int sdp_build_answer(const struct sdp_session *offer, const struct sdp_answer_params *ap, char **out) {
+  struct buf b = {.p = malloc(4096), .cap = 4096};
+  if (!b.p) return -ENOMEM;
+  const struct media *a = audio(offer);
+  session_header(&b, ap);
+  put(&b, "a=group:BUNDLE %s\r\na=msid-semantic: WMS tingshuo\r\n", a->mid);
+  for (int i = 0; i < offer->nmedia; i++) {
+    const struct media *m = &offer->media[i];
+    if (i != offer->audio) { /* rejected: same kind and formats, port 0 */
+      put(&b, "m=%s 0 %s %s\r\nc=IN IP4 0.0.0.0\r\n", m->kind, m->proto, m->fmt_text);
+      if (m->mid[0]) put(&b, "a=mid:%s\r\n", m->mid);
+      put(&b, "a=inactive\r\n");
+      continue;
+    }
+    put(&b, "m=audio %d %s %d", ap->port ? ap->port : 9, m->proto, m->opus_pt);
+    if (m->te_pt >= 0) put(&b, " %d", m->te_pt);
+    put(&b, "\r\n");
+    audio_lines(&b, ap, m->mid, answer_direction(m->direction), m->opus_pt, m->te_pt, m->rtcp_rsize);
+  }
+  return finish(&b, out);
+}
+
+int sdp_build_offer(const struct sdp_answer_params *p, char **out) {
+  struct buf b = {.p = malloc(4096), .cap = 4096};
+  if (!b.p) return -ENOMEM;
+  session_header(&b, p);
+  put(&b, "a=group:BUNDLE 0\r\na=msid-semantic: WMS tingshuo\r\n");
+  put(&b, "m=audio %d UDP/TLS/RTP/SAVPF 111\r\n", p->port ? p->port : 9);
+  struct sdp_answer_params q = *p;
+  q.setup = p->setup ? p->setup : "actpass";
+  audio_lines(&b, &q, "0", "sendrecv", 111, -1, 1);
+  return finish(&b, out);
+}
