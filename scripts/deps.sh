@@ -11,7 +11,7 @@ RUN_PKGS=(
   libcurl4-openssl-dev libjansson-dev openssl
 )
 TEST_PKGS=(
-  libcmocka-dev chromium sox curl
+  libcmocka-dev chromium sox curl flite
 )
 
 mode=${1:-run}

@@ -46,6 +46,7 @@ static void on_grace_expired(uv_timer_t *t) {
 static void begin_shutdown(struct serve *s) {
   s->stopping = 1;
   log_info("serve", "shutting down");
+  if (s->sig) signaling_shutdown(s->sig);
   if (s->http) http_server_stop(s->http);
   uv_timer_start(&s->grace, on_grace_expired, SHUTDOWN_GRACE_MS, 0);
   uv_unref((uv_handle_t *)&s->grace);
@@ -83,7 +84,8 @@ static void announce(struct serve *s) {
 static int start(struct serve *s, const struct config *cfg) {
   char err[512];
   int rc = ensure_dir(cfg->data_dir);
-  if (rc == 0) rc = signaling_new(&s->sig, &s->loop, cfg);
+  if (rc == 0 && (rc = signaling_new(&s->sig, &s->loop, cfg, err, sizeof err)))
+    log_error("serve", "%s", err);
   if (rc) return rc;
   struct http_handlers h = signaling_handlers(s->sig);
   rc = http_server_start(&s->http, &s->loop, cfg, &h, err, sizeof err);
@@ -119,8 +121,9 @@ int serve_run(const struct config *cfg) {
   if (rc == 0) {
     announce(&s);
     uv_run(&s.loop, UV_RUN_DEFAULT);
-  } else if (s.http) {
-    http_server_stop(s.http);
+  } else {
+    if (s.sig) signaling_shutdown(s.sig);
+    if (s.http) http_server_stop(s.http);
   }
   finish(&s);
   log_info("serve", "stopped");

@@ -17,33 +17,38 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/calls.h"
 #include "core/log.h"
 
 struct signaling {
   uv_loop_t *loop;
   const struct config *cfg;
+  struct calls *calls;
   uint64_t started_ms;
   unsigned connections;
 };
 
-static void send_json(struct ws_conn *conn, json_t *msg) {
-  char *text = json_dumps(msg, JSON_COMPACT);
-  if (text) {
-    ws_conn_send(conn, text, strlen(text));
-    free(text);
-  }
-  json_decref(msg);
-}
-
-static void send_error(struct ws_conn *conn, const char *code, const char *message) {
-  send_json(conn, json_pack("{s:s,s:s,s:s}", "type", "error", "code", code, "message", message));
-}
 
 static void on_ping(struct signaling *sig, struct ws_conn *conn, json_t *msg) {
   json_t *reply = json_pack("{s:s}", "type", "pong");
   json_t *id = json_object_get(msg, "id");
   if (id) json_object_set(reply, "id", id);
-  send_json(conn, reply);
+  calls_send(conn, reply);
+}
+
+static void on_offer(struct signaling *sig, struct ws_conn *conn, json_t *msg) {
+  calls_offer(sig->calls, conn, msg);
+}
+
+/* ICE-lite: the browser's address is learnt from its checks, so candidates are not needed. */
+static void on_candidate(struct signaling *sig, struct ws_conn *conn, json_t *msg) {}
+
+static void on_hangup(struct signaling *sig, struct ws_conn *conn, json_t *msg) {
+  calls_hangup(sig->calls, conn);
+}
+
+static void on_resume(struct signaling *sig, struct ws_conn *conn, json_t *msg) {
+  calls_resume(sig->calls, conn, msg);
 }
 
 struct handler {
@@ -52,7 +57,8 @@ struct handler {
 };
 
 static const struct handler handlers[] = {
-    {"ping", on_ping},
+    {"ping", on_ping},     {"offer", on_offer},   {"ice-candidate", on_candidate},
+    {"hangup", on_hangup}, {"resume", on_resume},
 };
 
 static void ws_message(void *user, struct ws_conn *conn, const char *text, size_t len) {
@@ -63,12 +69,12 @@ static void ws_message(void *user, struct ws_conn *conn, const char *text, size_
     char why[256];
     snprintf(why, sizeof why, "not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
              jerr.column);
-    send_error(conn, "bad_json", why);
+    calls_send_error(conn, "bad_json", why);
     return;
   }
   const char *type = json_string_value(json_object_get(msg, "type"));
   if (!json_is_object(msg) || !type) {
-    send_error(conn, "bad_message", "a message is a JSON object with a string \"type\"");
+    calls_send_error(conn, "bad_message", "a message is a JSON object with a string \"type\"");
     json_decref(msg);
     return;
   }
@@ -81,7 +87,7 @@ static void ws_message(void *user, struct ws_conn *conn, const char *text, size_
   }
   char why[200];
   snprintf(why, sizeof why, "unknown message type \"%.64s\"", type);
-  send_error(conn, "unknown_type", why);
+  calls_send_error(conn, "unknown_type", why);
   json_decref(msg);
 }
 
@@ -89,13 +95,14 @@ static void ws_open(void *user, struct ws_conn *conn) {
   struct signaling *sig = user;
   sig->connections++;
   log_debug("ws", "%s connected", ws_conn_peer(conn));
-  send_json(conn, json_pack("{s:s,s:s,s:s}", "type", "hello", "server", "tingshuo", "version",
+  calls_send(conn, json_pack("{s:s,s:s,s:s}", "type", "hello", "server", "tingshuo", "version",
                             TINGSHUO_VERSION));
 }
 
 static void ws_close(void *user, struct ws_conn *conn) {
   struct signaling *sig = user;
   sig->connections--;
+  calls_detach(sig->calls, conn);
   log_debug("ws", "%s disconnected", ws_conn_peer(conn));
 }
 
@@ -103,25 +110,38 @@ static int http_get(void *user, const char *path, char *body, size_t cap) {
   struct signaling *sig = user;
   if (strcmp(path, "/healthz") == 0) {
     snprintf(body, cap,
-             "{\"status\":\"ok\",\"version\":\"%s\",\"uptime_s\":%llu,\"connections\":%u}",
+             "{\"status\":\"ok\",\"version\":\"%s\",\"uptime_s\":%llu,\"connections\":%u,"
+             "\"calls\":%d}",
              TINGSHUO_VERSION, (unsigned long long)((uv_now(sig->loop) - sig->started_ms) / 1000),
-             sig->connections);
+             sig->connections, calls_count(sig->calls));
     return 200;
   }
   return 404;
 }
 
-int signaling_new(struct signaling **out, uv_loop_t *loop, const struct config *cfg) {
+int signaling_new(struct signaling **out, uv_loop_t *loop, const struct config *cfg, char *err,
+                  size_t errlen) {
   struct signaling *sig = calloc(1, sizeof *sig);
   if (!sig) return -ENOMEM;
   sig->loop = loop;
   sig->cfg = cfg;
   sig->started_ms = uv_now(loop);
+  int rc = calls_new(&sig->calls, loop, cfg, err, errlen);
+  if (rc) {
+    free(sig);
+    return rc;
+  }
   *out = sig;
   return 0;
 }
 
-void signaling_free(struct signaling *sig) { free(sig); }
+void signaling_shutdown(struct signaling *sig) { calls_shutdown(sig->calls); }
+
+void signaling_free(struct signaling *sig) {
+  if (!sig) return;
+  calls_free(sig->calls);
+  free(sig);
+}
 
 struct http_handlers signaling_handlers(struct signaling *sig) {
   return (struct http_handlers){.user = sig, .get = http_get, .ws_open = ws_open,

@@ -14,7 +14,11 @@
 
 struct signaling;
 
-int signaling_new(struct signaling **out, uv_loop_t *loop, const struct config *cfg);
+/* Also starts the media workers; `err` says what failed. */
+int signaling_new(struct signaling **out, uv_loop_t *loop, const struct config *cfg, char *err,
+                  size_t errlen);
+/* Ends every call, telling each page, and stops the media workers. */
+void signaling_shutdown(struct signaling *sig);
 void signaling_free(struct signaling *sig);
 
 /* The http_handlers that connect the HTTP server to this module. */

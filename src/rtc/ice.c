@@ -127,5 +127,6 @@ const struct sockaddr *ice_selected(const struct ice_agent *a) {
 }
 
 int ice_expired(const struct ice_agent *a, uint64_t now_ms) {
-  return now_ms - a->last_consent_ms >= (uint64_t)a->timeout_ms;
+  /* `now` may trail a time taken on another thread's clock: that is not expiry. */
+  return now_ms > a->last_consent_ms && now_ms - a->last_consent_ms >= (uint64_t)a->timeout_ms;
 }

@@ -64,6 +64,8 @@ static void copy(char *dst, size_t cap, const char *src, size_t n) {
   dst[n] = '\0';
 }
 
+static void copy_str(char *dst, size_t cap, const char *src) { copy(dst, cap, src, strlen(src)); }
+
 /* "a=name:value" -> value after "name:", or NULL. */
 static const char *attr(const char *line, const char *name) {
   size_t n = strlen(name);
@@ -84,7 +86,7 @@ static int parse_m(struct media *m, const char *v, char *err, size_t errlen) {
   if (sscanf(p, " %39s %n", m->proto, &used) != 1) return fail(err, errlen, "malformed m= line \"%.60s\"", v);
   m->port = port;
   p += used;
-  snprintf(m->fmt_text, sizeof m->fmt_text, "%s", p);
+  copy_str(m->fmt_text, sizeof m->fmt_text, p);
   while (*p && m->nfmts < MAX_FMTS) {
     m->fmts[m->nfmts++] = isdigit((unsigned char)*p) ? atoi(p) : -1;
     p += strcspn(p, " ");
@@ -119,22 +121,22 @@ static void parse_fingerprint(struct media *m, const char *v) {
   const char *sp = strchr(v, ' ');
   if (!sp) return;
   copy(m->fp_alg, sizeof m->fp_alg, v, (size_t)(sp - v));
-  snprintf(m->fp, sizeof m->fp, "%s", sp + 1);
+  copy_str(m->fp, sizeof m->fp, sp + 1);
 }
 
 static void parse_attribute(struct media *m, const char *line) {
   const char *v;
-  if ((v = attr(line, "ice-ufrag"))) snprintf(m->ufrag, sizeof m->ufrag, "%s", v);
-  else if ((v = attr(line, "ice-pwd"))) snprintf(m->pwd, sizeof m->pwd, "%s", v);
+  if ((v = attr(line, "ice-ufrag"))) copy_str(m->ufrag, sizeof m->ufrag, v);
+  else if ((v = attr(line, "ice-pwd"))) copy_str(m->pwd, sizeof m->pwd, v);
   else if ((v = attr(line, "fingerprint"))) parse_fingerprint(m, v);
-  else if ((v = attr(line, "setup"))) snprintf(m->setup, sizeof m->setup, "%s", v);
-  else if ((v = attr(line, "mid"))) snprintf(m->mid, sizeof m->mid, "%s", v);
+  else if ((v = attr(line, "setup"))) copy_str(m->setup, sizeof m->setup, v);
+  else if ((v = attr(line, "mid"))) copy_str(m->mid, sizeof m->mid, v);
   else if ((v = attr(line, "rtcp-mux"))) m->rtcp_mux = 1;
   else if ((v = attr(line, "rtcp-rsize"))) m->rtcp_rsize = 1;
   else if ((v = attr(line, "rtpmap"))) parse_rtpmap(m, v);
   else if ((v = attr(line, "candidate"))) parse_candidate(m, v);
   else if (attr(line, "sendrecv") || attr(line, "sendonly") || attr(line, "recvonly") || attr(line, "inactive"))
-    snprintf(m->direction, sizeof m->direction, "%s", line + 2);
+    copy_str(m->direction, sizeof m->direction, line + 2);
 }
 
 static int parse_line(struct sdp_session *s, const char *line, char *err, size_t errlen) {
@@ -153,14 +155,14 @@ static int parse_line(struct sdp_session *s, const char *line, char *err, size_t
 
 /* Session-level values fill what a section left out. */
 static void inherit(struct media *m, const struct media *sess) {
-  if (!m->ufrag[0]) snprintf(m->ufrag, sizeof m->ufrag, "%s", sess->ufrag);
-  if (!m->pwd[0]) snprintf(m->pwd, sizeof m->pwd, "%s", sess->pwd);
+  if (!m->ufrag[0]) copy_str(m->ufrag, sizeof m->ufrag, sess->ufrag);
+  if (!m->pwd[0]) copy_str(m->pwd, sizeof m->pwd, sess->pwd);
   if (!m->fp[0]) {
-    snprintf(m->fp_alg, sizeof m->fp_alg, "%s", sess->fp_alg);
-    snprintf(m->fp, sizeof m->fp, "%s", sess->fp);
+    copy_str(m->fp_alg, sizeof m->fp_alg, sess->fp_alg);
+    copy_str(m->fp, sizeof m->fp, sess->fp);
   }
-  if (!m->setup[0]) snprintf(m->setup, sizeof m->setup, "%s", sess->setup);
-  if (!m->direction[0]) snprintf(m->direction, sizeof m->direction, "%s", sess->direction[0] ? sess->direction : "sendrecv");
+  if (!m->setup[0]) copy_str(m->setup, sizeof m->setup, sess->setup);
+  if (!m->direction[0]) copy_str(m->direction, sizeof m->direction, sess->direction[0] ? sess->direction : "sendrecv");
 }
 
 static int validate(struct sdp_session *s, char *err, size_t errlen) {

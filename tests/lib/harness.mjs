@@ -9,8 +9,8 @@
 // with the flags that keep it off the network, a fake microphone that plays
 // a WAV file, and permission to use it. openPage() records every console
 // error and uncaught exception so a test can fail on them.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
@@ -147,4 +147,92 @@ export async function wsConnect(url) {
     },
     close() { ws.close(); },
   };
+}
+
+// Speech for the fake microphone: flite says `text`, sox makes it 48 kHz
+// mono 16-bit (what Chromium's fake device plays) with silence around it.
+export function speechWav(dir, name, text, { before = 0.5, after = 2.5 } = {}) {
+  const raw = join(dir, `${name}.raw.wav`), wav = join(dir, `${name}.wav`);
+  execFileSync('flite', ['-voice', 'slt', '-t', text, '-o', raw]);
+  execFileSync('sox', [raw, '-r', '48000', '-c', '1', '-b', '16', wav, 'pad', String(before), String(after)]);
+  return wav;
+}
+
+// Reads a 16-bit PCM WAV into {rate, samples: Float32Array}.
+export function readWav(path) {
+  const b = readFileSync(path);
+  let off = 12, rate = 0, bits = 16, channels = 1;
+  while (off + 8 <= b.length) {
+    const id = b.toString('ascii', off, off + 4), size = b.readUInt32LE(off + 4);
+    if (id === 'fmt ') { channels = b.readUInt16LE(off + 10); rate = b.readUInt32LE(off + 12); bits = b.readUInt16LE(off + 22); }
+    if (id === 'data') {
+      if (bits !== 16) throw new Error('16-bit WAV expected');
+      const n = Math.floor(size / 2 / channels), samples = new Float32Array(n);
+      for (let i = 0; i < n; i++) samples[i] = b.readInt16LE(off + 8 + i * 2 * channels) / 32768;
+      return { rate, samples };
+    }
+    off += 8 + size + (size & 1);
+  }
+  throw new Error(`${path}: no data chunk`);
+}
+
+// Energy envelope: dB per `frameMs` frame.
+export function envelope(samples, rate, frameMs = 20) {
+  const n = Math.round(rate * frameMs / 1000), out = [];
+  for (let i = 0; i + n <= samples.length; i += n) {
+    let s = 0;
+    for (let k = i; k < i + n; k++) s += samples[k] * samples[k];
+    out.push(10 * Math.log10(s / n + 1e-10));
+  }
+  return out;
+}
+
+// Best normalized correlation of `b` against `a` over every lag.
+export function bestCorrelation(a, b) {
+  let best = -1, bestLag = 0;
+  for (let lag = -b.length + 10; lag < a.length - 10; lag++) {
+    let sab = 0, saa = 0, sbb = 0, ma = 0, mb = 0, n = 0;
+    for (let i = 0; i < b.length; i++) { const j = i + lag; if (j < 0 || j >= a.length) continue; ma += a[j]; mb += b[i]; n++; }
+    if (n < b.length / 2) continue;
+    ma /= n; mb /= n;
+    for (let i = 0; i < b.length; i++) {
+      const j = i + lag;
+      if (j < 0 || j >= a.length) continue;
+      sab += (a[j] - ma) * (b[i] - mb); saa += (a[j] - ma) ** 2; sbb += (b[i] - mb) ** 2;
+    }
+    const c = sab / Math.sqrt(saa * sbb + 1e-12);
+    if (c > best) { best = c; bestLag = lag; }
+  }
+  return { corr: best, lag: bestLag };
+}
+
+// In the page: records what the remote audio element plays, as Float32 samples.
+export async function startRemoteRecorder(page) {
+  await page.evaluate(() => {
+    const el = document.getElementById('remote');
+    const rec = { chunks: [], rate: 0 };
+    window.__remoteRecorder = rec;
+    const attach = () => {
+      const stream = el.srcObject;
+      if (!stream) return setTimeout(attach, 50);
+      const ctx = new AudioContext();
+      rec.rate = ctx.sampleRate;
+      const src = ctx.createMediaStreamSource(stream);
+      const proc = ctx.createScriptProcessor(4096, 1, 1);
+      proc.onaudioprocess = (e) => rec.chunks.push(Array.from(e.inputBuffer.getChannelData(0)));
+      src.connect(proc);
+      proc.connect(ctx.destination);
+      rec.ctx = ctx;
+    };
+    attach();
+  });
+}
+
+export async function stopRemoteRecorder(page) {
+  const { rate, samples } = await page.evaluate(() => {
+    const rec = window.__remoteRecorder;
+    if (rec.ctx) rec.ctx.close();
+    return { rate: rec.rate, samples: rec.chunks.flat() };
+  });
+  return { rate, samples: Float32Array.from(samples) };
 }

@@ -197,6 +197,7 @@ static void ice_answers_and_selects(void **state) {
   assert_int_equal(stun_parse(out, olen, &m), 0);
   assert_int_equal(m.xor_mapped.ss_family, AF_INET6);
 
+  assert_false(ice_expired(a, 1250)); /* a clock reading from before the last check */
   assert_false(ice_expired(a, 1300 + 29999));
   assert_true(ice_expired(a, 1300 + 30000));
   ice_agent_free(a);

@@ -1,0 +1,380 @@
+/*
+ * Calls on the control loop.
+ *
+ * The media worker that runs a call is the authority on whether it exists:
+ * an entry here is created with the call and freed only when the worker
+ * reports MEDIA_EV_ENDED, whoever asked for the end. Between those two
+ * moments an entry may lose its WebSocket (the page reloads, the network
+ * drops): it is then detached and a timer gives the page resume_timeout_ms
+ * to come back with `resume`.
+ *
+ * Offers are parsed and answered here, on the control loop, since an answer
+ * needs only the worker's port, the shared DTLS fingerprint and the new
+ * call's ICE credentials. An ICE restart is the exception: the worker owns
+ * the ICE agent, so the answer goes out when the worker confirms with
+ * MEDIA_EV_RESTARTED.
+ */
+#include "app/calls.h"
+
+#include <errno.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/mailbox.h"
+#include "media/worker.h"
+#include "rtc/sdp.h"
+
+#define MAX_CANDIDATES 8
+
+struct call_entry {
+  struct call_entry *next;
+  struct calls *calls;
+  char id[40];
+  int worker;
+  struct ws_conn *conn;
+  uv_timer_t resume_timer;
+  int ending;               /* an end was requested; waiting for the worker */
+  struct sdp_session *offer; /* the offer being answered (kept for ICE restarts) */
+  uint32_t ssrc;
+};
+
+struct calls {
+  uv_loop_t *loop;
+  const struct config *cfg;
+  struct mailbox *events;
+  struct media_pool *pool;
+  struct call_entry *list;
+  int count;
+  char candidates[MAX_CANDIDATES][64];
+  int ncandidates;
+};
+
+void calls_send(struct ws_conn *conn, json_t *msg) {
+  char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+  if (text && conn) ws_conn_send(conn, text, strlen(text));
+  free(text);
+  json_decref(msg);
+}
+
+void calls_send_error(struct ws_conn *conn, const char *code, const char *message) {
+  calls_send(conn, json_pack("{s:s,s:s,s:s}", "type", "error", "code", code, "message", message));
+}
+
+static void random_id(char *out, size_t cap) {
+  unsigned char b[8];
+  RAND_bytes(b, sizeof b);
+  for (size_t i = 0; i < sizeof b && 2 * i + 2 < cap; i++) snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+static struct call_entry *find(struct calls *calls, const char *id) {
+  for (struct call_entry *e = calls->list; e; e = e->next)
+    if (strcmp(e->id, id) == 0) return e;
+  return NULL;
+}
+
+/* --- entries ----------------------------------------------------------------- */
+
+static void on_entry_closed(uv_handle_t *h) {
+  struct call_entry *e = h->data;
+  sdp_session_free(e->offer);
+  free(e);
+}
+
+static void unlink_entry(struct calls *calls, struct call_entry *e) {
+  for (struct call_entry **pp = &calls->list; *pp; pp = &(*pp)->next) {
+    if (*pp == e) {
+      *pp = e->next;
+      calls->count--;
+      break;
+    }
+  }
+  if (e->conn) ws_conn_set_data(e->conn, NULL);
+  uv_close((uv_handle_t *)&e->resume_timer, on_entry_closed);
+}
+
+static void request_end(struct call_entry *e, const char *reason) {
+  if (e->ending) return;
+  e->ending = 1;
+  uv_timer_stop(&e->resume_timer);
+  media_pool_end_call(e->calls->pool, e->worker, e->id, reason);
+}
+
+static void on_resume_timeout(uv_timer_t *t) {
+  struct call_entry *e = t->data;
+  log_info("calls", "call %s: no resume within %d ms", e->id, e->calls->cfg->resume_timeout_ms);
+  request_end(e, "resume timeout");
+}
+
+/* --- SDP -------------------------------------------------------------------------- */
+
+static char *answer_for(struct calls *calls, struct call_entry *e, const char *ufrag,
+                        const char *pwd) {
+  struct sdp_answer_params ap = {0};
+  ap.ice_ufrag = ufrag;
+  ap.ice_pwd = pwd;
+  ap.fingerprint = media_pool_fingerprint(calls->pool);
+  ap.ssrc = e->ssrc;
+  ap.cname = e->id;
+  ap.port = media_pool_port(calls->pool, e->worker);
+  for (int i = 0; i < calls->ncandidates; i++) ap.candidates[i] = calls->candidates[i];
+  ap.ncandidates = (size_t)calls->ncandidates;
+  char *sdp = NULL;
+  if (sdp_build_answer(e->offer, &ap, &sdp) != 0) return NULL;
+  return sdp;
+}
+
+static void send_answer(struct call_entry *e, const char *ufrag, const char *pwd) {
+  char *sdp = answer_for(e->calls, e, ufrag, pwd);
+  if (!sdp) {
+    calls_send_error(e->conn, "internal", "could not build the answer");
+    request_end(e, "internal error");
+    return;
+  }
+  calls_send(e->conn, json_pack("{s:s,s:s,s:s}", "type", "answer", "sdp", sdp, "call_id", e->id));
+  free(sdp);
+}
+
+/* Parses the offer in `msg`; on failure answers with an error and returns NULL. */
+static struct sdp_session *parse_offer(struct ws_conn *conn, json_t *msg) {
+  const char *text = json_string_value(json_object_get(msg, "sdp"));
+  if (!text) {
+    calls_send_error(conn, "bad_message", "an offer needs a string field \"sdp\"");
+    return NULL;
+  }
+  char err[256];
+  struct sdp_session *s = NULL;
+  if (sdp_parse(text, strlen(text), &s, err, sizeof err) != 0) {
+    calls_send_error(conn, "bad_sdp", err);
+    return NULL;
+  }
+  return s;
+}
+
+/* --- signaling ------------------------------------------------------------------------ */
+
+static void new_call(struct calls *calls, struct ws_conn *conn, struct sdp_session *offer) {
+  struct call_entry *e = calloc(1, sizeof *e);
+  if (!e) {
+    sdp_session_free(offer);
+    calls_send_error(conn, "internal", "out of memory");
+    return;
+  }
+  e->calls = calls;
+  e->offer = offer;
+  e->conn = conn;
+  random_id(e->id, sizeof e->id);
+  RAND_bytes((unsigned char *)&e->ssrc, sizeof e->ssrc);
+  e->worker = media_pool_pick(calls->pool);
+  uv_timer_init(calls->loop, &e->resume_timer);
+  e->resume_timer.data = e;
+
+  struct media_call_params p = {0};
+  snprintf(p.call_id, sizeof p.call_id, "%s", e->id);
+  snprintf(p.remote_ufrag, sizeof p.remote_ufrag, "%s", sdp_ice_ufrag(offer));
+  snprintf(p.remote_pwd, sizeof p.remote_pwd, "%s", sdp_ice_pwd(offer));
+  snprintf(p.remote_fp_alg, sizeof p.remote_fp_alg, "%s", sdp_fingerprint_alg(offer));
+  snprintf(p.remote_fp, sizeof p.remote_fp, "%s", sdp_fingerprint(offer));
+  p.opus_pt = sdp_opus_pt(offer);
+  p.ssrc = e->ssrc;
+  p.ice_timeout_ms = calls->cfg->ice_timeout_ms;
+  char ufrag[64], pwd[64];
+  if (media_pool_add_call(calls->pool, e->worker, &p, ufrag, sizeof ufrag, pwd, sizeof pwd)) {
+    calls_send_error(conn, "internal", "could not create the call");
+    uv_close((uv_handle_t *)&e->resume_timer, on_entry_closed);
+    return;
+  }
+  e->next = calls->list;
+  calls->list = e;
+  calls->count++;
+  ws_conn_set_data(conn, e);
+  log_info("calls", "call %s from %s on worker %d", e->id, ws_conn_peer(conn), e->worker);
+  send_answer(e, ufrag, pwd);
+}
+
+/* An offer on an existing call: an ICE restart when the credentials changed. */
+static void renegotiate(struct call_entry *e, struct sdp_session *offer) {
+  int restart = strcmp(sdp_ice_ufrag(offer), sdp_ice_ufrag(e->offer)) != 0 ||
+                strcmp(sdp_ice_pwd(offer), sdp_ice_pwd(e->offer)) != 0;
+  sdp_session_free(e->offer);
+  e->offer = offer;
+  if (restart) {
+    log_info("calls", "call %s: ICE restart", e->id);
+    media_pool_restart_ice(e->calls->pool, e->worker, e->id, sdp_ice_ufrag(offer),
+                           sdp_ice_pwd(offer));
+  } else {
+    calls_send_error(e->conn, "bad_sdp", "only ICE restarts can renegotiate a call");
+  }
+}
+
+void calls_offer(struct calls *calls, struct ws_conn *conn, json_t *msg) {
+  struct call_entry *current = ws_conn_data(conn);
+  json_t *jid = json_object_get(msg, "call_id");
+  if (jid && !json_is_string(jid)) {
+    calls_send_error(conn, "bad_message", "\"call_id\" must be a string");
+    return;
+  }
+  if (jid && (!current || strcmp(current->id, json_string_value(jid)) != 0)) {
+    calls_send_error(conn, "unknown_call", "no call with that id on this connection");
+    return;
+  }
+  if (!jid && current) {
+    calls_send_error(conn, "in_call", "this connection already has a call; hang up first");
+    return;
+  }
+  if (!jid && calls->count >= calls->cfg->max_calls) {
+    calls_send_error(conn, "busy", "the server is at its call limit; try again later");
+    return;
+  }
+  struct sdp_session *offer = parse_offer(conn, msg);
+  if (!offer) return;
+  if (jid) renegotiate(current, offer);
+  else new_call(calls, conn, offer);
+}
+
+void calls_hangup(struct calls *calls, struct ws_conn *conn) {
+  struct call_entry *e = ws_conn_data(conn);
+  if (!e) return;
+  calls_send(conn, json_pack("{s:s,s:s,s:s}", "type", "end", "reason", "hangup", "call_id", e->id));
+  e->conn = NULL;
+  ws_conn_set_data(conn, NULL);
+  request_end(e, "hangup");
+}
+
+void calls_resume(struct calls *calls, struct ws_conn *conn, json_t *msg) {
+  const char *id = json_string_value(json_object_get(msg, "call_id"));
+  if (!id) {
+    calls_send_error(conn, "bad_message", "resume needs a string \"call_id\"");
+    return;
+  }
+  struct call_entry *e = find(calls, id);
+  if (!e || e->ending || e->conn || ws_conn_data(conn)) {
+    calls_send_error(conn, "unknown_call", "no detached call with that id");
+    return;
+  }
+  uv_timer_stop(&e->resume_timer);
+  e->conn = conn;
+  ws_conn_set_data(conn, e);
+  log_info("calls", "call %s resumed from %s", e->id, ws_conn_peer(conn));
+  calls_send(conn, json_pack("{s:s,s:s}", "type", "resumed", "call_id", e->id));
+}
+
+void calls_detach(struct calls *calls, struct ws_conn *conn) {
+  struct call_entry *e = ws_conn_data(conn);
+  if (!e) return;
+  e->conn = NULL;
+  ws_conn_set_data(conn, NULL);
+  if (e->ending) return;
+  log_info("calls", "call %s: page disconnected; waiting %d ms for it", e->id,
+           calls->cfg->resume_timeout_ms);
+  uv_timer_start(&e->resume_timer, on_resume_timeout, (uint64_t)calls->cfg->resume_timeout_ms, 0);
+}
+
+int calls_count(const struct calls *calls) { return calls->count; }
+
+static void free_msg(struct mailbox_msg *m) { free(m); }
+
+/* --- events from the media workers ------------------------------------------------------------ */
+
+static void on_media_event(struct mailbox *mb, struct mailbox_msg *m, void *user) {
+  struct calls *calls = user;
+  struct media_event *ev = (struct media_event *)m;
+  struct call_entry *e = find(calls, ev->call_id);
+  if (e) {
+    switch (ev->hdr.type) {
+    case MEDIA_EV_CONNECTED:
+      calls_send(e->conn, json_pack("{s:s,s:s}", "type", "connected", "call_id", e->id));
+      break;
+    case MEDIA_EV_RESTARTED:
+      if (e->conn) send_answer(e, ev->ufrag, ev->pwd);
+      break;
+    case MEDIA_EV_ENDED:
+      if (e->conn && strcmp(ev->reason, "hangup") != 0)
+        calls_send(e->conn, json_pack("{s:s,s:s,s:s}", "type", "end", "reason", ev->reason,
+                                      "call_id", e->id));
+      unlink_entry(calls, e);
+      break;
+    }
+  }
+  free(ev);
+}
+
+/* --- set-up ------------------------------------------------------------------------------------ */
+
+static void add_candidate(struct calls *calls, const char *ip) {
+  if (calls->ncandidates < MAX_CANDIDATES)
+    snprintf(calls->candidates[calls->ncandidates++], sizeof calls->candidates[0], "%.63s", ip);
+}
+
+/* announce_address, else media_address, else (wildcard) every interface's address. */
+static void find_candidates(struct calls *calls) {
+  const struct config *cfg = calls->cfg;
+  if (cfg->announce_address[0]) {
+    char list[1024];
+    snprintf(list, sizeof list, "%s", cfg->announce_address);
+    for (char *save, *tok = strtok_r(list, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save))
+      add_candidate(calls, tok);
+    return;
+  }
+  int wildcard = strcmp(cfg->media_address, "0.0.0.0") == 0 || strcmp(cfg->media_address, "::") == 0;
+  if (!wildcard) {
+    add_candidate(calls, cfg->media_address);
+    return;
+  }
+  uv_interface_address_t *ifs;
+  int n;
+  if (uv_interface_addresses(&ifs, &n) != 0) return;
+  for (int i = 0; i < n; i++) {
+    char ip[64];
+    int v6 = ifs[i].address.address4.sin_family == AF_INET6;
+    if (v6 && strcmp(cfg->media_address, "::") != 0) continue;
+    if (v6) uv_ip6_name(&ifs[i].address.address6, ip, sizeof ip);
+    else uv_ip4_name(&ifs[i].address.address4, ip, sizeof ip);
+    if (v6 && strncmp(ip, "fe80", 4) == 0) continue; /* link-local needs a scope id */
+    add_candidate(calls, ip);
+  }
+  uv_free_interface_addresses(ifs, n);
+}
+
+int calls_new(struct calls **out, uv_loop_t *loop, const struct config *cfg, char *err,
+              size_t errlen) {
+  struct calls *calls = calloc(1, sizeof *calls);
+  if (!calls) return -ENOMEM;
+  calls->loop = loop;
+  calls->cfg = cfg;
+  int rc = mailbox_new(&calls->events, loop, on_media_event, calls);
+  if (rc == 0) rc = media_pool_start(&calls->pool, cfg, calls->events, err, errlen);
+  if (rc) {
+    if (calls->events) mailbox_close(calls->events, free_msg);
+    free(calls);
+    return rc;
+  }
+  find_candidates(calls);
+  for (int i = 0; i < media_pool_size(calls->pool); i++)
+    log_info("media", "worker %d on UDP port %d", i, media_pool_port(calls->pool, i));
+  *out = calls;
+  return 0;
+}
+
+void calls_shutdown(struct calls *calls) {
+  if (!calls || !calls->pool) return;
+  media_pool_stop(calls->pool); /* workers end their calls without events */
+  calls->pool = NULL;
+  while (calls->list) {
+    struct call_entry *e = calls->list;
+    if (e->conn)
+      calls_send(e->conn, json_pack("{s:s,s:s,s:s}", "type", "end", "reason",
+                                    "server shutting down", "call_id", e->id));
+    unlink_entry(calls, e);
+  }
+  /* No worker is left to post: closing the mailbox lets the loop end. */
+  mailbox_close(calls->events, free_msg);
+  calls->events = NULL;
+}
+
+void calls_free(struct calls *calls) {
+  if (!calls) return;
+  calls_shutdown(calls);
+  free(calls);
+}

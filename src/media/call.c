@@ -1,0 +1,285 @@
+/*
+ * One call on a media worker.
+ *
+ * Inbound, a packet goes: UDP -> ICE (STUN checks) or DTLS (handshake) or
+ * SRTP -> RTP -> receive statistics -> jitter buffer. Outbound, every 20 ms
+ * tick: jitter buffer -> one 48 kHz frame -> the agent hears it -> the agent
+ * speaks one frame (or silence) -> Opus -> RTP -> SRTP -> UDP to the path
+ * the browser nominated. About once a second an RTCP sender report goes
+ * out, and the browser's reports steer our encoder's FEC and bitrate.
+ *
+ * A call ends itself (media_call_end_reason) when the browser stops its
+ * consent checks, DTLS fails or does not complete, or the browser says BYE.
+ */
+#include "media/call.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "agent/echo.h"
+#include "audio/jitter.h"
+#include "audio/opus_codec.h"
+#include "core/log.h"
+#include "rtc/dtls.h"
+#include "rtc/ice.h"
+#include "rtc/rtcp.h"
+#include "rtc/rtp.h"
+#include "rtc/srtpctx.h"
+
+#define DTLS_TIMEOUT_MS 30000
+#define RTCP_INTERVAL_MS 1000
+#define PKT_MAX (1500 + SRTPCTX_MAX_OVERHEAD)
+
+struct media_call {
+  char id[40];
+  struct ice_agent *ice;
+  struct dtls_session *dtls;
+  struct srtpctx *srtp;
+  struct jitter *jb;
+  struct opusc_enc *enc;
+  struct echo_agent *agent;
+  struct rtp_stats rx;
+  uint32_t peer_ssrc;
+  int have_peer;
+  media_send_fn send;
+  void *send_user;
+  struct sockaddr_storage last_from; /* where DTLS came from, until ICE nominates */
+  int has_last_from;
+  int opus_pt;
+  uint32_t ssrc, ts, packets, octets;
+  uint16_t seq;
+  int speaking;
+  unsigned seed; /* spreads RTCP reports in time */
+  uint64_t created_ms, next_rtcp_ms;
+  int connected, connected_reported;
+  char end_reason[64];
+  uint8_t pkt[PKT_MAX];
+};
+
+/* --- sending ---------------------------------------------------------------- */
+
+static const struct sockaddr *destination(const struct media_call *c) {
+  const struct sockaddr *sel = ice_selected(c->ice);
+  if (sel) return sel;
+  return c->has_last_from ? (const struct sockaddr *)&c->last_from : NULL;
+}
+
+static void send_to_peer(struct media_call *c, const uint8_t *data, size_t len) {
+  const struct sockaddr *to = destination(c);
+  if (to && c->send) c->send(c->send_user, data, len, to);
+}
+
+static void dtls_out(void *user, const uint8_t *data, size_t len) { send_to_peer(user, data, len); }
+
+static void end_call(struct media_call *c, const char *reason) {
+  if (!c->end_reason[0]) snprintf(c->end_reason, sizeof c->end_reason, "%s", reason);
+}
+
+/* --- life ----------------------------------------------------------------------- */
+
+struct media_call *media_call_new(const struct media_call_params *p, struct dtls_ctx *dtls,
+                                  uint64_t now_ms) {
+  struct media_call *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  snprintf(c->id, sizeof c->id, "%s", p->call_id);
+  c->ice = ice_agent_new(now_ms, p->ice_timeout_ms > 0 ? p->ice_timeout_ms : 30000);
+  c->dtls = dtls_session_new(dtls, p->remote_fp_alg, p->remote_fp, dtls_out, c);
+  c->jb = jitter_new();
+  c->enc = opusc_enc_new(0);
+  c->agent = echo_agent_new();
+  if (!c->ice || !c->dtls || !c->jb || !c->enc || !c->agent) {
+    media_call_free(c);
+    return NULL;
+  }
+  ice_set_remote(c->ice, p->remote_ufrag, p->remote_pwd);
+  rtp_stats_init(&c->rx);
+  c->opus_pt = p->opus_pt;
+  c->ssrc = p->ssrc;
+  RAND_bytes((unsigned char *)&c->seq, sizeof c->seq);
+  RAND_bytes((unsigned char *)&c->ts, sizeof c->ts);
+  c->created_ms = now_ms;
+  c->seed = c->ssrc;
+  return c;
+}
+
+void media_call_free(struct media_call *c) {
+  if (!c) return;
+  ice_agent_free(c->ice);
+  dtls_session_free(c->dtls);
+  srtpctx_free(c->srtp);
+  jitter_free(c->jb);
+  opusc_enc_free(c->enc);
+  echo_agent_free(c->agent);
+  free(c);
+}
+
+void media_call_attach(struct media_call *c, media_send_fn send, void *user) {
+  c->send = send;
+  c->send_user = user;
+}
+
+const char *media_call_id(const struct media_call *c) { return c->id; }
+const char *media_call_ufrag(const struct media_call *c) { return ice_local_ufrag(c->ice); }
+const char *media_call_pwd(const struct media_call *c) { return ice_local_pwd(c->ice); }
+const char *media_call_end_reason(const struct media_call *c) {
+  return c->end_reason[0] ? c->end_reason : NULL;
+}
+
+int media_call_take_connected(struct media_call *c) {
+  if (!c->connected || c->connected_reported) return 0;
+  c->connected_reported = 1;
+  return 1;
+}
+
+int media_call_restart_ice(struct media_call *c, const char *ufrag, const char *pwd,
+                           uint64_t now_ms) {
+  ice_restart(c->ice, ufrag, pwd, now_ms);
+  return 0;
+}
+
+/* --- receiving ----------------------------------------------------------------------- */
+
+int media_call_on_stun(struct media_call *c, const uint8_t *pkt, size_t len,
+                       const struct sockaddr *from, uint64_t now_ms) {
+  size_t out_len;
+  int r = ice_handle(c->ice, pkt, len, from, now_ms, c->pkt, sizeof c->pkt, &out_len);
+  if (r & ICE_RESPOND && c->send) c->send(c->send_user, c->pkt, out_len, from);
+  if (r & ICE_SELECTED) log_debug("media", "call %s: path selected", c->id);
+  return (r & ICE_AUTHENTICATED) ? 1 : 0;
+}
+
+static void on_dtls_connected(struct media_call *c) {
+  uint8_t km[DTLS_MAX_KEYING];
+  size_t kl = sizeof km;
+  int profile;
+  if (dtls_session_srtp_keys(c->dtls, &profile, km, &kl) ||
+      srtpctx_new(&c->srtp, profile, km, kl, dtls_session_role(c->dtls) == DTLS_ROLE_CLIENT)) {
+    end_call(c, "dtls failed");
+    return;
+  }
+  memset(km, 0, sizeof km);
+  c->connected = 1;
+  log_info("media", "call %s: connected (SRTP profile %d)", c->id, profile);
+}
+
+static void on_dtls(struct media_call *c, const uint8_t *pkt, size_t len,
+                    const struct sockaddr *from) {
+  memcpy(&c->last_from, from, from->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                          : sizeof(struct sockaddr_in));
+  c->has_last_from = 1;
+  enum dtls_state before = dtls_session_state(c->dtls);
+  enum dtls_state st = dtls_session_handle(c->dtls, pkt, len);
+  if (st == DTLS_CONNECTED && before != DTLS_CONNECTED) on_dtls_connected(c);
+  else if (st == DTLS_FAILED) {
+    log_warn("media", "call %s: DTLS failed: %s", c->id, dtls_session_error(c->dtls));
+    end_call(c, strstr(dtls_session_error(c->dtls), "fingerprint") ? "fingerprint mismatch" : "dtls failed");
+  } else if (st == DTLS_CLOSED) {
+    end_call(c, "hangup");
+  }
+}
+
+static void on_rtp(struct media_call *c, uint8_t *pkt, size_t len, uint64_t now) {
+  struct rtp_header h;
+  if (srtpctx_unprotect_rtp(c->srtp, pkt, &len) || rtp_parse(pkt, len, &h)) return;
+  if (h.pt != c->opus_pt || h.payload_len == 0) return; /* telephone-event, RED...: not played */
+  if (!c->have_peer || h.ssrc != c->peer_ssrc) {
+    c->peer_ssrc = h.ssrc;
+    c->have_peer = 1;
+    rtp_stats_init(&c->rx);
+  }
+  if (rtp_stats_update(&c->rx, h.seq, h.ts, now, OPUSC_RATE) == 0)
+    jitter_put(c->jb, h.seq, h.payload, h.payload_len, now);
+}
+
+static void on_rtcp(struct media_call *c, uint8_t *pkt, size_t len, uint64_t now) {
+  struct rtcp_info info;
+  if (srtpctx_unprotect_rtcp(c->srtp, pkt, &len) || rtcp_parse(pkt, len, &info)) return;
+  if (info.has_sr) {
+    c->rx.last_sr_ntp_mid = info.sr_ntp_mid;
+    c->rx.last_sr_arrival_ms = now;
+  }
+  for (int i = 0; i < info.nblocks; i++)
+    if (info.blocks[i].ssrc == c->ssrc) opusc_enc_adapt(c->enc, info.blocks[i].fraction_lost);
+  if (info.bye && c->have_peer && info.sr_ssrc == c->peer_ssrc) end_call(c, "hangup");
+}
+
+void media_call_on_packet(struct media_call *c, uint8_t *pkt, size_t len,
+                          const struct sockaddr *from, uint64_t now_ms) {
+  switch (rtp_demux(pkt, len)) {
+  case RTP_DEMUX_DTLS:
+    on_dtls(c, pkt, len, from);
+    break;
+  case RTP_DEMUX_RTP:
+    if (c->srtp) on_rtp(c, pkt, len, now_ms);
+    break;
+  case RTP_DEMUX_RTCP:
+    if (c->srtp) on_rtcp(c, pkt, len, now_ms);
+    break;
+  default:
+    break;
+  }
+}
+
+/* --- the tick ----------------------------------------------------------------------------- */
+
+static void send_frame(struct media_call *c, const int16_t *pcm, int marker) {
+  size_t hdr = rtp_write_header(c->pkt, marker, c->opus_pt, c->seq, c->ts, c->ssrc);
+  int n = opusc_encode(c->enc, pcm, c->pkt + hdr, sizeof c->pkt - hdr - SRTPCTX_MAX_OVERHEAD);
+  c->seq++;
+  c->ts += OPUSC_FRAME;
+  if (n < 0) return;
+  size_t len = hdr + (size_t)n;
+  if (srtpctx_protect_rtp(c->srtp, c->pkt, &len, sizeof c->pkt)) return;
+  c->packets++;
+  c->octets += (uint32_t)n;
+  send_to_peer(c, c->pkt, len);
+}
+
+static void media_tick(struct media_call *c) {
+  int16_t in[OPUSC_FRAME], out[OPUSC_FRAME];
+  echo_agent_hear(c->agent, jitter_get(c->jb, in) ? in : NULL);
+  int speaking = echo_agent_speak(c->agent, out);
+  if (!speaking) memset(out, 0, sizeof out);
+  send_frame(c, out, speaking && !c->speaking); /* marker: the start of a talkspurt */
+  c->speaking = speaking;
+}
+
+static uint64_t wall_ms(void) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+static void send_rtcp(struct media_call *c, uint64_t now) {
+  struct rtcp_sender_info si = {.ntp = rtcp_ntp_from_ms(wall_ms()), .rtp_ts = c->ts,
+                                .packets = c->packets, .octets = c->octets};
+  struct rtp_report_block rb;
+  if (c->have_peer) rtp_stats_report(&c->rx, c->peer_ssrc, now, &rb);
+  int n = rtcp_build(c->pkt, sizeof c->pkt - SRTPCTX_MAX_OVERHEAD, c->ssrc, &si,
+                     c->have_peer ? &rb : NULL, c->id);
+  size_t len = n > 0 ? (size_t)n : 0;
+  if (len && srtpctx_protect_rtcp(c->srtp, c->pkt, &len, sizeof c->pkt) == 0) send_to_peer(c, c->pkt, len);
+}
+
+void media_call_tick(struct media_call *c, uint64_t now_ms) {
+  if (c->end_reason[0]) return;
+  if (ice_expired(c->ice, now_ms)) {
+    end_call(c, "ice timeout");
+    return;
+  }
+  if (!c->connected) {
+    if (dtls_session_timeout_ms(c->dtls) == 0) dtls_session_on_timer(c->dtls);
+    if (now_ms > c->created_ms && now_ms - c->created_ms > DTLS_TIMEOUT_MS) end_call(c, "dtls timeout");
+    return;
+  }
+  media_tick(c);
+  if (now_ms >= c->next_rtcp_ms) {
+    send_rtcp(c, now_ms);
+    c->next_rtcp_ms = now_ms + RTCP_INTERVAL_MS / 2 + (uint64_t)(rand_r(&c->seed) % RTCP_INTERVAL_MS);
+  }
+}

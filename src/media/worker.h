@@ -1,0 +1,79 @@
+/*
+ * worker: the media worker threads.
+ *
+ * Each worker is a thread with its own libuv loop and its own UDP socket
+ * (one port per worker). Every packet of a call is handled on the one worker
+ * the call was given, so no lock is taken on the per-packet path. The
+ * control loop talks to a worker only through its mailbox, and hears back
+ * through the control mailbox given at creation.
+ */
+#ifndef TS_MEDIA_WORKER_H
+#define TS_MEDIA_WORKER_H
+
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/mailbox.h"
+
+struct media_call;
+struct media_pool;
+
+/* Events a worker posts to the control loop. */
+enum media_event_type {
+  MEDIA_EV_CONNECTED = 1, /* ICE selected a path and DTLS finished */
+  MEDIA_EV_ENDED,         /* the call is gone from its worker; reason says why */
+  MEDIA_EV_RESTARTED,     /* ICE restart applied; ufrag/pwd are the new local credentials */
+};
+
+struct media_event {
+  struct mailbox_msg hdr; /* hdr.type is an enum media_event_type */
+  char call_id[40];
+  char reason[64];
+  char ufrag[64], pwd[64];
+};
+
+/* The parameters of a new call, negotiated by signaling. */
+struct media_call_params {
+  char call_id[40];
+  char remote_ufrag[64], remote_pwd[64];
+  char remote_fp_alg[16], remote_fp[160];
+  int opus_pt;
+  uint32_t ssrc; /* ours */
+  int ice_timeout_ms;
+};
+
+/*
+ * Starts cfg->media_workers workers (one per core when 0), each bound to
+ * cfg->media_address and port cfg->media_port + i (any free port when
+ * media_port is 0). Events go to `control`.
+ */
+int media_pool_start(struct media_pool **out, const struct config *cfg, struct mailbox *control,
+                     char *err, size_t errlen);
+/* Ends every call, stops and joins the threads, frees everything. */
+void media_pool_stop(struct media_pool *pool);
+
+int media_pool_size(const struct media_pool *pool);
+/* The worker with the fewest calls. */
+int media_pool_pick(const struct media_pool *pool);
+/* The UDP port worker i is bound to. */
+int media_pool_port(const struct media_pool *pool, int worker);
+/* "sha-256" fingerprint of the DTLS certificate every worker uses. */
+const char *media_pool_fingerprint(const struct media_pool *pool);
+/* Calls on all workers. */
+int media_pool_calls(const struct media_pool *pool);
+
+/*
+ * Creates the call on worker `worker`; local ICE credentials come back in
+ * ufrag/pwd (for the answer) right away. The call then runs on its worker;
+ * its end is reported by MEDIA_EV_ENDED.
+ */
+int media_pool_add_call(struct media_pool *pool, int worker, const struct media_call_params *p,
+                        char *ufrag, size_t ufrag_cap, char *pwd, size_t pwd_cap);
+/* Ends a call; MEDIA_EV_ENDED follows with `reason`. */
+void media_pool_end_call(struct media_pool *pool, int worker, const char *call_id,
+                         const char *reason);
+/* ICE restart with the peer's new credentials; MEDIA_EV_RESTARTED follows. */
+void media_pool_restart_ice(struct media_pool *pool, int worker, const char *call_id,
+                            const char *remote_ufrag, const char *remote_pwd);
+
+#endif
