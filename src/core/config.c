@@ -41,10 +41,6 @@ struct key {
 #define TYPED(t, field) t, offsetof(struct config, field), sizeof(((struct config *)0)->field)
 #define INT(field) KEY_INT, offsetof(struct config, field), sizeof(int)
 
-#ifndef TINGSHUO_WEB_ROOT
-#define TINGSHUO_WEB_ROOT "web"
-#endif
-
 static const struct key keys[] = {
     {"listen", TYPED(KEY_ADDR, listen), "127.0.0.1:8080", 0, 0, NULL,
      "HTTP address (host:port; port 0 picks a free one). Browsers allow the microphone over "
@@ -56,8 +52,8 @@ static const struct key keys[] = {
     {"tls_key", STR(tls_key), "", 0, 0, NULL, "PEM private key matching tls_cert."},
     {"data_dir", STR(data_dir), "data", 0, 0, NULL,
      "Directory for state: the generated certificate, call records. Created if missing."},
-    {"web_root", STR(web_root), TINGSHUO_WEB_ROOT, 0, 0, NULL,
-     "Directory of the browser client served at /."},
+    {"web_root", STR(web_root), "", 0, 0, NULL,
+     "Directory of the browser client served at /; empty = the one built with this binary."},
     {"log_level", TYPED(KEY_ENUM, log_level), "info", 0, 0, "error|warn|info|debug",
      "Least severe level written to stderr."},
     {"log_format", TYPED(KEY_ENUM, log_format), "text", 0, 0, "text|json",

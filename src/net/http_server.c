@@ -30,6 +30,10 @@
 #include "core/log.h"
 #include "net/tls_files.h"
 
+#ifndef TINGSHUO_WEB_ROOT
+#define TINGSHUO_WEB_ROOT "web"
+#endif
+
 #define WS_MAX_QUEUED (1024 * 1024)
 #define HTTP_BODY_MAX 16384
 
@@ -351,7 +355,8 @@ int http_server_start(struct http_server **out, uv_loop_t *loop, const struct co
   struct http_server *srv = calloc(1, sizeof *srv);
   if (!srv) return -ENOMEM;
   srv->h = *handlers;
-  snprintf(srv->web_root, sizeof srv->web_root, "%s", cfg->web_root);
+  snprintf(srv->web_root, sizeof srv->web_root, "%s",
+           cfg->web_root[0] ? cfg->web_root : TINGSHUO_WEB_ROOT);
   setup_mounts(srv);
   lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
   int tls = cfg->https_listen[0] != '\0';
