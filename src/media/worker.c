@@ -65,7 +65,7 @@ struct worker {
   struct dtls_ctx *dtls;
   uint64_t next_tick_ms;
   int port;
-  int started, stopped;
+  int loop_ready, started, stopped;
   uint8_t rxbuf[2048];
 };
 
@@ -268,7 +268,8 @@ static int bind_udp(struct worker *w, const struct config *cfg, char *err, size_
   int rc = strchr(cfg->media_address, ':')
                ? uv_ip6_addr(cfg->media_address, port, (struct sockaddr_in6 *)&ss)
                : uv_ip4_addr(cfg->media_address, port, (struct sockaddr_in *)&ss);
-  if (rc == 0) rc = uv_udp_init(&w->loop, &w->udp);
+  if (rc == 0 && (rc = uv_udp_init(&w->loop, &w->udp)) == 0)
+    w->udp.data = w; /* from here on the handle must be closed */
   if (rc == 0) rc = uv_udp_bind(&w->udp, (struct sockaddr *)&ss, 0);
   if (rc) {
     snprintf(err, errlen, "media worker %d cannot bind UDP %s port %d: %s", w->index,
@@ -288,13 +289,13 @@ static int bind_udp(struct worker *w, const struct config *cfg, char *err, size_
 static int worker_init(struct worker *w, const struct config *cfg, char *err, size_t errlen) {
   int rc = uv_loop_init(&w->loop);
   if (rc) return rc;
+  w->loop_ready = 1;
+  uv_timer_init(&w->loop, &w->tick);
+  w->tick.data = w;
   w->addrs = addrmap_new();
   if (!w->addrs) return -ENOMEM;
   rc = bind_udp(w, cfg, err, errlen);
   if (rc) return rc;
-  w->udp.data = w;
-  uv_timer_init(&w->loop, &w->tick);
-  w->tick.data = w;
   rc = mailbox_new(&w->mb, &w->loop, on_command, w);
   if (rc) return rc;
   rc = dtls_ctx_new(&w->dtls, w->pool->cert, DTLS_ROLE_SERVER);
@@ -310,9 +311,10 @@ static int worker_init(struct worker *w, const struct config *cfg, char *err, si
 
 /* Undoes worker_init for a worker whose thread never ran. */
 static void worker_abandon(struct worker *w) {
+  if (!w->loop_ready) return;
   if (w->mb) mailbox_close(w->mb, NULL);
-  if (uv_is_active((uv_handle_t *)&w->udp) || w->udp.data) uv_close((uv_handle_t *)&w->udp, NULL);
-  if (w->tick.data) uv_close((uv_handle_t *)&w->tick, NULL);
+  if (w->udp.data) uv_close((uv_handle_t *)&w->udp, NULL);
+  uv_close((uv_handle_t *)&w->tick, NULL);
   uv_run(&w->loop, UV_RUN_DEFAULT);
   uv_loop_close(&w->loop);
 }

@@ -7,6 +7,7 @@ import { writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import https from 'node:https';
 import net from 'node:net';
+import dgram from 'node:dgram';
 import { startServer, run, tempDir, wsConnect, SOURCE_DIR } from '../lib/harness.mjs';
 
 test('healthz, static files and 404', async () => {
@@ -167,6 +168,18 @@ test('configuration errors name the key, the value and where they came from', as
   busy.close();
   assert.notEqual(r.code, 0);
   assert.ok(r.stderr.includes(`cannot listen on 127.0.0.1:${port}`), r.stderr);
+});
+
+test('a busy media port stops the start with a clear error and no leak', async () => {
+  const busy = dgram.createSocket('udp4');
+  await new Promise((resolve) => busy.bind(0, '127.0.0.1', resolve));
+  const port = busy.address().port;
+  const dir = tempDir();
+  const r = await run(['serve', '--listen', '127.0.0.1:0', '--data-dir', dir, '--media-workers', '1',
+    '--media-port', String(port)]);
+  busy.close();
+  assert.equal(r.code, 1, r.stderr); // 1: a start failure, not a sanitizer report
+  assert.ok(r.stderr.includes(`cannot bind UDP 127.0.0.1 port ${port}`), r.stderr);
 });
 
 test('settings precedence: file < environment < flag', async () => {
