@@ -58,7 +58,7 @@ struct ws_conn {
 /* lws per-session data: an HTTP request or a WebSocket connection. */
 struct session {
   struct ws_conn *ws;
-  char *body; /* dynamic HTTP response body */
+  unsigned char *body; /* LWS_PRE bytes of headroom, then the response body */
   size_t body_len;
   int status;
 };
@@ -159,12 +159,13 @@ static int ws_path_ok(struct lws *wsi) {
 static int http_respond(struct http_server *srv, struct session *s, struct lws *wsi,
                         const char *path) {
   unsigned char hdr[LWS_PRE + 512], *p = hdr + LWS_PRE, *end = hdr + sizeof hdr;
-  s->body = malloc(HTTP_BODY_MAX);
+  s->body = malloc(LWS_PRE + HTTP_BODY_MAX);
   if (!s->body) return -1;
-  s->body[0] = '\0';
-  s->status = srv->h.get ? srv->h.get(srv->h.user, path, s->body, HTTP_BODY_MAX) : 404;
-  if (s->status == 404 && !s->body[0]) snprintf(s->body, HTTP_BODY_MAX, "{\"error\":\"not found\"}");
-  s->body_len = strlen(s->body);
+  char *text = (char *)s->body + LWS_PRE;
+  text[0] = '\0';
+  s->status = srv->h.get ? srv->h.get(srv->h.user, path, text, HTTP_BODY_MAX) : 404;
+  if (s->status == 404 && !text[0]) snprintf(text, HTTP_BODY_MAX, "{\"error\":\"not found\"}");
+  s->body_len = strlen(text);
   if (lws_add_http_common_headers(wsi, (unsigned int)s->status, "application/json",
                                   s->body_len, &p, end) ||
       lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
@@ -177,11 +178,7 @@ static int http_respond(struct http_server *srv, struct session *s, struct lws *
 
 static int http_write_body(struct session *s, struct lws *wsi) {
   if (!s->body) return -1;
-  unsigned char *buf = malloc(LWS_PRE + s->body_len);
-  if (!buf) return -1;
-  memcpy(buf + LWS_PRE, s->body, s->body_len);
-  int n = lws_write(wsi, buf + LWS_PRE, s->body_len, LWS_WRITE_HTTP_FINAL);
-  free(buf);
+  int n = lws_write(wsi, s->body + LWS_PRE, s->body_len, LWS_WRITE_HTTP_FINAL);
   free(s->body);
   s->body = NULL;
   if (n < (int)s->body_len) return -1;

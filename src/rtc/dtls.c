@@ -19,7 +19,6 @@
  */
 #include "rtc/dtls.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -103,11 +102,8 @@ static long out_ctrl(BIO *b, int cmd, long num, void *ptr) {
   case BIO_CTRL_DGRAM_QUERY_MTU:
   case BIO_CTRL_DGRAM_GET_FALLBACK_MTU:
     return DTLS_MTU;
-  case BIO_CTRL_WPENDING:
-  case BIO_CTRL_PENDING:
-    return 0;
   default:
-    return 0;
+    return 0; /* nothing is ever pending: every write is sent at once */
   }
 }
 

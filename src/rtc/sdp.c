@@ -28,12 +28,10 @@
 #include <strings.h>
 
 #define MAX_LINE 4096
-#define MAX_FMTS 32
 
 struct media {
   char kind[16], proto[40], mid[64];
   int port;
-  int fmts[MAX_FMTS], nfmts;
   char fmt_text[256]; /* the format list as written, for rejected sections */
   char ufrag[257], pwd[257], fp_alg[16], fp[200], setup[16], direction[16];
   int rtcp_mux, rtcp_rsize;
@@ -87,11 +85,6 @@ static int parse_m(struct media *m, const char *v, char *err, size_t errlen) {
   m->port = port;
   p += used;
   copy_str(m->fmt_text, sizeof m->fmt_text, p);
-  while (*p && m->nfmts < MAX_FMTS) {
-    m->fmts[m->nfmts++] = isdigit((unsigned char)*p) ? atoi(p) : -1;
-    p += strcspn(p, " ");
-    p += strspn(p, " ");
-  }
   m->opus_pt = m->te_pt = -1;
   return 0;
 }

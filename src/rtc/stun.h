@@ -57,7 +57,7 @@ int stun_is_stun(const uint8_t *p, size_t n);
 /* Parses and checks structure; -EBADMSG when malformed. Does not check MI/FP. */
 int stun_parse(const uint8_t *p, size_t n, struct stun_msg *m);
 
-/* Finds USERNAME without a full parse, for routing to a call. */
+/* Parses and returns USERNAME (pointing into `p`), for routing to a call. */
 int stun_peek_username(const uint8_t *p, size_t n, const char **user, size_t *len);
 
 /* FINGERPRINT present and right: 0, else -EBADMSG. */
