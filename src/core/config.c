@@ -24,7 +24,7 @@
 
 #include "core/log.h"
 
-enum key_type { KEY_STRING, KEY_INT, KEY_ENUM, KEY_IP, KEY_ADDR, KEY_ADDR_OPT, KEY_ADDR_LIST };
+enum key_type { KEY_STRING, KEY_INT, KEY_DOUBLE, KEY_BOOL, KEY_ENUM, KEY_IP, KEY_ADDR, KEY_ADDR_OPT, KEY_ADDR_LIST };
 
 struct key {
   const char *name;
@@ -40,6 +40,8 @@ struct key {
 #define STR(field) KEY_STRING, offsetof(struct config, field), sizeof(((struct config *)0)->field)
 #define TYPED(t, field) t, offsetof(struct config, field), sizeof(((struct config *)0)->field)
 #define INT(field) KEY_INT, offsetof(struct config, field), sizeof(int)
+#define DBL(field) KEY_DOUBLE, offsetof(struct config, field), sizeof(double)
+#define BOOL(field) KEY_BOOL, offsetof(struct config, field), sizeof(int)
 
 static const struct key keys[] = {
     {"listen", TYPED(KEY_ADDR, listen), "127.0.0.1:8080", 0, 0, NULL,
@@ -58,8 +60,9 @@ static const struct key keys[] = {
      "Least severe level written to stderr."},
     {"log_format", TYPED(KEY_ENUM, log_format), "text", 0, 0, "text|json",
      "text: one readable line per event; json: one JSON object per line."},
-    {"agent", TYPED(KEY_ENUM, agent), "echo", 0, 0, "echo",
-     "What answers a call. echo: plays the caller's speech back after they pause."},
+    {"agent", TYPED(KEY_ENUM, agent), "voice", 0, 0, "voice|echo",
+     "What answers a call. voice: the voice agent (ASR, LLM, TTS); echo: plays the caller's "
+     "speech back after they pause, to test the media path alone."},
     {"media_workers", INT(media_workers), "0", 0, 64, NULL,
      "Media event-loop threads, each with its own UDP port; 0 = one per core."},
     {"media_address", TYPED(KEY_IP, media_address), "127.0.0.1", 0, 0, NULL,
@@ -75,6 +78,88 @@ static const struct key keys[] = {
      "A call whose browser stops sending connectivity checks for this long is ended."},
     {"resume_timeout_ms", INT(resume_timeout_ms), "30000", 0, 600000, NULL,
      "How long a call waits for its page to reconnect after the WebSocket drops."},
+
+    {"language", STR(language), "en", 0, 0, NULL,
+     "Language of a call unless the page picks one (en, zh, de, fr, ja, ...): what ASR "
+     "listens for, what the LLM answers in, which TTS voice speaks."},
+    {"system_prompt", STR(system_prompt),
+     "You are a helpful voice assistant on a phone call. Answer in one to three short, "
+     "natural spoken sentences. No lists, no markdown, no emoji.",
+     0, 0, NULL, "Instructions given to the LLM at the start of every conversation."},
+    {"greeting", STR(greeting), "", 0, 0, NULL,
+     "Said by the AI when a call connects; empty for none."},
+    {"apology", STR(apology), "", 0, 0, NULL,
+     "Said when a service fails; empty = a built-in sentence in the call's language."},
+    {"history_turns", INT(history_turns), "10", 0, 1000, NULL,
+     "Exchanges (a caller turn and its reply) the LLM sees; older ones are dropped."},
+    {"inference_threads", INT(inference_threads), "0", 0, 256, NULL,
+     "Threads for speech recognition and synthesis; 0 = one per core."},
+    {"vad_threshold_db", INT(vad_threshold_db), "12", 3, 40, NULL,
+     "Speech stands at least this many dB above the adaptive noise floor."},
+    {"vad_onset_ms", INT(vad_onset_ms), "60", 20, 1000, NULL,
+     "Voiced time before the start of speech is declared."},
+    {"endpoint_ms", INT(endpoint_ms), "600", 100, 5000, NULL,
+     "Silence after speech that ends the caller's turn."},
+    {"min_speech_ms", INT(min_speech_ms), "200", 0, 5000, NULL,
+     "Voiced bursts shorter than this (clicks, coughs) are not a turn."},
+    {"barge_in", BOOL(barge_in), "on", 0, 0, NULL,
+     "Whether the caller can interrupt the AI by speaking (on|off)."},
+    {"barge_in_min_ms", INT(barge_in_min_ms), "60", 20, 2000, NULL,
+     "Voiced time while the AI speaks before its audio pauses for a possible interruption."},
+    {"echo_cancel", BOOL(echo_cancel), "on", 0, 0, NULL,
+     "Remove the AI's own voice, coming back through the caller's microphone, before "
+     "speech detection and recognition (on|off)."},
+    {"idle_prompt_ms", INT(idle_prompt_ms), "20000", 0, 3600000, NULL,
+     "Silence from the caller after which the AI checks in once; 0 = never."},
+    {"idle_hangup_ms", INT(idle_hangup_ms), "40000", 0, 3600000, NULL,
+     "Silence from the caller after which the AI says goodbye and hangs up; 0 = never."},
+
+    {"asr", TYPED(KEY_ENUM, asr), "pocketsphinx", 0, 0, "pocketsphinx|openai|scripted",
+     "Speech recognition. pocketsphinx: embedded, English; openai: an OpenAI-compatible "
+     "/audio/transcriptions service; scripted: a load-test engine that costs nothing."},
+    {"asr_base_url", STR(asr_base_url), "https://api.openai.com/v1", 0, 0, NULL,
+     "Base URL of the ASR service; /audio/transcriptions is appended."},
+    {"asr_model", STR(asr_model), "whisper-1", 0, 0, NULL, "ASR service model."},
+    {"asr_language", STR(asr_language), "", 0, 0, NULL,
+     "Language hint for the ASR service (e.g. zh); empty = the call's language."},
+    {"asr_prompt", STR(asr_prompt), "", 0, 0, NULL,
+     "Prompt for the ASR service (names, jargon it should expect)."},
+    {"asr_api_key_env", STR(asr_api_key_env), "OPENAI_API_KEY", 0, 0, NULL,
+     "Environment variable holding the ASR service's API key."},
+    {"llm", TYPED(KEY_ENUM, llm), "local", 0, 0, "local|openai|anthropic|fixed",
+     "Dialog engine. local: an offline rule-based assistant; openai: OpenAI-compatible chat "
+     "completions; anthropic: Anthropic Messages; fixed: a load-test engine."},
+    {"llm_base_url", STR(llm_base_url), "", 0, 0, NULL,
+     "Base URL of the LLM service (/chat/completions or /messages is appended); empty = "
+     "https://api.openai.com/v1 or https://api.anthropic.com/v1."},
+    {"llm_model", STR(llm_model), "", 0, 0, NULL,
+     "LLM model; empty = gpt-4o-mini or claude-3-5-haiku-latest."},
+    {"llm_api_key_env", STR(llm_api_key_env), "", 0, 0, NULL,
+     "Environment variable holding the LLM service's API key; empty = OPENAI_API_KEY or "
+     "ANTHROPIC_API_KEY."},
+    {"llm_max_tokens", INT(llm_max_tokens), "150", 1, 100000, NULL,
+     "Longest reply, in tokens."},
+    {"llm_temperature", DBL(llm_temperature), "0.7", 0, 2, NULL, "Sampling temperature."},
+    {"tts", TYPED(KEY_ENUM, tts), "flite", 0, 0, "flite|espeak-ng|openai|elevenlabs|azure|tone",
+     "Speech synthesis. flite: embedded, English (other languages go to espeak-ng); "
+     "espeak-ng: embedded, every language; openai, elevenlabs, azure: services; tone: a "
+     "load-test engine."},
+    {"tts_base_url", STR(tts_base_url), "", 0, 0, NULL,
+     "Base URL of the TTS service; empty = the service's public one."},
+    {"tts_model", STR(tts_model), "", 0, 0, NULL, "TTS service model."},
+    {"tts_voice", STR(tts_voice), "", 0, 0, NULL,
+     "Voice: flite slt|kal|awb|rms; an espeak-ng voice name; the service's voice id. Empty = "
+     "the backend's default."},
+    {"tts_api_key_env", STR(tts_api_key_env), "", 0, 0, NULL,
+     "Environment variable holding the TTS service's API key; empty = the service's usual "
+     "one (OPENAI_API_KEY, ELEVENLABS_API_KEY, AZURE_SPEECH_KEY)."},
+    {"tts_rate", INT(tts_rate), "100", 50, 300, NULL, "Speaking rate, percent of normal."},
+    {"http_connect_timeout_ms", INT(http_connect_timeout_ms), "3000", 100, 600000, NULL,
+     "AI services: longest wait for a connection."},
+    {"http_first_byte_timeout_ms", INT(http_first_byte_timeout_ms), "10000", 100, 600000, NULL,
+     "AI services: longest wait for the first byte of a response."},
+    {"http_total_timeout_ms", INT(http_total_timeout_ms), "60000", 100, 3600000, NULL,
+     "AI services: longest time for one whole request."},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -162,6 +247,20 @@ static int apply(struct config *cfg, const struct key *k, const char *value, con
     *(int *)field = (int)n;
     return 0;
   }
+  case KEY_DOUBLE: {
+    char *end;
+    errno = 0;
+    double d = strtod(value, &end);
+    if (errno || end == value || *end) return *why = "expected a number", -EINVAL;
+    if (d < (double)k->min || d > (double)k->max) return *why = "out of range", -ERANGE;
+    *(double *)field = d;
+    return 0;
+  }
+  case KEY_BOOL:
+    if (!strcmp(value, "on") || !strcmp(value, "true") || !strcmp(value, "1")) *(int *)field = 1;
+    else if (!strcmp(value, "off") || !strcmp(value, "false") || !strcmp(value, "0")) *(int *)field = 0;
+    else return *why = "expected on or off", -EINVAL;
+    return 0;
   case KEY_ENUM:
     if (!enum_has(k->choices, value)) return *why = "not one of the allowed values", -EINVAL;
     break;
@@ -189,7 +288,9 @@ static int apply(struct config *cfg, const struct key *k, const char *value, con
 static void describe_choices(const struct key *k, char *out, size_t cap) {
   out[0] = '\0';
   if (k->type == KEY_ENUM) snprintf(out, cap, " (one of: %s)", k->choices);
-  else if (k->type == KEY_INT) snprintf(out, cap, " (from %ld to %ld)", k->min, k->max);
+  else if (k->type == KEY_INT || k->type == KEY_DOUBLE)
+    snprintf(out, cap, " (from %ld to %ld)", k->min, k->max);
+  else if (k->type == KEY_BOOL) snprintf(out, cap, " (on or off)");
 }
 
 int config_set(struct config *cfg, const char *key, const char *value, const char *origin,

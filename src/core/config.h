@@ -29,6 +29,33 @@ struct config {
   int max_calls;
   int ice_timeout_ms;      /* no consent checks for this long ends a call */
   int resume_timeout_ms;   /* a call whose WebSocket dropped waits this long */
+
+  /* The voice agent. */
+  char language[16];       /* the call's language unless the page picks one: en, zh, ... */
+  char system_prompt[4096];
+  char greeting[1024];     /* spoken when the call connects; empty = none */
+  char apology[1024];      /* spoken when a service fails; empty = the built-in one */
+  int history_turns;       /* exchanges kept for the LLM */
+  int inference_threads;   /* 0 = one per core */
+  int vad_threshold_db;    /* speech stands this far above the noise floor */
+  int vad_onset_ms;        /* voiced time before speech onset is declared */
+  int endpoint_ms;         /* silence that ends an utterance */
+  int min_speech_ms;       /* shorter voiced bursts are clicks and coughs */
+  int barge_in;            /* 1 = the caller may interrupt */
+  int barge_in_min_ms;     /* voiced time while the AI speaks before it pauses */
+  int echo_cancel;         /* 1 = remove the AI's own voice from the caller's audio */
+  int idle_prompt_ms;      /* silence before "are you still there?"; 0 = never */
+  int idle_hangup_ms;      /* silence before hanging up; 0 = never */
+
+  /* Engines and services. */
+  char asr[32], asr_base_url[1024], asr_model[128], asr_language[16], asr_prompt[1024],
+      asr_api_key_env[128];
+  char llm[32], llm_base_url[1024], llm_model[128], llm_api_key_env[128];
+  int llm_max_tokens;
+  double llm_temperature;
+  char tts[32], tts_base_url[1024], tts_model[128], tts_voice[128], tts_api_key_env[128];
+  int tts_rate;            /* speaking rate, percent of normal */
+  int http_connect_timeout_ms, http_first_byte_timeout_ms, http_total_timeout_ms;
 };
 
 /* Fills in every default. */

@@ -35,7 +35,8 @@ static void on_async(uv_async_t *a) {
   for (struct mailbox_msg *m = take_all(mb); m;) {
     struct mailbox_msg *next = m->next;
     m->next = NULL;
-    mb->cb(mb, m, mb->user);
+    if (m->type == MAILBOX_RUN) ((struct mailbox_run *)m)->fn((struct mailbox_run *)m, 1);
+    else mb->cb(mb, m, mb->user);
     m = next;
   }
 }
@@ -74,7 +75,8 @@ static void on_closed(uv_handle_t *h) {
   struct mailbox *mb = h->data;
   for (struct mailbox_msg *m = take_all(mb); m;) {
     struct mailbox_msg *next = m->next;
-    if (mb->drop) mb->drop(m);
+    if (m->type == MAILBOX_RUN) ((struct mailbox_run *)m)->fn((struct mailbox_run *)m, 0);
+    else if (mb->drop) mb->drop(m);
     m = next;
   }
   uv_mutex_destroy(&mb->lock);

@@ -18,6 +18,19 @@ struct mailbox_msg {
 struct mailbox;
 typedef void (*mailbox_cb)(struct mailbox *mb, struct mailbox_msg *msg, void *user);
 
+/*
+ * A closure: a message whose type is MAILBOX_RUN is not given to the
+ * consumer callback; the mailbox calls its `fn` on the loop's thread with
+ * run = 1, or with run = 0 when the mailbox closes before it ran (then fn
+ * only frees). Either way fn owns the message. This is how engines deliver
+ * results to the loop a call lives on.
+ */
+#define MAILBOX_RUN (-1)
+struct mailbox_run {
+  struct mailbox_msg hdr; /* hdr.type = MAILBOX_RUN */
+  void (*fn)(struct mailbox_run *self, int run);
+};
+
 /* Creates a mailbox whose consumer runs on `loop`. */
 int mailbox_new(struct mailbox **out, uv_loop_t *loop, mailbox_cb cb, void *user);
 

@@ -29,7 +29,7 @@ static void defaults_are_sane(void **state) {
   assert_string_equal(c.listen, "127.0.0.1:8080");
   assert_string_equal(c.https_listen, "");
   assert_string_equal(c.log_level, "info");
-  assert_string_equal(c.agent, "echo");
+  assert_string_equal(c.agent, "voice");
   assert_int_equal(c.ice_timeout_ms, 30000);
   assert_int_equal(c.resume_timeout_ms, 30000);
   assert_string_equal(c.media_address, "127.0.0.1");

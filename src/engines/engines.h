@@ -1,0 +1,31 @@
+/*
+ * engines: the ASR, LLM and TTS backends a server runs with, chosen by the
+ * configuration keys `asr`, `llm` and `tts`, opened once and shared by every
+ * call. `tts` names the backend for English; `tts_other` speaks every other
+ * language (the embedded default pairs flite for English with espeak-ng).
+ */
+#ifndef TS_ENGINES_ENGINES_H
+#define TS_ENGINES_ENGINES_H
+
+#include "engines/asr.h"
+#include "engines/llm.h"
+#include "engines/tts.h"
+
+struct engines;
+
+int engines_open(struct engines **out, const struct engine_env *env, char *err, size_t errlen);
+void engines_close(struct engines *e);
+
+int engines_asr_start(struct engines *e, const struct asr_params *p, struct mailbox *home,
+                      const struct asr_cb *cb, struct asr_session **out);
+int engines_llm_generate(struct engines *e, const struct llm_params *p, struct mailbox *home,
+                         const struct llm_cb *cb, struct llm_job **out);
+/* Picks the TTS backend for p->language. */
+int engines_tts_speak(struct engines *e, const struct tts_params *p, struct mailbox *home,
+                      const struct tts_cb *cb, struct tts_job **out);
+
+const char *engines_asr_name(const struct engines *e);
+const char *engines_llm_name(const struct engines *e);
+const char *engines_tts_name(const struct engines *e, const char *language);
+
+#endif

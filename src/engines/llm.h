@@ -1,0 +1,62 @@
+/*
+ * llm: the dialog engine, streaming.
+ *
+ * One job per reply. Text arrives as tokens (any size, UTF-8, possibly
+ * split inside a word but never inside a character) and ends with exactly
+ * one `done` or `error`. Callbacks run on the home loop, never inside
+ * llm_generate, and never after llm_release().
+ */
+#ifndef TS_ENGINES_LLM_H
+#define TS_ENGINES_LLM_H
+
+#include <stddef.h>
+
+#include "engines/engine.h"
+#include "engines/job.h"
+
+enum llm_role { LLM_USER, LLM_ASSISTANT };
+
+struct llm_turn {
+  enum llm_role role;
+  const char *text;
+};
+
+/* Everything is copied by the backend before generate returns. */
+struct llm_params {
+  const char *system;            /* system prompt */
+  const struct llm_turn *turns;  /* the conversation, oldest first, ending with the user */
+  size_t nturns;
+  const char *language;          /* the call's language, e.g. "en", "zh" */
+  int max_tokens;
+  double temperature;
+};
+
+struct llm_cb {
+  void (*token)(void *user, const char *text);
+  /* hangup = 1: the reply ends the conversation (the caller said goodbye). */
+  void (*done)(void *user, int hangup);
+  void (*error)(void *user, const char *message);
+  void *user;
+};
+
+struct llm_backend;
+
+struct llm_job {
+  struct eng_job job;
+  const struct llm_backend *be;
+  struct llm_cb cb;
+};
+
+struct llm_backend {
+  const char *name;
+  int (*open)(void **engine, const struct engine_env *env, char *err, size_t errlen);
+  void (*close)(void *engine);
+  int (*generate)(void *engine, const struct llm_params *p, struct mailbox *home,
+                  const struct llm_cb *cb, struct llm_job **out);
+};
+
+extern const struct llm_backend *const llm_backends[];
+
+void llm_release(struct llm_job *j);
+
+#endif
