@@ -9,7 +9,7 @@ RUN_PKGS=(
   build-essential cmake pkg-config
   libuv1-dev libwebsockets-dev libssl-dev libsrtp2-dev libopus-dev libspeexdsp-dev
   libcurl4-openssl-dev libjansson-dev openssl
-  libpocketsphinx-dev pocketsphinx-en-us flite1-dev libespeak-ng-dev espeak-ng-data
+  libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us flite1-dev libespeak-ng-dev espeak-ng-data
 )
 TEST_PKGS=(
   libcmocka-dev chromium sox curl flite pocketsphinx
