@@ -23,6 +23,7 @@ void eng_job_init(struct eng_job *j, struct mailbox *home, void (*destroy)(struc
   atomic_init(&j->cancelled, 0);
   j->home = home;
   j->destroy = destroy;
+  j->on_cancel = NULL;
 }
 
 void eng_job_ref(struct eng_job *j) { atomic_fetch_add(&j->refs, 1); }
@@ -34,6 +35,7 @@ void eng_job_unref(struct eng_job *j) {
 void eng_job_release(struct eng_job *j) {
   if (!j) return;
   atomic_store(&j->cancelled, 1);
+  if (j->on_cancel) j->on_cancel(j);
   eng_job_unref(j);
 }
 

@@ -29,6 +29,10 @@ struct eng_job {
   atomic_int cancelled;
   struct mailbox *home;
   void (*destroy)(struct eng_job *j); /* frees the backend's struct */
+  /* Optional: called on the home thread by eng_job_release, before the
+   * requester's reference goes, so work in flight can be stopped at once
+   * (an HTTP transfer aborted, a synthesis told to stop). */
+  void (*on_cancel)(struct eng_job *j);
 };
 
 /* One reference, held by the requester. */
