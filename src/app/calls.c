@@ -16,6 +16,7 @@
  */
 #include "app/calls.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
@@ -23,6 +24,8 @@
 
 #include "core/log.h"
 #include "core/mailbox.h"
+#include "core/pool.h"
+#include "engines/engines.h"
 #include "media/worker.h"
 #include "rtc/sdp.h"
 
@@ -45,6 +48,8 @@ struct calls {
   const struct config *cfg;
   struct mailbox *events;
   struct media_pool *pool;
+  struct pool *inference;   /* voice agent only */
+  struct engines *engines;  /* voice agent only */
   struct call_entry *list;
   int count;
   char candidates[MAX_CANDIDATES][64];
@@ -136,6 +141,50 @@ static void send_answer(struct call_entry *e, const char *ufrag, const char *pwd
   free(sdp);
 }
 
+/* Copies an optional string setting; -1 (after telling the page) when it is not a fitting string. */
+static int setting_string(struct ws_conn *conn, json_t *cfg, const char *name, char *out, size_t cap,
+                          int *given) {
+  json_t *v = json_object_get(cfg, name);
+  if (!v) return 0;
+  char msg[160];
+  if (!json_is_string(v) || json_string_length(v) >= cap) {
+    snprintf(msg, sizeof msg, "config.%s must be a string of at most %zu bytes", name, cap - 1);
+    calls_send_error(conn, "bad_message", msg);
+    return -1;
+  }
+  snprintf(out, cap, "%s", json_string_value(v));
+  if (given) *given = 1;
+  return 0;
+}
+
+/* The per-call settings of an offer's `config`; -1 (after telling the page) when bad. */
+static int parse_settings(struct ws_conn *conn, json_t *msg, struct voice_settings *s) {
+  json_t *cfg = json_object_get(msg, "config");
+  if (!cfg || json_is_null(cfg)) return 0;
+  if (!json_is_object(cfg)) {
+    calls_send_error(conn, "bad_message", "config must be an object");
+    return -1;
+  }
+  if (setting_string(conn, cfg, "language", s->language, sizeof s->language, NULL) ||
+      setting_string(conn, cfg, "voice", s->voice, sizeof s->voice, NULL) ||
+      setting_string(conn, cfg, "system_prompt", s->system_prompt, 4001, NULL) ||
+      setting_string(conn, cfg, "greeting", s->greeting, 1001, &s->has_greeting))
+    return -1;
+  for (const char *p = s->language; *p; p++)
+    if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_') {
+      calls_send_error(conn, "bad_message", "config.language must look like en, zh or pt-BR");
+      return -1;
+    }
+  json_t *rate = json_object_get(cfg, "rate");
+  if (rate && (!json_is_integer(rate) || json_integer_value(rate) < 50 ||
+               json_integer_value(rate) > 300)) {
+    calls_send_error(conn, "bad_message", "config.rate must be an integer from 50 to 300");
+    return -1;
+  }
+  if (rate) s->rate = (int)json_integer_value(rate);
+  return 0;
+}
+
 /* Parses the offer in `msg`; on failure answers with an error and returns NULL. */
 static struct sdp_session *parse_offer(struct ws_conn *conn, json_t *msg) {
   const char *text = json_string_value(json_object_get(msg, "sdp"));
@@ -154,7 +203,8 @@ static struct sdp_session *parse_offer(struct ws_conn *conn, json_t *msg) {
 
 /* --- signaling ------------------------------------------------------------------------ */
 
-static void new_call(struct calls *calls, struct ws_conn *conn, struct sdp_session *offer) {
+static void new_call(struct calls *calls, struct ws_conn *conn, struct sdp_session *offer,
+                     const struct voice_settings *settings) {
   struct call_entry *e = calloc(1, sizeof *e);
   if (!e) {
     sdp_session_free(offer);
@@ -171,6 +221,7 @@ static void new_call(struct calls *calls, struct ws_conn *conn, struct sdp_sessi
   e->resume_timer.data = e;
 
   struct media_call_params p = {0};
+  p.settings = *settings;
   snprintf(p.call_id, sizeof p.call_id, "%s", e->id);
   snprintf(p.remote_ufrag, sizeof p.remote_ufrag, "%s", sdp_ice_ufrag(offer));
   snprintf(p.remote_pwd, sizeof p.remote_pwd, "%s", sdp_ice_pwd(offer));
@@ -227,10 +278,12 @@ void calls_offer(struct calls *calls, struct ws_conn *conn, json_t *msg) {
     calls_send_error(conn, "busy", "the server is at its call limit; try again later");
     return;
   }
+  struct voice_settings settings = {0};
+  if (!jid && parse_settings(conn, msg, &settings)) return;
   struct sdp_session *offer = parse_offer(conn, msg);
   if (!offer) return;
   if (jid) renegotiate(current, offer);
-  else new_call(calls, conn, offer);
+  else new_call(calls, conn, offer, &settings);
 }
 
 void calls_hangup(struct calls *calls, struct ws_conn *conn) {
@@ -273,7 +326,7 @@ void calls_detach(struct calls *calls, struct ws_conn *conn) {
 
 int calls_count(const struct calls *calls) { return calls->count; }
 
-static void free_msg(struct mailbox_msg *m) { free(m); }
+static void free_msg(struct mailbox_msg *m) { media_event_free((struct media_event *)m); }
 
 /* --- events from the media workers ------------------------------------------------------------ */
 
@@ -295,9 +348,12 @@ static void on_media_event(struct mailbox *mb, struct mailbox_msg *m, void *user
                                       "call_id", e->id));
       unlink_entry(calls, e);
       break;
+    case MEDIA_EV_AGENT:
+      if (e->conn && ev->json) ws_conn_send(e->conn, ev->json, strlen(ev->json));
+      break;
     }
   }
-  free(ev);
+  media_event_free(ev);
 }
 
 /* --- set-up ------------------------------------------------------------------------------------ */
@@ -337,6 +393,32 @@ static void find_candidates(struct calls *calls) {
   uv_free_interface_addresses(ifs, n);
 }
 
+static int open_engines(struct calls *calls, char *err, size_t errlen) {
+  int threads = calls->cfg->inference_threads ? calls->cfg->inference_threads
+                                              : (int)uv_available_parallelism();
+  int rc = pool_new(&calls->inference, threads);
+  if (rc) {
+    snprintf(err, errlen, "cannot start %d inference threads", threads);
+    return rc;
+  }
+  struct engine_env env = {calls->cfg, calls->inference, calls->events, NULL};
+  rc = engines_open(&calls->engines, &env, err, errlen);
+  if (rc == 0)
+    log_info("agent", "voice agent: asr %s, llm %s, tts %s (%d inference threads)",
+             engines_asr_name(calls->engines), engines_llm_name(calls->engines),
+             engines_tts_name(calls->engines, calls->cfg->language), threads);
+  return rc;
+}
+
+/* Engines are closed only once nothing can use them: no worker, no inference thread. */
+static void close_engines(struct calls *calls) {
+  if (calls->inference) pool_stop(calls->inference);
+  engines_close(calls->engines);
+  calls->engines = NULL;
+  pool_free(calls->inference);
+  calls->inference = NULL;
+}
+
 int calls_new(struct calls **out, uv_loop_t *loop, const struct config *cfg, char *err,
               size_t errlen) {
   struct calls *calls = calloc(1, sizeof *calls);
@@ -344,8 +426,11 @@ int calls_new(struct calls **out, uv_loop_t *loop, const struct config *cfg, cha
   calls->loop = loop;
   calls->cfg = cfg;
   int rc = mailbox_new(&calls->events, loop, on_media_event, calls);
-  if (rc == 0) rc = media_pool_start(&calls->pool, cfg, calls->events, err, errlen);
+  if (rc == 0 && strcmp(cfg->agent, "voice") == 0) rc = open_engines(calls, err, errlen);
+  if (rc == 0)
+    rc = media_pool_start(&calls->pool, cfg, calls->events, calls->engines, err, errlen);
   if (rc) {
+    close_engines(calls);
     if (calls->events) mailbox_close(calls->events, free_msg);
     free(calls);
     return rc;
@@ -359,8 +444,11 @@ int calls_new(struct calls **out, uv_loop_t *loop, const struct config *cfg, cha
 
 void calls_shutdown(struct calls *calls) {
   if (!calls || !calls->pool) return;
+  /* Inference threads post results to the workers' mailboxes: they stop first. */
+  if (calls->inference) pool_stop(calls->inference);
   media_pool_stop(calls->pool); /* workers end their calls without events */
   calls->pool = NULL;
+  close_engines(calls);
   while (calls->list) {
     struct call_entry *e = calls->list;
     if (e->conn)

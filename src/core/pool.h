@@ -26,7 +26,14 @@ int pool_submit(struct pool *p, pool_fn fn, pool_fn drop, void *arg);
 /* Items queued or running, for metrics and tests. */
 int pool_pending(struct pool *p);
 
-/* Stops taking work, drops what is queued, waits for running items, frees. */
+/*
+ * Stops taking work (pool_submit then returns -ESHUTDOWN), drops what is
+ * queued and waits for running items. The pool stays allocated, so other
+ * threads may still call pool_submit safely until pool_free.
+ */
+void pool_stop(struct pool *p);
+
+/* Stops the pool if that was not done yet, and frees it. */
 void pool_free(struct pool *p);
 
 #endif

@@ -5,7 +5,9 @@
  * SRTP -> RTP -> receive statistics -> jitter buffer. Outbound, every 20 ms
  * tick: jitter buffer -> one 48 kHz frame -> the agent hears it -> the agent
  * speaks one frame (or silence) -> Opus -> RTP -> SRTP -> UDP to the path
- * the browser nominated. About once a second an RTCP sender report goes
+ * the browser nominated. When the agent has a reply's first audio between
+ * ticks, that frame is sent at once and the next tick sends none, so a
+ * reply never waits for the pacing grid while the stream keeps its rate. About once a second an RTCP sender report goes
  * out, and the browser's reports steer our encoder's FEC and bitrate.
  *
  * A call ends itself (media_call_end_reason) when the browser stops its
@@ -22,6 +24,7 @@
 #include <sys/time.h>
 
 #include "agent/echo.h"
+#include "agent/voice.h"
 #include "audio/jitter.h"
 #include "audio/opus_codec.h"
 #include "core/log.h"
@@ -43,10 +46,13 @@ struct media_call {
   struct jitter *jb;
   struct opusc_enc *enc;
   struct echo_agent *agent;
+  struct voice_agent *voice;
+  int sent_early; /* a frame went out between ticks: the next tick sends none */
   struct rtp_stats rx;
   uint32_t peer_ssrc;
   int have_peer;
   media_send_fn send;
+  media_event_fn event;
   void *send_user;
   struct sockaddr_storage last_from; /* where DTLS came from, until ICE nominates */
   int has_last_from;
@@ -80,10 +86,40 @@ static void end_call(struct media_call *c, const char *reason) {
   if (!c->end_reason[0]) snprintf(c->end_reason, sizeof c->end_reason, "%s", reason);
 }
 
+/* --- the voice agent's host ------------------------------------------------------ */
+
+static void agent_event(void *user, char *json) {
+  struct media_call *c = user;
+  if (c->event) c->event(c->send_user, c->id, json);
+  else free(json);
+}
+
+static void agent_end(void *user, const char *reason) { end_call(user, reason); }
+
+static void send_frame(struct media_call *c, const int16_t *pcm, int marker);
+
+static void agent_kick(void *user) {
+  struct media_call *c = user;
+  int16_t out[OPUSC_FRAME];
+  if (!c->srtp || c->sent_early || c->end_reason[0]) return;
+  if (!voice_agent_speak(c->voice, out)) return;
+  send_frame(c, out, !c->speaking);
+  c->speaking = 1;
+  c->sent_early = 1;
+}
+
+static int make_agent(struct media_call *c, const struct media_call_params *p,
+                      const struct media_agent_env *env) {
+  if (!env || !env->engines) return (c->agent = echo_agent_new()) ? 0 : -1;
+  struct voice_host host = {agent_event, agent_end, agent_kick, c};
+  return voice_agent_new(&c->voice, p->call_id, env->cfg, env->engines, env->home, &p->settings,
+                         &host);
+}
+
 /* --- life ----------------------------------------------------------------------- */
 
 struct media_call *media_call_new(const struct media_call_params *p, struct dtls_ctx *dtls,
-                                  uint64_t now_ms) {
+                                  const struct media_agent_env *agent, uint64_t now_ms) {
   struct media_call *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   snprintf(c->id, sizeof c->id, "%s", p->call_id);
@@ -91,8 +127,7 @@ struct media_call *media_call_new(const struct media_call_params *p, struct dtls
   c->dtls = dtls_session_new(dtls, p->remote_fp_alg, p->remote_fp, dtls_out, c);
   c->jb = jitter_new();
   c->enc = opusc_enc_new(0);
-  c->agent = echo_agent_new();
-  if (!c->ice || !c->dtls || !c->jb || !c->enc || !c->agent) {
+  if (!c->ice || !c->dtls || !c->jb || !c->enc || make_agent(c, p, agent) != 0) {
     media_call_free(c);
     return NULL;
   }
@@ -115,11 +150,13 @@ void media_call_free(struct media_call *c) {
   jitter_free(c->jb);
   opusc_enc_free(c->enc);
   echo_agent_free(c->agent);
+  voice_agent_free(c->voice);
   free(c);
 }
 
-void media_call_attach(struct media_call *c, media_send_fn send, void *user) {
+void media_call_attach(struct media_call *c, media_send_fn send, media_event_fn event, void *user) {
   c->send = send;
+  c->event = event;
   c->send_user = user;
 }
 
@@ -164,6 +201,7 @@ static void on_dtls_connected(struct media_call *c) {
   }
   memset(km, 0, sizeof km);
   c->connected = 1;
+  if (c->voice) voice_agent_start(c->voice);
   log_info("media", "call %s: connected (SRTP profile %d)", c->id, profile);
 }
 
@@ -242,9 +280,20 @@ static void send_frame(struct media_call *c, const int16_t *pcm, int marker) {
 
 static void media_tick(struct media_call *c) {
   int16_t in[OPUSC_FRAME], out[OPUSC_FRAME];
-  echo_agent_hear(c->agent, jitter_get(c->jb, in) ? in : NULL);
-  int speaking = echo_agent_speak(c->agent, out);
-  if (!speaking) memset(out, 0, sizeof out);
+  const int16_t *heard = jitter_get(c->jb, in) ? in : NULL;
+  int speaking;
+  if (c->voice) {
+    voice_agent_hear(c->voice, heard);
+    if (c->sent_early) { /* this tick's frame already went out */
+      c->sent_early = 0;
+      return;
+    }
+    speaking = voice_agent_speak(c->voice, out);
+  } else {
+    echo_agent_hear(c->agent, heard);
+    speaking = echo_agent_speak(c->agent, out);
+    if (!speaking) memset(out, 0, sizeof out);
+  }
   send_frame(c, out, speaking && !c->speaking); /* marker: the start of a talkspurt */
   c->speaking = speaking;
 }

@@ -21,13 +21,22 @@ struct media_call;
 
 typedef void (*media_send_fn)(void *user, const uint8_t *data, size_t len,
                               const struct sockaddr *to);
+/* An agent event for the page: ownership of the malloc'd JSON text passes. */
+typedef void (*media_event_fn)(void *user, const char *call_id, char *json);
+
+/* What a call is answered by: the voice agent when `engines` is set, else the echo agent. */
+struct media_agent_env {
+  const struct config *cfg;
+  struct engines *engines;
+  struct mailbox *home; /* the worker's mailbox, where engine results arrive */
+};
 
 struct media_call *media_call_new(const struct media_call_params *p, struct dtls_ctx *dtls,
-                                  uint64_t now_ms);
+                                  const struct media_agent_env *agent, uint64_t now_ms);
 void media_call_free(struct media_call *c);
 
-/* Where the call's packets go out; set by the worker when it adopts the call. */
-void media_call_attach(struct media_call *c, media_send_fn send, void *user);
+/* Where the call's packets and events go; set by the worker when it adopts the call. */
+void media_call_attach(struct media_call *c, media_send_fn send, media_event_fn event, void *user);
 
 const char *media_call_id(const struct media_call *c);
 const char *media_call_ufrag(const struct media_call *c);

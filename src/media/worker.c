@@ -72,6 +72,8 @@ struct worker {
 struct media_pool {
   struct worker *w;
   int n;
+  const struct config *cfg;
+  struct engines *engines;
   struct mailbox *control;
   struct dtls_cert *cert;
   int srtp_ready;
@@ -88,6 +90,26 @@ static void post_event(struct worker *w, enum media_event_type type, const char 
   snprintf(ev->reason, sizeof ev->reason, "%s", reason ? reason : "");
   snprintf(ev->ufrag, sizeof ev->ufrag, "%s", ufrag ? ufrag : "");
   snprintf(ev->pwd, sizeof ev->pwd, "%s", pwd ? pwd : "");
+  mailbox_post(w->pool->control, &ev->hdr);
+}
+
+void media_event_free(struct media_event *ev) {
+  if (!ev) return;
+  free(ev->json);
+  free(ev);
+}
+
+/* An agent's event: handed to the control loop as it is. */
+static void post_agent_event(void *user, const char *call_id, char *json) {
+  struct worker *w = user;
+  struct media_event *ev = calloc(1, sizeof *ev);
+  if (!ev) {
+    free(json);
+    return;
+  }
+  ev->hdr.type = MEDIA_EV_AGENT;
+  snprintf(ev->call_id, sizeof ev->call_id, "%s", call_id);
+  ev->json = json;
   mailbox_post(w->pool->control, &ev->hdr);
 }
 
@@ -202,7 +224,7 @@ static void adopt(struct worker *w, struct media_call *c) {
     atomic_fetch_sub(&w->ncalls, 1);
     return;
   }
-  media_call_attach(c, send_packet, w);
+  media_call_attach(c, send_packet, post_agent_event, w);
   n->call = c;
   n->next = w->calls;
   w->calls = n;
@@ -325,9 +347,11 @@ static void worker_free(struct worker *w) {
 }
 
 int media_pool_start(struct media_pool **out, const struct config *cfg, struct mailbox *control,
-                     char *err, size_t errlen) {
+                     struct engines *engines, char *err, size_t errlen) {
   struct media_pool *pool = calloc(1, sizeof *pool);
   if (!pool) return -ENOMEM;
+  pool->cfg = cfg;
+  pool->engines = engines;
   pool->n = cfg->media_workers ? cfg->media_workers : (int)uv_available_parallelism();
   pool->control = control;
   pool->w = calloc((size_t)pool->n, sizeof *pool->w);
@@ -402,7 +426,8 @@ int media_pool_add_call(struct media_pool *pool, int worker, const struct media_
   struct worker *w = &pool->w[worker];
   struct worker_msg *msg = calloc(1, sizeof *msg);
   if (!msg) return -ENOMEM;
-  msg->call = media_call_new(p, w->dtls, uv_now(&w->loop));
+  struct media_agent_env agent = {pool->cfg, pool->engines, w->mb};
+  msg->call = media_call_new(p, w->dtls, &agent, uv_now(&w->loop));
   if (!msg->call) {
     free(msg);
     return -ENOMEM;

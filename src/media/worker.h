@@ -12,8 +12,10 @@
 
 #include <stdint.h>
 
+#include "agent/voice.h"
 #include "core/config.h"
 #include "core/mailbox.h"
+#include "engines/engines.h"
 
 struct media_call;
 struct media_pool;
@@ -23,6 +25,7 @@ enum media_event_type {
   MEDIA_EV_CONNECTED = 1, /* ICE selected a path and DTLS finished */
   MEDIA_EV_ENDED,         /* the call is gone from its worker; reason says why */
   MEDIA_EV_RESTARTED,     /* ICE restart applied; ufrag/pwd are the new local credentials */
+  MEDIA_EV_AGENT,         /* an event of the call's agent for the page; `json` */
 };
 
 struct media_event {
@@ -30,7 +33,11 @@ struct media_event {
   char call_id[40];
   char reason[64];
   char ufrag[64], pwd[64];
+  char *json; /* MEDIA_EV_AGENT: a JSON text (malloc), freed with the event */
 };
+
+/* Frees an event and what it carries. */
+void media_event_free(struct media_event *ev);
 
 /* The parameters of a new call, negotiated by signaling. */
 struct media_call_params {
@@ -40,15 +47,17 @@ struct media_call_params {
   int opus_pt;
   uint32_t ssrc; /* ours */
   int ice_timeout_ms;
+  struct voice_settings settings; /* for the voice agent */
 };
 
 /*
  * Starts cfg->media_workers workers (one per core when 0), each bound to
  * cfg->media_address and port cfg->media_port + i (any free port when
- * media_port is 0). Events go to `control`.
+ * media_port is 0). Events go to `control`. Calls are answered by the voice
+ * agent on `engines`, or by the echo agent when engines is NULL.
  */
 int media_pool_start(struct media_pool **out, const struct config *cfg, struct mailbox *control,
-                     char *err, size_t errlen);
+                     struct engines *engines, char *err, size_t errlen);
 /* Ends every call, stops and joins the threads, frees everything. */
 void media_pool_stop(struct media_pool *pool);
 

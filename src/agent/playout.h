@@ -1,0 +1,54 @@
+/*
+ * playout: the AI's outgoing speech for one call, queued at 48 kHz and
+ * taken 20 ms at a time by the media tick.
+ *
+ * Speech arrives sentence by sentence (each a segment, whose text is
+ * known) in chunks at whatever rate the TTS engine produces; it leaves one
+ * frame per tick. The queue remembers where each segment starts and how
+ * much of it has been played, so that when the caller cuts in, the part of
+ * the reply they actually heard is known, word by word.
+ */
+#ifndef TS_AGENT_PLAYOUT_H
+#define TS_AGENT_PLAYOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PLAYOUT_RATE 48000
+#define PLAYOUT_FRAME 960
+
+struct playout;
+
+int playout_new(struct playout **out);
+void playout_free(struct playout *p);
+
+/* Starts the segment that the following audio belongs to. */
+int playout_begin_segment(struct playout *p, const char *text);
+/* Appends audio of the current segment at `rate` Hz (resampled to 48 kHz). */
+int playout_append(struct playout *p, const int16_t *pcm, size_t n, int rate);
+/* The current segment has all its audio. */
+void playout_end_segment(struct playout *p);
+
+/*
+ * Takes one frame. Returns 1 with audio, 0 when nothing is queued (pcm
+ * untouched). `started` is set to the text of a segment whose first frame
+ * this is (NULL otherwise), valid until the next call.
+ */
+int playout_take(struct playout *p, int16_t *pcm, const char **started);
+
+/* Samples queued and not yet played. */
+size_t playout_queued(const struct playout *p);
+/* 1 when every segment begun has ended and all audio has been played. */
+int playout_drained(const struct playout *p);
+
+/*
+ * The text played so far: whole segments, plus the share of the words of
+ * a segment in progress that matches the share of its audio played.
+ * `*complete` is 1 when nothing begun was left unplayed.
+ */
+void playout_played_text(const struct playout *p, char *out, size_t cap, int *complete);
+
+/* Drops everything: queued audio and segments. */
+void playout_clear(struct playout *p);
+
+#endif

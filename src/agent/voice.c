@@ -1,0 +1,664 @@
+/*
+ * The voice agent: one call's turn manager.
+ *
+ * Every 20 ms the media tick hands it the caller's frame (hear) and takes
+ * the frame to send (speak). Between ticks, engine results arrive as
+ * closures on the same worker thread, so the whole agent is single-threaded
+ * and needs no lock.
+ *
+ * The caller's audio goes 48 kHz -> 16 kHz -> echo canceller (the AI's own
+ * voice, which a speakerphone feeds back, is removed using what we sent as
+ * the reference) -> VAD. Speech onset starts a recognition session, fed
+ * with a little audio from before the onset so the first syllable is not
+ * lost; the end of speech finishes it; the final text becomes the user's
+ * turn. The reply streams: LLM tokens go through the sentence chunker, each
+ * sentence is synthesised in order, and audio is queued for the tick as it
+ * arrives. The first frame of a reply is sent at once (the host's kick),
+ * not at the next tick, so no turn waits up to 20 ms for the pacing grid.
+ *
+ * States: listening -> user_speaking -> thinking -> speaking -> listening.
+ *
+ * Barge-in is two-step, because the agent cannot know in 100 ms whether
+ * the caller means to interrupt. At speech onset during a reply the AI's
+ * audio pauses at once (that is the 100 ms bound) and generation goes on.
+ * When the caller's words are known: a real interruption cancels the
+ * reply, keeps in the history only what was played, marked interrupted,
+ * and answers the new turn; a burst that was too short, carried no words
+ * or was a backchannel ("uh-huh", "嗯") resumes the reply where it paused.
+ * Speech while the agent is still thinking (before any audio) continues the
+ * caller's turn: the pending reply is dropped and the words are joined.
+ *
+ * Latency figures (DESIGN.md, "Latency, defined once") are stamped on the
+ * monotonic clock and sent once per turn, when its first frame goes out.
+ */
+#include "agent/voice.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "agent/chunker.h"
+#include "agent/history.h"
+#include "agent/playout.h"
+#include "audio/aec.h"
+#include "audio/resample.h"
+#include "audio/vad.h"
+#include "core/log.h"
+
+#define FRAME16 320            /* 20 ms at 16 kHz */
+#define PREROLL_FRAMES 20      /* 400 ms kept before the onset */
+#define PREROLL_EXTRA_MS 100   /* fed to ASR from before the first voiced frame */
+#define LEVEL_EVERY 10         /* frames between `level` events */
+#define MAX_TEXT 4096
+#define MAX_SENTENCES 64
+#define AEC_MAX_DELAY_MS 600
+
+enum vstate { ST_LISTENING, ST_USER, ST_THINKING, ST_SPEAKING };
+static const char *const state_names[] = {"listening", "user_speaking", "thinking", "speaking"};
+
+struct stamps {
+  double last_voiced, end, final, first_token, first_sentence, tts_req, first_audio, first_sent;
+  double onset, last_ai_frame;
+};
+
+struct voice_agent {
+  const struct config *cfg;
+  struct engines *eng;
+  struct mailbox *home;
+  struct voice_host host;
+  char call_id[40];
+  char language[16], voice[128], apology[1024];
+  const char *system_prompt;
+  char *prompt_copy;
+  char greeting[1024];
+  int rate;
+
+  enum vstate state;
+  struct resampler *down_in, *down_out;
+  struct aec *aec;
+  struct vad *vad;
+  int16_t preroll[PREROLL_FRAMES][FRAME16];
+  int preroll_head, preroll_n;
+  int last_voiced_ms;
+
+  struct asr_session *asr;
+  char user_text[MAX_TEXT];   /* the caller's turn being answered */
+  char heard_before[MAX_TEXT]; /* words of this turn before a pause that continued it */
+
+  struct llm_job *llm;
+  struct chunker *chunker;
+  struct tts_job *tts;
+  char *sentences[MAX_SENTENCES];
+  int nsent;
+  int llm_done, hangup_after, reply_active, reply_is_turn, user_in_history;
+  char reply_text[MAX_TEXT];
+  struct playout *po;
+  int paused, barge;
+  struct history *hist;
+
+  struct stamps t;
+  int turn, latency_sent;
+  int idle_ms, idle_prompted;
+  int level_count;
+  char end_reason[16];
+  int ended;
+};
+
+static double now_ms(void) { return (double)uv_hrtime() / 1e6; }
+
+/* --- events ----------------------------------------------------------------------- */
+
+static void emit(struct voice_agent *va, json_t *ev) {
+  if (!ev) return;
+  json_object_set_new(ev, "call_id", json_string(va->call_id));
+  char *text = json_dumps(ev, JSON_COMPACT);
+  json_decref(ev);
+  if (text) va->host.event(va->host.user, text);
+}
+
+static void set_state(struct voice_agent *va, enum vstate s) {
+  if (va->state == s) return;
+  va->state = s;
+  emit(va, json_pack("{s:s,s:s}", "type", "state", "state", state_names[s]));
+}
+
+static void emit_error(struct voice_agent *va, const char *engine, const char *message) {
+  char text[512];
+  snprintf(text, sizeof text, "%s: %s", engine, message);
+  log_warn("agent", "call %s: %s", va->call_id, text);
+  emit(va, json_pack("{s:s,s:s,s:s}", "type", "error", "code", "engine", "message", text));
+}
+
+static void put_ms(json_t *ev, const char *name, double from, double to) {
+  if (from > 0 && to >= from) json_object_set_new(ev, name, json_real(round((to - from) * 10) / 10));
+}
+
+static void emit_latency(struct voice_agent *va, int with_barge_in) {
+  const struct stamps *t = &va->t;
+  json_t *ev = json_pack("{s:s,s:i}", "type", "latency", "turn", va->turn);
+  if (!ev) return;
+  put_ms(ev, "endpoint_ms", t->last_voiced, t->end);
+  put_ms(ev, "asr_ms", t->end, t->final);
+  put_ms(ev, "llm_first_token_ms", t->final, t->first_token);
+  put_ms(ev, "llm_first_sentence_ms", t->final, t->first_sentence);
+  put_ms(ev, "tts_first_audio_ms", t->tts_req, t->first_audio);
+  put_ms(ev, "voice_to_voice_ms", t->last_voiced, t->first_sent);
+  if (t->last_voiced > 0 && t->first_sent > 0 && t->first_audio > 0) {
+    double engines = (t->end - t->last_voiced) + (t->final - t->end) +
+                     (t->first_sentence - t->final) + (t->first_audio - t->tts_req);
+    double overhead = (t->first_sent - t->last_voiced) - engines;
+    json_object_set_new(ev, "overhead_ms", json_real(round(overhead * 10) / 10));
+  }
+  if (with_barge_in) put_ms(ev, "barge_in_ms", t->onset, t->last_ai_frame);
+  emit(va, ev);
+}
+
+/* --- language-dependent phrases ---------------------------------------------------- */
+
+static int is_zh(const struct voice_agent *va) { return strncmp(va->language, "zh", 2) == 0; }
+
+static const char *phrase_apology(const struct voice_agent *va) {
+  if (va->apology[0]) return va->apology;
+  return is_zh(va) ? "抱歉，我现在无法回复，请稍后再试。"
+                   : "Sorry, I can't answer right now. Please try again in a moment.";
+}
+
+static const char *phrase_still_there(const struct voice_agent *va) {
+  return is_zh(va) ? "你还在吗？" : "Are you still there?";
+}
+
+static const char *phrase_idle_bye(const struct voice_agent *va) {
+  return is_zh(va) ? "好像没有声音了，我先挂断了，再见！"
+                   : "I haven't heard anything for a while, so I'll hang up now. Goodbye!";
+}
+
+/* Backchannels: words a listener says to show they follow, not to take the turn. */
+static int is_backchannel(const char *text) {
+  static const char *const words[] = {
+      "uh-huh", "uh huh", "mm-hmm", "mm hmm", "mhm", "hmm", "mm", "uh", "um", "yeah", "yes",
+      "yep", "ok", "okay", "right", "sure", "i see", "got it", "alright", "all right",
+      "嗯", "嗯嗯", "对", "对对", "对对对", "好", "好的", "是", "是的", "哦", "啊", NULL};
+  char norm[128];
+  size_t n = 0;
+  for (const char *p = text; *p && n + 1 < sizeof norm; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c < 0x80 && (ispunct(c) && c != '-')) continue;
+    if (!strncmp(p, "，", 3) || !strncmp(p, "。", 3) || !strncmp(p, "！", 3)) {
+      p += 2;
+      continue;
+    }
+    norm[n++] = (char)tolower(c);
+  }
+  while (n && norm[n - 1] == ' ') n--;
+  norm[n] = '\0';
+  const char *s = norm;
+  while (*s == ' ') s++;
+  for (int i = 0; words[i]; i++)
+    if (strcmp(s, words[i]) == 0) return 1;
+  return 0;
+}
+
+/* --- the reply pipeline -------------------------------------------------------------- */
+
+static void start_next_tts(struct voice_agent *va);
+static void check_reply_done(struct voice_agent *va);
+
+static void drop_sentences(struct voice_agent *va) {
+  for (int i = 0; i < va->nsent; i++) free(va->sentences[i]);
+  va->nsent = 0;
+}
+
+/* Stops everything of the reply in progress; what was played stays played. */
+static void cancel_reply(struct voice_agent *va) {
+  llm_release(va->llm);
+  va->llm = NULL;
+  tts_release(va->tts);
+  va->tts = NULL;
+  drop_sentences(va);
+  chunker_reset(va->chunker);
+  playout_clear(va->po);
+  va->reply_active = va->paused = va->barge = 0;
+  va->reply_text[0] = '\0';
+}
+
+static void on_sentence(void *user, const char *sentence) {
+  struct voice_agent *va = user;
+  if (va->nsent == MAX_SENTENCES) return;
+  char *copy = strdup(sentence);
+  if (!copy) return;
+  if (va->t.first_sentence == 0) va->t.first_sentence = now_ms();
+  va->sentences[va->nsent++] = copy;
+  start_next_tts(va);
+}
+
+static void on_tts_audio(void *user, const int16_t *pcm, size_t n, int rate) {
+  struct voice_agent *va = user;
+  if (playout_append(va->po, pcm, n, rate) != 0) return;
+  if (va->t.first_audio == 0) va->t.first_audio = now_ms();
+  if (va->state == ST_THINKING) {
+    set_state(va, ST_SPEAKING);
+    va->host.kick(va->host.user);
+  }
+}
+
+static void tts_finished(struct voice_agent *va) {
+  playout_end_segment(va->po);
+  tts_release(va->tts);
+  va->tts = NULL;
+  start_next_tts(va);
+  check_reply_done(va);
+}
+
+static void on_tts_done(void *user) { tts_finished(user); }
+
+static void on_tts_error(void *user, const char *message) {
+  struct voice_agent *va = user;
+  emit_error(va, "tts", message);
+  tts_finished(va);
+}
+
+static void start_next_tts(struct voice_agent *va) {
+  if (va->tts || va->nsent == 0) return;
+  char *text = va->sentences[0];
+  memmove(va->sentences, va->sentences + 1, (size_t)(va->nsent - 1) * sizeof *va->sentences);
+  va->nsent--;
+  struct tts_params p = {.text = text, .language = va->language, .voice = va->voice, .rate = va->rate};
+  struct tts_cb cb = {on_tts_audio, on_tts_done, on_tts_error, va};
+  if (va->t.tts_req == 0) va->t.tts_req = now_ms();
+  int rc = playout_begin_segment(va->po, text);
+  if (rc == 0) rc = engines_tts_speak(va->eng, &p, va->home, &cb, &va->tts);
+  if (rc) {
+    playout_end_segment(va->po);
+    emit_error(va, "tts", "could not start synthesis");
+  }
+  free(text);
+}
+
+static void speak_text(struct voice_agent *va, const char *text) {
+  chunker_push(va->chunker, text, on_sentence, va);
+  chunker_flush(va->chunker, on_sentence, va);
+}
+
+static void on_llm_token(void *user, const char *text) {
+  struct voice_agent *va = user;
+  if (va->t.first_token == 0) va->t.first_token = now_ms();
+  size_t used = strlen(va->reply_text);
+  snprintf(va->reply_text + used, sizeof va->reply_text - used, "%s", text);
+  chunker_push(va->chunker, text, on_sentence, va);
+}
+
+static void llm_finished(struct voice_agent *va) {
+  llm_release(va->llm);
+  va->llm = NULL;
+  va->llm_done = 1;
+  chunker_flush(va->chunker, on_sentence, va);
+  check_reply_done(va);
+}
+
+static void on_llm_done(void *user, int hangup) {
+  struct voice_agent *va = user;
+  va->hangup_after = hangup;
+  llm_finished(va);
+}
+
+static void on_llm_error(void *user, const char *message) {
+  struct voice_agent *va = user;
+  emit_error(va, "llm", message);
+  if (!va->reply_text[0]) {
+    snprintf(va->reply_text, sizeof va->reply_text, "%s", phrase_apology(va));
+    chunker_push(va->chunker, va->reply_text, on_sentence, va);
+  }
+  llm_finished(va);
+}
+
+static void begin_reply(struct voice_agent *va, int is_turn) {
+  cancel_reply(va);
+  va->reply_active = 1;
+  va->reply_is_turn = is_turn;
+  va->llm_done = va->hangup_after = va->latency_sent = 0;
+  va->user_in_history = !is_turn;
+  set_state(va, ST_THINKING);
+}
+
+/* A reply that is not the LLM's: a greeting, an idle prompt, a farewell. */
+static void say(struct voice_agent *va, const char *text) {
+  begin_reply(va, 0);
+  memset(&va->t, 0, sizeof va->t);
+  snprintf(va->reply_text, sizeof va->reply_text, "%s", text);
+  va->llm_done = 1;
+  speak_text(va, text);
+}
+
+static void ask_llm(struct voice_agent *va) {
+  size_t cap = history_count(va->hist) + 1;
+  struct llm_turn *turns = calloc(cap, sizeof *turns);
+  int rc = -ENOMEM;
+  if (turns) {
+    size_t n = history_turns(va->hist, turns, cap - 1);
+    turns[n++] = (struct llm_turn){LLM_USER, va->user_text};
+    struct llm_params p = {.system = va->system_prompt, .turns = turns, .nturns = n,
+                           .language = va->language, .max_tokens = va->cfg->llm_max_tokens,
+                           .temperature = va->cfg->llm_temperature};
+    struct llm_cb cb = {on_llm_token, on_llm_done, on_llm_error, va};
+    rc = engines_llm_generate(va->eng, &p, va->home, &cb, &va->llm);
+    free(turns);
+  }
+  if (rc) on_llm_error(va, "could not start generating");
+}
+
+static void record_user_turn(struct voice_agent *va) {
+  if (va->user_in_history) return;
+  history_add_user(va->hist, va->user_text);
+  va->user_in_history = 1;
+}
+
+/* The reply was played out in full (or there was nothing to play). */
+static void check_reply_done(struct voice_agent *va) {
+  if (!va->reply_active || !va->llm_done || va->tts || va->nsent || va->paused ||
+      !playout_drained(va->po))
+    return;
+  if (va->reply_text[0]) {
+    record_user_turn(va);
+    history_add_assistant(va->hist, va->reply_text, 0);
+    emit(va, json_pack("{s:s,s:s,s:b}", "type", "reply", "text", va->reply_text, "interrupted", 0));
+  }
+  int hang = va->hangup_after;
+  va->reply_active = va->barge = 0;
+  playout_clear(va->po);
+  va->idle_ms = 0;
+  set_state(va, va->asr ? ST_USER : ST_LISTENING);
+  if (hang || va->end_reason[0]) {
+    va->ended = 1;
+    va->host.end(va->host.user, va->end_reason[0] ? va->end_reason : "goodbye");
+  }
+}
+
+/* --- the caller's turn ------------------------------------------------------------------ */
+
+/* dst = a + " " + b, cut to fit (the parts may be long transcripts). */
+static void join_text(char *dst, size_t cap, const char *a, const char *b) {
+  size_t la = strnlen(a, cap - 1), lb = strnlen(b, cap - 1), n = 0;
+  memcpy(dst, a, la);
+  n = la;
+  if (la && lb && n + 1 < cap) dst[n++] = ' ';
+  if (lb > cap - 1 - n) lb = cap - 1 - n;
+  memcpy(dst + n, b, lb);
+  dst[n + lb] = '\0';
+}
+
+static void on_asr_partial(void *user, const char *text) {
+  struct voice_agent *va = user;
+  char full[MAX_TEXT];
+  join_text(full, sizeof full, va->heard_before, text);
+  if (full[0]) emit(va, json_pack("{s:s,s:s,s:b}", "type", "transcript", "text", full, "final", 0));
+}
+
+/* A barge-in turned out to be a real interruption: stop, and keep what was heard. */
+static void interrupt_reply(struct voice_agent *va) {
+  char played[MAX_TEXT];
+  int complete;
+  playout_played_text(va->po, played, sizeof played, &complete);
+  if (played[0]) {
+    record_user_turn(va);
+    history_add_assistant(va->hist, played, 1);
+  }
+  emit(va, json_pack("{s:s,s:s,s:b}", "type", "reply", "text", played, "interrupted", 1));
+  if (va->reply_is_turn) emit_latency(va, 1);
+  cancel_reply(va);
+}
+
+static void resume_reply(struct voice_agent *va) {
+  va->paused = va->barge = 0;
+  set_state(va, ST_SPEAKING);
+  check_reply_done(va);
+}
+
+/* A new turn of the caller's, with the times its recognition took. */
+static void answer(struct voice_agent *va, const char *text, const struct stamps *t) {
+  snprintf(va->user_text, sizeof va->user_text, "%s", text);
+  va->heard_before[0] = '\0';
+  va->turn++;
+  begin_reply(va, 1);
+  va->t = (struct stamps){.last_voiced = t->last_voiced, .end = t->end, .final = t->final};
+  ask_llm(va);
+}
+
+static void on_asr_final(void *user, const char *text) {
+  struct voice_agent *va = user;
+  asr_release(va->asr);
+  va->asr = NULL;
+  double t_final = now_ms();
+  char full[MAX_TEXT];
+  join_text(full, sizeof full, va->heard_before, text);
+  if (full[0]) emit(va, json_pack("{s:s,s:s,s:b}", "type", "transcript", "text", full, "final", 1));
+  if (va->barge) {
+    if (!text[0] || is_backchannel(text)) {
+      resume_reply(va);
+      return;
+    }
+    interrupt_reply(va);
+  }
+  if (!full[0]) {
+    set_state(va, ST_LISTENING);
+    return;
+  }
+  struct stamps t = va->t;
+  t.final = t_final;
+  answer(va, full, &t);
+}
+
+static void on_asr_error(void *user, const char *message) {
+  struct voice_agent *va = user;
+  asr_release(va->asr);
+  va->asr = NULL;
+  emit_error(va, "asr", message);
+  if (va->barge) resume_reply(va);
+  else say(va, phrase_apology(va));
+}
+
+static void start_recognition(struct voice_agent *va, int lag_ms) {
+  asr_release(va->asr);
+  va->asr = NULL;
+  struct asr_params p = {.language = va->language};
+  struct asr_cb cb = {on_asr_partial, on_asr_final, on_asr_error, va};
+  if (engines_asr_start(va->eng, &p, va->home, &cb, &va->asr) != 0) {
+    emit_error(va, "asr", "could not start recognition");
+    return;
+  }
+  int frames = (lag_ms + PREROLL_EXTRA_MS) / 20 + 1;
+  if (frames > va->preroll_n) frames = va->preroll_n;
+  for (int i = frames; i > 0; i--) {
+    int idx = (va->preroll_head - i + PREROLL_FRAMES) % PREROLL_FRAMES;
+    asr_feed(va->asr, va->preroll[idx], FRAME16);
+  }
+}
+
+static void on_onset(struct voice_agent *va) {
+  double now = now_ms();
+  int lag = vad_onset_lag_ms(va->vad);
+  va->idle_ms = 0;
+  va->idle_prompted = 0;
+  if (va->state == ST_SPEAKING || (va->reply_active && playout_queued(va->po))) {
+    if (!va->cfg->barge_in) return; /* half duplex: the AI finishes first */
+    va->barge = 1; /* paused once barge_in_min_ms of it is voiced */
+    va->t.onset = now - lag;
+  } else if (va->reply_active) {
+    /* Still thinking: the caller was not done. Their words so far are kept. */
+    snprintf(va->heard_before, sizeof va->heard_before, "%s", va->user_text);
+    cancel_reply(va);
+  }
+  set_state(va, ST_USER);
+  start_recognition(va, lag);
+}
+
+static void on_end_of_speech(struct voice_agent *va, int discard) {
+  if (!va->asr) return;
+  if (discard) {
+    asr_release(va->asr);
+    va->asr = NULL;
+    if (va->barge) {
+      resume_reply(va);
+    } else if (va->heard_before[0]) {
+      struct stamps t = {0};
+      answer(va, va->heard_before, &t);
+    } else {
+      set_state(va, ST_LISTENING);
+    }
+    return;
+  }
+  va->t.end = now_ms();
+  va->t.last_voiced = va->t.end - (va->last_voiced_ms > 0 ? (double)va->last_voiced_ms : 0);
+  asr_finish(va->asr);
+  if (!va->barge) set_state(va, ST_THINKING);
+}
+
+/* --- idle ------------------------------------------------------------------------------ */
+
+static void idle_tick(struct voice_agent *va) {
+  if (va->state != ST_LISTENING || va->reply_active || va->ended) return;
+  va->idle_ms += 20;
+  const struct config *c = va->cfg;
+  if (c->idle_hangup_ms && va->idle_ms >= c->idle_hangup_ms) {
+    snprintf(va->end_reason, sizeof va->end_reason, "idle");
+    say(va, phrase_idle_bye(va));
+  } else if (c->idle_prompt_ms && va->idle_ms >= c->idle_prompt_ms && !va->idle_prompted) {
+    va->idle_prompted = 1;
+    say(va, phrase_still_there(va));
+    va->idle_ms = c->idle_prompt_ms; /* keep counting towards the hang-up */
+  }
+}
+
+/* --- the media side ------------------------------------------------------------------------ */
+
+void voice_agent_hear(struct voice_agent *va, const int16_t *pcm) {
+  static const int16_t zeros[VOICE_FRAME];
+  int16_t in16[FRAME16 + 16], clean[FRAME16];
+  size_t n = resampler_process(va->down_in, pcm ? pcm : zeros, VOICE_FRAME, in16, sizeof in16 / 2);
+  if (n < FRAME16) memset(in16 + n, 0, (FRAME16 - n) * sizeof *in16);
+  double echo_db = -120;
+  if (va->aec) {
+    aec_capture(va->aec, in16, clean);
+    echo_db = aec_residual_db(va->aec);
+  } else {
+    memcpy(clean, in16, sizeof clean);
+  }
+  memcpy(va->preroll[va->preroll_head], clean, sizeof clean);
+  va->preroll_head = (va->preroll_head + 1) % PREROLL_FRAMES;
+  if (va->preroll_n < PREROLL_FRAMES) va->preroll_n++;
+
+  int voiced_before = vad_voiced_ms(va->vad);
+  enum vad_event ev = vad_process(va->vad, clean, echo_db);
+  va->last_voiced_ms = vad_voiced_ms(va->vad) > voiced_before ? 0 : va->last_voiced_ms + 20;
+  if (ev == VAD_ONSET) on_onset(va);
+  if (va->asr && vad_in_speech(va->vad)) asr_feed(va->asr, clean, FRAME16);
+  if (va->barge && !va->paused && vad_in_speech(va->vad) &&
+      vad_voiced_ms(va->vad) >= va->cfg->barge_in_min_ms) {
+    va->paused = 1; /* the AI's audio stops with the next frame */
+    log_debug("agent", "call %s: caller speaks over the reply; paused", va->call_id);
+  }
+  if (ev == VAD_END || ev == VAD_DISCARD) on_end_of_speech(va, ev == VAD_DISCARD);
+  if (++va->level_count >= LEVEL_EVERY) {
+    va->level_count = 0;
+    emit(va, json_pack("{s:s,s:f}", "type", "level", "mic_db", round(vad_level_db(va->vad))));
+  }
+  idle_tick(va);
+}
+
+static void reference(struct voice_agent *va, const int16_t *pcm) {
+  if (!va->aec) return;
+  int16_t out16[FRAME16 + 16];
+  size_t n = resampler_process(va->down_out, pcm, VOICE_FRAME, out16, sizeof out16 / 2);
+  if (n < FRAME16) memset(out16 + n, 0, (FRAME16 - n) * sizeof *out16);
+  aec_playback(va->aec, out16);
+}
+
+int voice_agent_speak(struct voice_agent *va, int16_t *pcm) {
+  const char *started = NULL;
+  int audio = 0;
+  if (va->reply_active && !va->paused) audio = playout_take(va->po, pcm, &started);
+  if (!audio) memset(pcm, 0, VOICE_FRAME * sizeof *pcm);
+  reference(va, pcm);
+  if (!audio) {
+    if (va->reply_active && !va->paused) check_reply_done(va);
+    return 0;
+  }
+  double now = now_ms();
+  va->t.last_ai_frame = now;
+  if (started) emit(va, json_pack("{s:s,s:s}", "type", "reply_partial", "text", started));
+  if (va->t.first_sent == 0) {
+    va->t.first_sent = now;
+    if (va->reply_is_turn) {
+      record_user_turn(va);
+      emit_latency(va, 0);
+    }
+  }
+  return 1;
+}
+
+/* --- life ------------------------------------------------------------------------------------ */
+
+static void resolve_settings(struct voice_agent *va, const struct voice_settings *s) {
+  const struct config *c = va->cfg;
+  snprintf(va->language, sizeof va->language, "%s", s && s->language[0] ? s->language : c->language);
+  snprintf(va->voice, sizeof va->voice, "%s", s && s->voice[0] ? s->voice : c->tts_voice);
+  snprintf(va->greeting, sizeof va->greeting, "%s", s && s->has_greeting ? s->greeting : c->greeting);
+  snprintf(va->apology, sizeof va->apology, "%s", c->apology);
+  va->rate = s && s->rate ? s->rate : c->tts_rate;
+  va->system_prompt = c->system_prompt;
+  if (s && s->system_prompt[0] && (va->prompt_copy = strdup(s->system_prompt)))
+    va->system_prompt = va->prompt_copy;
+}
+
+int voice_agent_new(struct voice_agent **out, const char *call_id, const struct config *cfg,
+                    struct engines *engines, struct mailbox *home,
+                    const struct voice_settings *settings, const struct voice_host *host) {
+  struct voice_agent *va = calloc(1, sizeof *va);
+  if (!va) return -ENOMEM;
+  snprintf(va->call_id, sizeof va->call_id, "%s", call_id);
+  va->cfg = cfg;
+  va->eng = engines;
+  va->home = home;
+  va->host = *host;
+  resolve_settings(va, settings);
+  struct vad_config vc = {cfg->vad_threshold_db, cfg->vad_onset_ms, cfg->endpoint_ms,
+                          cfg->min_speech_ms};
+  int rc = resampler_new(&va->down_in, 48000, 16000, 3);
+  if (rc == 0) rc = resampler_new(&va->down_out, 48000, 16000, 3);
+  if (rc == 0 && cfg->echo_cancel) rc = aec_new(&va->aec, AEC_MAX_DELAY_MS);
+  if (rc == 0) rc = vad_new(&va->vad, &vc);
+  if (rc == 0) rc = chunker_new(&va->chunker);
+  if (rc == 0) rc = playout_new(&va->po);
+  if (rc == 0) rc = history_new(&va->hist, cfg->history_turns);
+  if (rc) {
+    voice_agent_free(va);
+    return rc;
+  }
+  *out = va;
+  return 0;
+}
+
+void voice_agent_free(struct voice_agent *va) {
+  if (!va) return;
+  asr_release(va->asr);
+  llm_release(va->llm);
+  tts_release(va->tts);
+  drop_sentences(va);
+  chunker_free(va->chunker);
+  playout_free(va->po);
+  history_free(va->hist);
+  vad_free(va->vad);
+  aec_free(va->aec);
+  resampler_free(va->down_in);
+  resampler_free(va->down_out);
+  free(va->prompt_copy);
+  free(va);
+}
+
+void voice_agent_start(struct voice_agent *va) {
+  emit(va, json_pack("{s:s,s:s}", "type", "state", "state", state_names[va->state]));
+  if (va->greeting[0]) say(va, va->greeting);
+}

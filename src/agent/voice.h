@@ -1,0 +1,57 @@
+/*
+ * voice: the voice agent, the turn manager of one call.
+ *
+ * It hears the caller one 20 ms frame at a time, decides when they start
+ * and stop speaking, has their words recognised, asks the dialog engine
+ * for a reply, has it spoken sentence by sentence, and lets the caller
+ * interrupt. It runs on the call's media worker; the engines run
+ * elsewhere and report back through the worker's mailbox.
+ */
+#ifndef TS_AGENT_VOICE_H
+#define TS_AGENT_VOICE_H
+
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/mailbox.h"
+#include "engines/engines.h"
+
+#define VOICE_FRAME 960 /* samples per 20 ms at 48 kHz */
+
+/* Per-call choices from the page; empty strings and 0 take the server's configuration. */
+struct voice_settings {
+  char language[16];
+  char voice[128];
+  char system_prompt[4096];
+  char greeting[1024];
+  int has_greeting; /* greeting was given (even empty) */
+  int rate;
+};
+
+struct voice_host {
+  /* A JSON event for the page (ownership of `json`, from malloc, passes). */
+  void (*event)(void *user, char *json);
+  /* The agent ends the call ("goodbye", "idle"). */
+  void (*end)(void *user, const char *reason);
+  /* Audio to send became available between ticks: send a frame now. */
+  void (*kick)(void *user);
+  void *user;
+};
+
+struct voice_agent;
+
+int voice_agent_new(struct voice_agent **out, const char *call_id, const struct config *cfg,
+                    struct engines *engines, struct mailbox *home,
+                    const struct voice_settings *settings, const struct voice_host *host);
+void voice_agent_free(struct voice_agent *va);
+
+/* Media flows: greet, start the idle clock. */
+void voice_agent_start(struct voice_agent *va);
+
+/* One received frame of 48 kHz PCM; NULL when nothing arrived (silence). */
+void voice_agent_hear(struct voice_agent *va, const int16_t *pcm);
+
+/* One frame to send: 1 with speech, 0 for silence (pcm is then zeros). */
+int voice_agent_speak(struct voice_agent *va, int16_t *pcm);
+
+#endif
