@@ -139,7 +139,7 @@ static void put_ms(json_t *ev, const char *name, double from, double to) {
 
 static void emit_latency(struct voice_agent *va, int with_barge_in) {
   const struct stamps *t = &va->t;
-  json_t *ev = json_pack("{s:s,s:i}", "type", "latency", "turn", va->turn);
+  json_t *ev = json_pack("{s:s,s:i}", "type", "latency", "turn", va->reply_is_turn ? va->turn : 0);
   if (!ev) return;
   put_ms(ev, "endpoint_ms", t->last_voiced, t->end);
   put_ms(ev, "asr_ms", t->end, t->final);
@@ -407,7 +407,7 @@ static void interrupt_reply(struct voice_agent *va) {
     history_add_assistant(va->hist, played, 1);
   }
   emit(va, json_pack("{s:s,s:s,s:b}", "type", "reply", "text", played, "interrupted", 1));
-  if (va->reply_is_turn) emit_latency(va, 1);
+  emit_latency(va, 1); /* a greeting or prompt has only barge_in_ms */
   cancel_reply(va);
 }
 

@@ -1,0 +1,60 @@
+// Barge-in at the browser: the AI greets the caller with a long speech, the
+// caller says "stop" in the middle of it, and the AI's audio stops. Both
+// directions are recorded on the page's one audio clock, so the time from
+// the caller's first syllable to the AI's silence is measured where a
+// person would notice it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { startServer, launchBrowser, openPage, tempDir, envelope } from '../lib/harness.mjs';
+import { instrument, events, waitForEvent, startDuplexRecorder, stopDuplexRecorder } from '../lib/voice.mjs';
+
+const GREETING = 'Hello and welcome. I am going to tell you a rather long story about a small ' +
+  'village by the sea, where the fishermen went out every morning before sunrise, and the ' +
+  'children ran along the beach collecting shells until the boats came home in the evening.';
+
+test('the caller interrupts and the AI stops at once', { timeout: 180000 }, async () => {
+  const dir = tempDir();
+  const raw = join(dir, 'stop.raw.wav'), wav = join(dir, 'stop.wav');
+  execFileSync('flite', ['-voice', 'slt', '-t', 'Stop, please.', '-o', raw]);
+  execFileSync('sox', [raw, '-r', '48000', '-c', '1', '-b', '16', wav, 'pad', '5', '25']);
+  const srv = await startServer({ args: ['--agent', 'voice', '--greeting', GREETING,
+    '--idle-prompt-ms', '0', '--idle-hangup-ms', '0'] });
+  const browser = await launchBrowser({ wav });
+  try {
+    const { page, context } = await openPage(browser, srv.url);
+    await instrument(context);
+    await page.reload();
+    await page.waitForSelector('#status[data-state="ready"]');
+    await page.click('#call');
+    await page.waitForSelector('#status[data-state="incall"]', { timeout: 15000 });
+    await startDuplexRecorder(page);
+    const cut = await waitForEvent(page, (e) => e.type === 'reply' && e.interrupted, 40000);
+    console.log(`interrupted after: "${cut.text}"`);
+    assert.ok(cut.text.length < GREETING.length, 'only part of the greeting was played');
+    await page.waitForTimeout(1500);
+    const rec = await stopDuplexRecorder(page);
+
+    const lat = (await events(page, 'latency')).find((e) => typeof e.barge_in_ms === 'number');
+    assert.ok(lat, 'a latency event with barge_in_ms');
+    console.log(`server: barge_in_ms ${lat.barge_in_ms}`);
+    assert.ok(lat.barge_in_ms <= 100, `the server stopped within 100 ms of the onset (${lat.barge_in_ms})`);
+
+    // At the browser: the caller's onset, then the moment the AI went quiet.
+    const mic = envelope(rec.mic, rec.rate), remote = envelope(rec.remote, rec.rate);
+    const onset = mic.findIndex((db, i) => i > 10 && db > -35);
+    assert.ok(onset > 0, 'the caller spoke');
+    assert.ok(Math.max(...remote.slice(Math.max(0, onset - 25), onset)) > -35, 'the AI was speaking then');
+    let quiet = -1;
+    for (let i = onset; i < remote.length - 15 && quiet < 0; i++)
+      if (remote.slice(i, i + 15).every((db) => db < -45)) quiet = i;
+    assert.ok(quiet >= 0, 'the AI went quiet');
+    const ms = (quiet - onset) * 20;
+    console.log(`browser: AI audio stopped ${ms} ms after the caller began speaking`);
+    assert.ok(ms <= 400, `the browser heard the AI stop within 400 ms (${ms} ms, including the network and both jitter buffers)`);
+  } finally {
+    await browser.close();
+    await srv.stop();
+  }
+});
