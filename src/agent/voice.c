@@ -488,7 +488,7 @@ static void on_onset(struct voice_agent *va) {
     va->t.onset = now - lag;
   } else if (va->reply_active) {
     /* Still thinking: the caller was not done. Their words so far are kept. */
-    snprintf(va->heard_before, sizeof va->heard_before, "%s", va->user_text);
+    if (va->reply_is_turn) snprintf(va->heard_before, sizeof va->heard_before, "%s", va->user_text);
     cancel_reply(va);
   }
   set_state(va, ST_USER);
