@@ -109,11 +109,18 @@ static void ws_close(void *user, struct ws_conn *conn) {
 static int http_get(void *user, const char *path, char *body, size_t cap) {
   struct signaling *sig = user;
   if (strcmp(path, "/healthz") == 0) {
+    /* CPU time and resident memory let a load test read the server's cost from outside. */
+    uv_rusage_t ru = {0};
+    size_t rss = 0;
+    uv_getrusage(&ru);
+    uv_resident_set_memory(&rss);
+    double cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                   (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
     snprintf(body, cap,
              "{\"status\":\"ok\",\"version\":\"%s\",\"uptime_s\":%llu,\"connections\":%u,"
-             "\"calls\":%d}",
+             "\"calls\":%d,\"cpu_s\":%.3f,\"rss_bytes\":%zu}",
              TINGSHUO_VERSION, (unsigned long long)((uv_now(sig->loop) - sig->started_ms) / 1000),
-             sig->connections, calls_count(sig->calls));
+             sig->connections, calls_count(sig->calls), cpu_s, rss);
     return 200;
   }
   return 404;
