@@ -85,7 +85,11 @@ static unsigned decode(const char *s, size_t avail, size_t *n) {
     *n = 0;
     return 0;
   }
-  unsigned cp = k == 1 ? u[0] : u[0] & (0x7F >> k);
+  if (k == 1) {
+    *n = 1;
+    return u[0] < 0x80 ? u[0] : 0xFFFD; /* a stray byte */
+  }
+  unsigned cp = u[0] & (0x7F >> k);
   for (size_t i = 1; i < k; i++) {
     if ((u[i] & 0xC0) != 0x80) { /* broken sequence: take the lead byte alone */
       *n = 1;
@@ -283,20 +287,26 @@ static int speakable(const char *s) {
   return 0;
 }
 
-/* Copies s[0..n) with runs of white space made one space and the ends trimmed. */
+/*
+ * Copies s[0..n) with runs of white space made one space, the ends trimmed
+ * and bytes that are not UTF-8 dropped, so what is emitted is always text.
+ */
 static char *tidy(const char *s, size_t n) {
   char *out = malloc(n + 1);
   if (!out) return NULL;
-  size_t o = 0;
+  size_t o = 0, k;
   int gap = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (is_space((unsigned char)s[i]) || s[i] == '\n') {
+  for (size_t i = 0; i < n; i += k ? k : n - i) {
+    unsigned cp = decode(s + i, n - i, &k);
+    if (k == 0 || (cp == 0xFFFD && k == 1)) continue;
+    if (is_space(cp) || cp == '\n') {
       gap = 1;
       continue;
     }
     if (gap && o) out[o++] = ' ';
     gap = 0;
-    out[o++] = s[i];
+    memcpy(out + o, s + i, k);
+    o += k;
   }
   out[o] = 0;
   return out;
