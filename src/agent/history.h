@@ -3,6 +3,10 @@
  * exchanges (a caller turn and the AI's reply). A reply the caller cut off
  * keeps only what was actually played, marked as interrupted so the model
  * knows it was not heard in full.
+ *
+ * Turns are stored trimmed; an empty one is not stored (a reply cut off
+ * before any of it played leaves no trace). Two turns of the same role in a
+ * row become one, so the turns always alternate.
  */
 #ifndef TS_AGENT_HISTORY_H
 #define TS_AGENT_HISTORY_H
@@ -11,8 +15,12 @@
 
 #include "engines/llm.h"
 
+/* Appended to an interrupted reply: the model reads where it was cut off. */
+#define HISTORY_INTERRUPTED " [interrupted by the caller]"
+
 struct history;
 
+/* max_exchanges >= 1, else -EINVAL. */
 int history_new(struct history **out, int max_exchanges);
 void history_free(struct history *h);
 
@@ -22,7 +30,8 @@ int history_add_assistant(struct history *h, const char *text, int interrupted);
 
 /*
  * The turns to send, oldest first, pointing into the history (valid until
- * the next change). Returns how many were written (at most cap).
+ * the next change). Returns how many were written (at most cap); when cap
+ * is short, the newest turns are the ones written.
  */
 size_t history_turns(const struct history *h, struct llm_turn *out, size_t cap);
 

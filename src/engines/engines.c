@@ -19,7 +19,8 @@
 
 /* Backends compiled in. Each list is NULL-terminated. */
 const struct asr_backend *const asr_backends[] = {NULL};
-const struct llm_backend *const llm_backends[] = {NULL};
+extern const struct llm_backend llm_local, llm_fixed;
+const struct llm_backend *const llm_backends[] = {&llm_local, &llm_fixed, NULL};
 const struct tts_backend *const tts_backends[] = {NULL};
 
 struct engines {
