@@ -18,10 +18,12 @@
 #include <string.h>
 
 /* Backends compiled in. Each list is NULL-terminated. */
-const struct asr_backend *const asr_backends[] = {NULL};
+extern const struct asr_backend asr_pocketsphinx, asr_scripted;
 extern const struct llm_backend llm_local, llm_fixed;
+extern const struct tts_backend tts_flite, tts_espeak, tts_tone;
+const struct asr_backend *const asr_backends[] = {&asr_pocketsphinx, &asr_scripted, NULL};
 const struct llm_backend *const llm_backends[] = {&llm_local, &llm_fixed, NULL};
-const struct tts_backend *const tts_backends[] = {NULL};
+const struct tts_backend *const tts_backends[] = {&tts_flite, &tts_espeak, &tts_tone, NULL};
 
 struct engines {
   const struct asr_backend *asr;
