@@ -1,0 +1,146 @@
+/* resample: tone frequency and level survive every rate pair the call path uses; a
+ * stream cut into chunks converts exactly as in one piece; bad arguments are refused. */
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "audio/resample.h"
+
+static const int PAIRS[][2] = {{48000, 16000}, {16000, 48000}, {22050, 48000}, {24000, 48000}};
+
+static int16_t *tone(int rate, double hz, double amp, size_t n) {
+  int16_t *x = malloc(n * sizeof *x);
+  assert_non_null(x);
+  for (size_t i = 0; i < n; i++) x[i] = (int16_t)lrint(amp * sin(2 * M_PI * hz * (double)i / rate));
+  return x;
+}
+
+/* Amplitude of the component at hz (Goertzel), over n samples. */
+static double amplitude_at(const int16_t *x, size_t n, int rate, double hz) {
+  double w = 2 * M_PI * hz / rate, c = 2 * cos(w), s1 = 0, s2 = 0;
+  for (size_t i = 0; i < n; i++) {
+    double s0 = x[i] + c * s1 - s2;
+    s2 = s1;
+    s1 = s0;
+  }
+  double re = s1 - s2 * cos(w), im = s2 * sin(w);
+  return 2 * sqrt(re * re + im * im) / (double)n;
+}
+
+static size_t convert_chunked(int in_rate, int out_rate, const int16_t *in, size_t n,
+                              size_t chunk, int16_t *out, size_t cap) {
+  struct resampler *r;
+  assert_int_equal(resampler_new(&r, in_rate, out_rate, 3), 0);
+  size_t got = 0;
+  for (size_t i = 0; i < n; i += chunk) {
+    size_t len = n - i < chunk ? n - i : chunk;
+    size_t room = len * (size_t)out_rate / (size_t)in_rate + 16;
+    assert_true(got + room <= cap);
+    got += resampler_process(r, in + i, len, out + got, room);
+  }
+  resampler_free(r);
+  return got;
+}
+
+static void tone_keeps_frequency_and_level(void **state) {
+  for (size_t p = 0; p < sizeof PAIRS / sizeof PAIRS[0]; p++) {
+    int in_rate = PAIRS[p][0], out_rate = PAIRS[p][1];
+    size_t n = (size_t)in_rate; /* one second */
+    const double hz = 997, amp = 10000;
+    int16_t *in = tone(in_rate, hz, amp, n);
+    size_t cap = n * (size_t)out_rate / (size_t)in_rate + 4096;
+    int16_t *out = malloc(cap * sizeof *out);
+    size_t got = convert_chunked(in_rate, out_rate, in, n, (size_t)in_rate / 50, out, cap);
+    /* All of the second comes out, less the filter's latency. */
+    assert_true(got > (size_t)out_rate * 98 / 100 && got <= (size_t)out_rate + 16);
+    /* Skip the filter's start-up, measure the tone in the rest. */
+    size_t skip = (size_t)out_rate / 20, len = got - skip - (size_t)out_rate / 20;
+    double a = amplitude_at(out + skip, len, out_rate, hz);
+    double off = amplitude_at(out + skip, len, out_rate, hz * 1.05);
+    assert_true(fabs(20 * log10(a / amp)) < 0.3);
+    assert_true(off < amp * 0.02); /* the energy sits at the same frequency */
+    free(in);
+    free(out);
+  }
+}
+
+static void chunks_match_one_piece(void **state) {
+  for (size_t p = 0; p < sizeof PAIRS / sizeof PAIRS[0]; p++) {
+    int in_rate = PAIRS[p][0], out_rate = PAIRS[p][1];
+    size_t n = (size_t)in_rate / 2;
+    int16_t *in = malloc(n * sizeof *in);
+    srand(7);
+    /* a sweep plus a little noise: something that would show a seam */
+    for (size_t i = 0; i < n; i++) {
+      double t = (double)i / in_rate;
+      in[i] = (int16_t)lrint(8000 * sin(2 * M_PI * (200 + 1500 * t) * t) + (rand() % 200 - 100));
+    }
+    size_t cap = n * (size_t)out_rate / (size_t)in_rate + 4096;
+    int16_t *whole = malloc(cap * sizeof *whole), *parts = malloc(cap * sizeof *parts);
+    size_t a = convert_chunked(in_rate, out_rate, in, n, n, whole, cap);
+    /* odd chunk sizes, as a TTS engine hands them over */
+    size_t b = convert_chunked(in_rate, out_rate, in, n, 333, parts, cap);
+    assert_int_equal(a, b);
+    int maxdiff = 0;
+    for (size_t i = 0; i < a; i++) {
+      int d = abs(whole[i] - parts[i]);
+      if (d > maxdiff) maxdiff = d;
+    }
+    assert_true(maxdiff <= 1); /* identical but for rounding */
+    /* and no step bigger than the sweep itself can make */
+    for (size_t i = 1; i < b; i++) assert_true(abs(parts[i] - parts[i - 1]) < 8000);
+    free(in);
+    free(whole);
+    free(parts);
+  }
+}
+
+static void reset_forgets_history(void **state) {
+  struct resampler *r;
+  assert_int_equal(resampler_new(&r, 48000, 16000, 3), 0);
+  int16_t *loud = tone(48000, 1000, 20000, 960);
+  int16_t zeros[960] = {0}, out[400];
+  resampler_process(r, loud, 960, out, sizeof out / sizeof out[0]);
+  resampler_reset(r);
+  size_t got = resampler_process(r, zeros, 960, out, sizeof out / sizeof out[0]);
+  for (size_t i = 0; i < got; i++) assert_int_equal(out[i], 0);
+  free(loud);
+  resampler_free(r);
+}
+
+static void small_output_is_bounded(void **state) {
+  struct resampler *r;
+  assert_int_equal(resampler_new(&r, 16000, 48000, 3), 0);
+  int16_t in[320] = {0}, out[100];
+  assert_true(resampler_process(r, in, 320, out, 100) <= 100);
+  resampler_free(r);
+}
+
+static void bad_arguments_refused(void **state) {
+  struct resampler *r = (void *)1;
+  assert_int_equal(resampler_new(&r, 0, 16000, 3), -EINVAL);
+  assert_null(r);
+  assert_int_equal(resampler_new(&r, 16000, 48000, 11), -EINVAL);
+  assert_int_equal(resampler_new(&r, 16000, -1, 3), -EINVAL);
+  assert_int_equal(resampler_new(NULL, 16000, 48000, 3), -EINVAL);
+  resampler_free(NULL);
+  resampler_reset(NULL);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(tone_keeps_frequency_and_level),
+      cmocka_unit_test(chunks_match_one_piece),
+      cmocka_unit_test(reset_forgets_history),
+      cmocka_unit_test(small_output_is_bounded),
+      cmocka_unit_test(bad_arguments_refused),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
