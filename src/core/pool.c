@@ -9,8 +9,10 @@
  *
  * Shutdown takes the queue away under the lock, so an item is either run
  * or dropped, never both: the threads finish what they are running and
- * exit, the queued items get their drop function, and only then is the
- * pool freed. An item that submits more work while the pool is going away
+ * exit, the queued items get their drop function. Stopping and freeing
+ * are separate steps so that threads which still hold the pointer (media
+ * workers with calls in progress) can keep calling pool_submit, harmlessly,
+ * until they are gone too. An item that submits more work while the pool is going away
  * is told so (-ESHUTDOWN) and keeps ownership of its argument.
  */
 #include "core/pool.h"
@@ -30,7 +32,7 @@ struct pool {
   uv_cond_t wake;
   struct pool_item *head, *tail;
   int queued, running;
-  int stopping;
+  int stopping, joined;
   int nthreads;
   uv_thread_t *threads;
 };
@@ -133,13 +135,15 @@ int pool_pending(struct pool *p) {
   return n;
 }
 
-void pool_free(struct pool *p) {
+void pool_stop(struct pool *p) {
   if (!p) return;
   uv_mutex_lock(&p->lock);
+  int joined = p->joined;
   p->stopping = 1;
   struct pool_item *list = p->head;
   p->head = p->tail = NULL;
   p->queued = 0;
+  p->joined = 1;
   uv_cond_broadcast(&p->wake);
   uv_mutex_unlock(&p->lock);
   /* Drops run before the join so a drop may not wait on a running item;
@@ -150,6 +154,12 @@ void pool_free(struct pool *p) {
     free(list);
     list = next;
   }
-  for (int i = 0; i < p->nthreads; i++) uv_thread_join(&p->threads[i]);
+  if (!joined)
+    for (int i = 0; i < p->nthreads; i++) uv_thread_join(&p->threads[i]);
+}
+
+void pool_free(struct pool *p) {
+  if (!p) return;
+  pool_stop(p);
   destroy(p);
 }
