@@ -138,8 +138,10 @@ function wsUrl() {
   return `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`;
 }
 
+// A socket that is closing drops what it is given without a word, so only
+// an open one is used; anything else waits for the next connection.
 function send(msg) {
-  if (state.ws && state.wsReady) {
+  if (state.ws && state.wsReady && state.ws.readyState === WebSocket.OPEN) {
     state.ws.send(JSON.stringify(msg));
     if (msg.type === 'offer') state.offerWs = state.ws;
   } else {
@@ -195,6 +197,7 @@ const handlers = {
     await state.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
     state.restarting = false;
     clearTimeout(state.restartTimer);
+    callStatus();
     ui.info.textContent = t('callInfo', { id: msg.call_id });
   },
   resumed() {
@@ -203,8 +206,8 @@ const handlers = {
     if (state.restarting && state.offerWs !== state.ws) {
       state.restarting = false;
       restartIce();
-    } else if (state.pc.connectionState === 'connected') {
-      setStatus('incall', 'incall');
+    } else {
+      callStatus();
     }
   },
   end(msg) {
@@ -293,7 +296,7 @@ async function sendOffer(iceRestart) {
 function onConnectionState(pc) {
   if (pc !== state.pc) return;
   if (pc.connectionState === 'connected') {
-    setStatus('incall', 'incall');
+    callStatus();
     if (state.convState === 'idle') setConvState('connected');
     if (!state.startedAt) startTimer();
   } else if (pc.connectionState === 'failed') {
@@ -303,7 +306,19 @@ function onConnectionState(pc) {
 
 function onIceState(pc) {
   if (pc !== state.pc) return;
+  if (pc.iceConnectionState === 'connected' || pc.iceConnectionState === 'completed') callStatus();
   if (pc.iceConnectionState === 'disconnected' || pc.iceConnectionState === 'failed') restartIce();
+}
+
+// The status line during a call names the worst trouble there is: an ICE
+// restart without an answer may stay connected all along, so each fix
+// looks at the whole state rather than at the event that fixed it.
+function callStatus() {
+  if (!state.inCall) return;
+  if (!state.wsReady) setStatus('wsLost', 'calling');
+  else if (state.restarting) setStatus('iceRestart', 'calling');
+  else if (state.pc && state.pc.connectionState === 'connected') setStatus('incall', 'incall');
+  else if (state.status.kind !== 'calling') setStatus('calling', 'calling');
 }
 
 // The network changed: new ICE credentials on the same call. If no answer
@@ -313,7 +328,7 @@ function restartIce() {
   state.restarting = true;
   setStatus('iceRestart', 'calling');
   clearTimeout(state.restartTimer);
-  state.restartTimer = setTimeout(() => { state.restarting = false; }, 10000);
+  state.restartTimer = setTimeout(() => { state.restarting = false; callStatus(); }, 10000);
   sendOffer(true).catch((e) => console.warn(e));
 }
 

@@ -280,16 +280,23 @@ export async function waitForWs(page, dir, pred, { skip = 0, timeoutMs = 10000 }
   }
 }
 
-// Bytes of audio RTP the page's peer connection (window.tingshuo.pc) has
-// received and sent so far, from getStats().
-export async function rtpBytes(page) {
+// Audio RTP the page's peer connection (window.tingshuo.pc) has received
+// and sent so far, from getStats(): {received, sent} bytes of payload and
+// {packetsReceived, packetsSent}.
+export async function rtpCounts(page) {
   return page.evaluate(async () => {
     const pc = window.tingshuo && window.tingshuo.pc;
-    const out = { received: 0, sent: 0 };
+    const out = { received: 0, sent: 0, packetsReceived: 0, packetsSent: 0 };
     if (!pc) return out;
     (await pc.getStats()).forEach((s) => {
-      if (s.type === 'inbound-rtp' && s.kind === 'audio') out.received += s.bytesReceived || 0;
-      if (s.type === 'outbound-rtp' && s.kind === 'audio') out.sent += s.bytesSent || 0;
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+        out.received += s.bytesReceived || 0;
+        out.packetsReceived += s.packetsReceived || 0;
+      }
+      if (s.type === 'outbound-rtp' && s.kind === 'audio') {
+        out.sent += s.bytesSent || 0;
+        out.packetsSent += s.packetsSent || 0;
+      }
     });
     return out;
   });
