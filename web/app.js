@@ -145,6 +145,8 @@ function send(msg) {
     state.ws.send(JSON.stringify(msg));
     if (msg.type === 'offer') state.offerWs = state.ws;
   } else {
+    // Only the newest offer matches the local description.
+    if (msg.type === 'offer') state.pendingSends = state.pendingSends.filter((m) => m.type !== 'offer');
     state.pendingSends.push(msg);
   }
 }
@@ -322,13 +324,19 @@ function callStatus() {
 }
 
 // The network changed: new ICE credentials on the same call. If no answer
-// comes (the socket was down, the server is slow), a later failure may try again.
+// comes within 10 s (the socket was down, the server is slow) and ICE is
+// still broken, it tries again.
 function restartIce() {
   if (!state.pc || state.restarting || !state.callId) return;
   state.restarting = true;
   setStatus('iceRestart', 'calling');
   clearTimeout(state.restartTimer);
-  state.restartTimer = setTimeout(() => { state.restarting = false; callStatus(); }, 10000);
+  state.restartTimer = setTimeout(() => {
+    state.restarting = false;
+    const ice = state.pc && state.pc.iceConnectionState;
+    if (ice === 'failed' || ice === 'disconnected') restartIce();
+    else callStatus();
+  }, 10000);
   sendOffer(true).catch((e) => console.warn(e));
 }
 

@@ -108,6 +108,23 @@ test('a call survives an ICE restart and a dropped WebSocket', async () => {
     await assertMediaFlows(page, 3000, 'after both');
     assert.equal(await healthCalls(srv), 1);
 
+    // An ICE restart whose offer went out just before the socket dropped
+    // gets no answer: after the resume the page restarts ICE again.
+    sentBefore = (await wsLog(page, 'out')).length;
+    await page.evaluate(() => {
+      const ws = window.tingshuo.ws, send = ws.send.bind(ws);
+      ws.send = (data) => { send(data); if (JSON.parse(data).type === 'offer') ws.close(); };
+      window.tingshuo.restartIce();
+    });
+    await waitForWs(page, 'out', (m) => m.type === 'resume', { skip: sentBefore });
+    await page.waitForFunction(() => !window.tingshuo.restarting && window.tingshuo.pc.connectionState === 'connected'
+      && window.__sockets.length === 4, null, { timeout: 15000 });
+    const types = (await wsLog(page, 'out')).slice(sentBefore).map((m) => m.type).filter((x) => x !== 'ice-candidate');
+    assert.deepEqual(types, ['offer', 'resume', 'offer']);
+    await page.waitForSelector('#status[data-state="incall"]');
+    await assertMediaFlows(page, 6000, 'after a lost restart answer');
+    assert.equal(await healthCalls(srv), 1);
+
     await page.click('#hangup');
     await page.waitForSelector('#status[data-state="ready"]');
     for (let i = 0; i < 50 && (await healthCalls(srv)) !== 0; i++) await page.waitForTimeout(100);
