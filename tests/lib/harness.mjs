@@ -99,10 +99,14 @@ export async function launchBrowser({ wav, extraArgs = [] } = {}) {
   return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args, headless: true });
 }
 
-export async function openPage(browser, url, { permissions = ['microphone'] } = {}) {
+// contextOptions: more playwright context options (e.g. locale). recordWs:
+// keep the page's WebSocket traffic for wsLog().
+export async function openPage(browser, url, { permissions = ['microphone'], contextOptions = {},
+  recordWs = false } = {}) {
   const origin = new URL(url).origin;
-  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, ...contextOptions });
   if (permissions.length) await context.grantPermissions(permissions, { origin });
+  if (recordWs) await context.addInitScript(recordWebSocketInPage);
   const page = await context.newPage();
   const errors = [];
   page.on('console', (msg) => { if (msg.type() === 'error') errors.push(`console: ${msg.text()}`); });
@@ -235,4 +239,80 @@ export async function stopRemoteRecorder(page) {
     return { rate: rec.rate, samples: rec.chunks.flat() };
   });
   return { rate, samples: Float32Array.from(samples) };
+}
+
+// Runs in the page before its scripts: every WebSocket the page makes logs
+// the JSON it sends and receives in window.__wsLog as {dir, msg, at}, and
+// window.__sockets holds the sockets themselves.
+function recordWebSocketInPage() {
+  const Native = window.WebSocket;
+  const log = [], sockets = [];
+  const note = (dir, data) => { try { log.push({ dir, msg: JSON.parse(data), at: Date.now() }); } catch { /* not JSON */ } };
+  class Recorded extends Native {
+    constructor(...args) {
+      super(...args);
+      sockets.push(this);
+      this.addEventListener('message', (ev) => note('in', ev.data));
+    }
+    send(data) { note('out', data); return super.send(data); }
+  }
+  window.__wsLog = log;
+  window.__sockets = sockets;
+  window.WebSocket = Recorded;
+}
+
+// The page's recorded WebSocket messages (openPage with recordWs), optionally
+// only one direction.
+export async function wsLog(page, dir) {
+  const log = await page.evaluate(() => window.__wsLog || []);
+  return dir ? log.filter((e) => e.dir === dir).map((e) => e.msg) : log;
+}
+
+// Waits until the page has sent (dir 'out') or received ('in') a message
+// for which pred(msg) holds, counting only those after the first `skip`; returns it.
+export async function waitForWs(page, dir, pred, { skip = 0, timeoutMs = 10000 } = {}) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const found = (await wsLog(page, dir)).slice(skip).find(pred);
+    if (found) return found;
+    if (Date.now() > end) throw new Error(`no ${dir === 'out' ? 'sent' : 'received'} message matched within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+// Audio RTP the page's peer connection (window.tingshuo.pc) has received
+// and sent so far, from getStats(): {received, sent} bytes of payload and
+// {packetsReceived, packetsSent}.
+export async function rtpCounts(page) {
+  return page.evaluate(async () => {
+    const pc = window.tingshuo && window.tingshuo.pc;
+    const out = { received: 0, sent: 0, packetsReceived: 0, packetsSent: 0 };
+    if (!pc) return out;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+        out.received += s.bytesReceived || 0;
+        out.packetsReceived += s.packetsReceived || 0;
+      }
+      if (s.type === 'outbound-rtp' && s.kind === 'audio') {
+        out.sent += s.bytesSent || 0;
+        out.packetsSent += s.packetsSent || 0;
+      }
+    });
+    return out;
+  });
+}
+
+// Records what the page plays for `ms` and compares its energy envelope with
+// the spoken part of `wav` (what the fake microphone loops): the echo agent's
+// reply is that sentence. before/after: the silence speechWav put around it.
+// Returns {corr, peak, seconds}.
+export async function measureEcho(page, wav, ms, { before = 0.5, after = 3 } = {}) {
+  await startRemoteRecorder(page);
+  await page.waitForTimeout(ms);
+  const got = await stopRemoteRecorder(page);
+  const sent = readWav(wav);
+  const peak = got.samples.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+  const sentEnv = envelope(sent.samples, sent.rate).slice(Math.round(before * 50) - 5, -(Math.round(after * 50) - 10));
+  const { corr } = bestCorrelation(envelope(got.samples, got.rate), sentEnv);
+  return { corr, peak, seconds: got.samples.length / (got.rate || 1) };
 }
