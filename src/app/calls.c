@@ -40,6 +40,7 @@ struct call_entry {
   uv_timer_t resume_timer;
   int ending;               /* an end was requested; waiting for the worker */
   struct sdp_session *offer; /* the offer being answered (kept for ICE restarts) */
+  char held_ufrag[64], held_pwd[64]; /* an ICE restart answered while the page was away */
   uint32_t ssrc;
 };
 
@@ -311,6 +312,10 @@ void calls_resume(struct calls *calls, struct ws_conn *conn, json_t *msg) {
   ws_conn_set_data(conn, e);
   log_info("calls", "call %s resumed from %s", e->id, ws_conn_peer(conn));
   calls_send(conn, json_pack("{s:s,s:s}", "type", "resumed", "call_id", e->id));
+  if (e->held_ufrag[0]) {
+    send_answer(e, e->held_ufrag, e->held_pwd);
+    e->held_ufrag[0] = e->held_pwd[0] = '\0';
+  }
 }
 
 void calls_detach(struct calls *calls, struct ws_conn *conn) {
@@ -340,7 +345,12 @@ static void on_media_event(struct mailbox *mb, struct mailbox_msg *m, void *user
       calls_send(e->conn, json_pack("{s:s,s:s}", "type", "connected", "call_id", e->id));
       break;
     case MEDIA_EV_RESTARTED:
-      if (e->conn) send_answer(e, ev->ufrag, ev->pwd);
+      if (e->conn) {
+        send_answer(e, ev->ufrag, ev->pwd);
+      } else { /* the page went away meanwhile: it gets the answer when it resumes */
+        snprintf(e->held_ufrag, sizeof e->held_ufrag, "%s", ev->ufrag);
+        snprintf(e->held_pwd, sizeof e->held_pwd, "%s", ev->pwd);
+      }
       break;
     case MEDIA_EV_ENDED:
       if (e->conn && strcmp(ev->reason, "hangup") != 0)
