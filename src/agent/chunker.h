@@ -9,6 +9,12 @@
  * with no end in sight is cut at a comma (，、, too) once it grows long, so
  * speech starts soon. Markdown that cannot be spoken (*, #, `, list
  * bullets) is dropped.
+ *
+ * "Short" and "long" are fixed sizes, never a matter of timing: the pieces
+ * depend only on the text, not on how it was split, so a piece can wait for
+ * the next token when the text so far does not decide it ("3." or "3.14"?).
+ * Emitted sentences are trimmed, with white space collapsed, and valid UTF-8.
+ * emit may call chunker_reset, not chunker_free.
  */
 #ifndef TS_AGENT_CHUNKER_H
 #define TS_AGENT_CHUNKER_H

@@ -51,7 +51,9 @@ static void ask_backend(const struct llm_backend *be, const char *language, cons
   struct mailbox *mb;
   assert_int_equal(uv_loop_init(&loop), 0);
   assert_int_equal(mailbox_new(&mb, &loop, no_messages, NULL), 0);
-  struct llm_turn turns[] = {{LLM_USER, "hello"}, {LLM_ASSISTANT, "Hi."}, {LLM_USER, text}};
+  struct llm_turn turns[] = {{LLM_USER, "hello"},
+                             {LLM_ASSISTANT, "Hi there. It's a nice day [interrupted by the caller]"},
+                             {LLM_USER, text}};
   struct llm_params p = {.system = "", .turns = turns, .nturns = 3, .language = language,
                          .max_tokens = 100, .temperature = 0.7};
   struct llm_cb cb = {on_token, on_done, on_error, r};
@@ -200,6 +202,15 @@ static void repeat_after_me_says_the_rest(void **state) {
   assert_reply_has("en", "repeat after me", "Say repeat after me, and then");
 }
 
+static void say_that_again_repeats_the_last_reply(void **state) {
+  struct run *r = ask("en", "sorry can you say that again");
+  assert_string_equal(r->text, "Hi there. It's a nice day");
+  free(r);
+  r = ask("zh", "你说什么？");
+  assert_string_equal(r->text, "Hi there. It's a nice day");
+  free(r);
+}
+
 static void goodbye_hangs_up(void **state) {
   const char *en[] = {"goodbye", "ok thanks bye", "please hang up", "Bye!"};
   for (size_t i = 0; i < sizeof en / sizeof *en; i++) {
@@ -250,6 +261,26 @@ static void reply_is_streamed_in_tokens(void **state) {
   free(r);
 }
 
+static void no_caller_turn_gets_didnt_catch_that(void **state) {
+  uv_loop_t loop;
+  struct mailbox *mb;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_int_equal(mailbox_new(&mb, &loop, no_messages, NULL), 0);
+  struct llm_turn turns[] = {{LLM_ASSISTANT, "Hello."}};
+  struct llm_params p = {.turns = turns, .nturns = 1, .language = NULL};
+  struct run *r = calloc(1, sizeof *r);
+  struct llm_cb cb = {on_token, on_done, on_error, r};
+  assert_int_equal(llm_local.generate(NULL, &p, mb, &cb, &r->job), 0);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  assert_int_equal(r->done, 1);
+  assert_string_equal(r->text, "Sorry, I didn't catch that.");
+  llm_release(r->job);
+  mailbox_close(mb, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  free(r);
+}
+
 static void release_mid_stream_stops_callbacks(void **state) {
   struct run *r = calloc(1, sizeof *r);
   r->release_after = 2;
@@ -281,10 +312,12 @@ int main(void) {
       cmocka_unit_test(arithmetic_in_digits),
       cmocka_unit_test(arithmetic_in_chinese),
       cmocka_unit_test(repeat_after_me_says_the_rest),
+      cmocka_unit_test(say_that_again_repeats_the_last_reply),
       cmocka_unit_test(goodbye_hangs_up),
       cmocka_unit_test(unknown_gets_the_honest_answer),
       cmocka_unit_test(greeting_help_and_thanks),
       cmocka_unit_test(reply_is_streamed_in_tokens),
+      cmocka_unit_test(no_caller_turn_gets_didnt_catch_that),
       cmocka_unit_test(release_mid_stream_stops_callbacks),
       cmocka_unit_test(fixed_backend_gives_two_sentences),
   };

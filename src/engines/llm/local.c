@@ -9,7 +9,7 @@
  * digit strings, operator symbols, single CJK characters), and the intents
  * are tried in a fixed order, the first match answering:
  *
- *   repeat after me > goodbye > arithmetic > time/date > help > thanks >
+ *   repeat after me > say that again > goodbye > arithmetic > time/date > help > thanks >
  *   greeting > an honest "no language model is configured".
  *
  * "Repeat after me" comes first because what follows it may be anything;
@@ -688,8 +688,21 @@ static void answer_repeat(struct reply *r, const char *rest, int zh) {
   put(r, "%.*s", (int)n, rest);
 }
 
-/* Builds the answer; returns 1 if it ends the call. */
-static int answer(struct reply *r, const char *turn, int zh, time_t now) {
+/* The previous reply again, without a note that it was interrupted ("... [interrupted]"). */
+static void answer_again(struct reply *r, const char *previous, int zh) {
+  if (!previous || !*previous) {
+    put(r, zh ? "我还什么都没说呢。" : "I haven't said anything yet.");
+    return;
+  }
+  size_t n = strlen(previous);
+  const char *note = n && previous[n - 1] == ']' ? strrchr(previous, '[') : NULL;
+  if (note) n = (size_t)(note - previous);
+  while (n && previous[n - 1] == ' ') n--;
+  put(r, "%.*s", (int)n, previous);
+}
+
+/* Builds the answer to `turn`; `previous` is the last reply, if any. Returns 1 if it ends the call. */
+static int answer(struct reply *r, const char *turn, const char *previous, int zh, time_t now) {
   struct input *ip = malloc(sizeof *ip);
   if (!ip) {
     put(r, zh ? "抱歉，出错了。" : "Sorry, something went wrong.");
@@ -706,6 +719,9 @@ static int answer(struct reply *r, const char *turn, int zh, time_t now) {
                            "日期|几号|星期几|礼拜几|周几|几月|哪天|哪一天|哪年|什么日子");
   if (rest) {
     answer_repeat(r, rest, zh);
+  } else if (matches(ip, "say that again|say it again|repeat that|repeat it|what did you say|come again|pardon",
+                     "再说一遍|再说一次|重复一遍|你说什么")) {
+    answer_again(r, previous, zh);
   } else if (matches(ip, "goodbye|good bye|bye|hang up|see you|farewell|end the call|end call",
                      "再见|拜拜|挂了|挂断|挂电话|回头见")) {
     put(r, zh ? "再见，祝你愉快！" : "Goodbye, and have a nice day!");
@@ -750,16 +766,20 @@ static void local_close(void *engine) {}
 
 static int local_generate(void *engine, const struct llm_params *p, struct mailbox *home,
                           const struct llm_cb *cb, struct llm_job **out) {
-  const char *turn = "";
-  for (size_t i = p->nturns; i-- > 0;)
-    if (p->turns[i].role == LLM_USER && p->turns[i].text) {
-      turn = p->turns[i].text;
+  const char *turn = "", *previous = NULL;
+  for (size_t i = p->nturns; i-- > 0;) {
+    const struct llm_turn *t = &p->turns[i];
+    if (!t->text) continue;
+    if (!*turn && t->role == LLM_USER) turn = t->text;
+    else if (*turn && t->role == LLM_ASSISTANT) {
+      previous = t->text;
       break;
     }
+  }
   int zh = p->language && strncmp(p->language, "zh", 2) == 0;
   struct reply r = {.n = 0};
   r.s[0] = 0;
-  int hangup = answer(&r, turn, zh, time(NULL));
+  int hangup = answer(&r, turn, previous, zh, time(NULL));
   return canned_reply(&llm_local, r.s, hangup, home, cb, out);
 }
 
