@@ -11,19 +11,22 @@
  *     count; it is compared with an adaptive noise floor and with the
  *     residual echo level the echo canceller reports.
  *   periodicity: how strongly the frame repeats at a pitch period
- *     (80-500 Hz). The band signal is taken to 8 kHz, whitened with an
- *     order-8 linear predictor (so coloured noise, e.g. a fan's rumble,
- *     looks as unpredictable as white noise) and the normalised
- *     cross-correlation of the residual with itself one period back is
- *     maximised over the pitch lags. Vowels score 0.6-0.95, noise of any
- *     colour about 0.2.
+ *     (80-500 Hz). The band signal, low-passed at 2 kHz where a voice's
+ *     harmonics dominate, is taken to 8 kHz and whitened with an order-8
+ *     linear predictor, weakened by bandwidth expansion so that it flattens
+ *     a noise's colour (a fan's rumble) but not the narrow harmonic peaks of
+ *     a voice. The normalised cross-correlation of 30 ms of the residual
+ *     with itself one period back, maximised over the pitch lags, is the
+ *     measure: voiced speech mostly scores 0.5-0.95 even at 10 dB SNR,
+ *     noise of any colour mostly below 0.3 (tonal fan noise reaches 0.45 in
+ *     a few per cent of frames, never three frames in a row here).
  *
- * A frame is "active" when its level stands threshold_db above the power
- * sum of the noise floor and the expected echo, and "voiced" when it is
+ * A frame is "active" when its level stands threshold_db above the noise
+ * floor and ECHO_MARGIN_DB above the expected echo, and "voiced" when it is
  * active and periodic. The onset needs onset_ms of voiced frames within a
  * short window, so noise that is merely loud (a fan switched on, a door)
  * never starts a turn however far above the floor it is. Once in speech,
- * any frame within threshold_db / 2 of the floor's margin keeps the turn
+ * any frame at least threshold_db / 2 above the floor keeps the turn
  * alive (unvoiced consonants, soft word endings), and endpoint_ms without
  * one ends it.
  *

@@ -1,0 +1,312 @@
+/*
+ * Acoustic echo cancellation for a call whose far end is us.
+ *
+ * A browser on a speakerphone sends back what we played, 100-500 ms later,
+ * quieter and coloured by the loudspeaker, the room and the microphone.
+ * Unlike a phone's own canceller we do not know that delay: it is the sum of
+ * the network, two jitter buffers and the browser's audio stack. So the
+ * work is split in two:
+ *
+ *   delay: every 5 ms block of what we sent and of what we received gets a
+ *     log-energy value. Every 200 ms, while we have been talking, the last
+ *     2 s of received envelope is correlated against the sent envelope at
+ *     every lag up to max_delay_ms; a clear peak is the echo path delay.
+ *     Speech envelopes are spiky enough (syllables) that the peak is sharp.
+ *   cancellation: the sent audio, delayed by the estimate less a margin, is
+ *     the reference for speexdsp's adaptive echo canceller (MDF), whose
+ *     filter spans TAIL_MS: enough for the estimate's error and the
+ *     colouring, short enough to be cheap and converge quickly. speexdsp's
+ *     preprocessor then suppresses the residual the filter leaves.
+ *
+ * The module also says how loud the echo left in each frame may be, so the
+ * VAD does not mistake it for the caller: the reference level around the
+ * echo path delay plus the coupling from reference to output, tracked as a
+ * low percentile of their difference while we talk (the caller talking too
+ * can only raise the difference, so the tracker rises slowly and falls
+ * quickly). Until the delay is known, the estimate is the loudest reference
+ * of the last max_delay_ms less the weakest coupling expected (6 dB), so
+ * the echo of the first words never counts as the caller.
+ *
+ * The streams are aligned by sample count: the n-th sample captured is
+ * compared with the n-th sample played, which holds as long as both are
+ * fed every 20 ms from the start of the call.
+ */
+#include "audio/aec.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <speex/speex_echo.h>
+#include <speex/speex_preprocess.h>
+
+#define BLOCK 80                          /* 5 ms envelope blocks */
+#define BLOCK_MS 5
+#define BLOCKS_PER_FRAME (AEC_FRAME / BLOCK)
+#define ENV_WIN 400                       /* 2 s of blocks correlated */
+#define ESTIMATE_EVERY 10                 /* frames between delay estimates */
+#define TAIL_MS 120                       /* echo canceller filter length */
+#define PRE_MS 20                         /* reference starts this much before the estimate */
+#define MIN_CORR 0.45                     /* a weaker peak is no estimate */
+#define ACTIVE_DB -55.0                   /* far blocks louder than this count as talking */
+#define FLOOR_DB -80.0                    /* envelopes are clipped here */
+#define SILENT_DB -120.0
+#define WORST_COUPLING_DB -6.0            /* echo never louder than the reference less this */
+#define RESIDUAL_MARGIN_DB 4.0
+#define ENERGY_SMOOTH 0.1
+#define COUPLING_FALL 0.05
+#define COUPLING_RISE 0.02
+#define COUPLING_CREEP 0.002
+#define DOUBLE_TALK_DB 6.0
+
+struct aec {
+  int max_delay;        /* samples */
+  int16_t *far;         /* ring of sent samples */
+  size_t far_len;
+  uint64_t far_pos, near_pos; /* samples played, captured */
+  float *far_env, *near_env;  /* rings of block envelopes, dB */
+  size_t env_len;
+  int delay;            /* samples, -1 unknown */
+  int align;            /* reference offset in use, samples, -1 none */
+  int since_estimate;
+  int idle; /* the last frame was passed through */
+  double coupling_db, residual_db;
+  double out_energy, ref_energy; /* smoothed, while we talk */
+  SpeexEchoState *echo;
+  SpeexPreprocessState *pre;
+};
+
+static double to_db(double mean_square) {
+  double db = 10 * log10(mean_square / (32768.0 * 32768.0) + 1e-30);
+  return db < SILENT_DB ? SILENT_DB : db;
+}
+
+static float block_db(const int16_t *x) {
+  double s = 0;
+  for (int i = 0; i < BLOCK; i++) s += (double)x[i] * x[i];
+  double db = to_db(s / BLOCK);
+  return (float)(db < FLOOR_DB ? FLOOR_DB : db);
+}
+
+int aec_new(struct aec **out, int max_delay_ms) {
+  if (!out) return -EINVAL;
+  *out = NULL;
+  if (max_delay_ms < 20 || max_delay_ms > 1000) return -EINVAL;
+  struct aec *a = calloc(1, sizeof *a);
+  if (!a) return -ENOMEM;
+  a->max_delay = max_delay_ms * AEC_RATE / 1000;
+  a->far_len = (size_t)(a->max_delay + (TAIL_MS + 200) * AEC_RATE / 1000);
+  a->env_len = ENV_WIN + (size_t)(max_delay_ms / BLOCK_MS) + 2 * BLOCKS_PER_FRAME;
+  a->far = calloc(a->far_len, sizeof *a->far);
+  a->far_env = calloc(a->env_len, sizeof *a->far_env);
+  a->near_env = calloc(a->env_len, sizeof *a->near_env);
+  a->echo = speex_echo_state_init(AEC_FRAME, TAIL_MS * AEC_RATE / 1000);
+  a->pre = speex_preprocess_state_init(AEC_FRAME, AEC_RATE);
+  if (!a->far || !a->far_env || !a->near_env || !a->echo || !a->pre) {
+    aec_free(a);
+    return -ENOMEM;
+  }
+  int rate = AEC_RATE, off = 0, suppress = -40, active = -15;
+  speex_echo_ctl(a->echo, SPEEX_ECHO_SET_SAMPLING_RATE, &rate);
+  speex_preprocess_ctl(a->pre, SPEEX_PREPROCESS_SET_ECHO_STATE, a->echo);
+  speex_preprocess_ctl(a->pre, SPEEX_PREPROCESS_SET_AGC, &off);
+  speex_preprocess_ctl(a->pre, SPEEX_PREPROCESS_SET_DEREVERB, &off);
+  speex_preprocess_ctl(a->pre, SPEEX_PREPROCESS_SET_ECHO_SUPPRESS, &suppress);
+  speex_preprocess_ctl(a->pre, SPEEX_PREPROCESS_SET_ECHO_SUPPRESS_ACTIVE, &active);
+  for (size_t i = 0; i < a->env_len; i++) a->far_env[i] = a->near_env[i] = (float)FLOOR_DB;
+  a->delay = a->align = -1;
+  a->coupling_db = WORST_COUPLING_DB;
+  a->residual_db = SILENT_DB;
+  *out = a;
+  return 0;
+}
+
+void aec_free(struct aec *a) {
+  if (!a) return;
+  if (a->pre) speex_preprocess_state_destroy(a->pre);
+  if (a->echo) speex_echo_state_destroy(a->echo);
+  free(a->far);
+  free(a->far_env);
+  free(a->near_env);
+  free(a);
+}
+
+void aec_playback(struct aec *a, const int16_t *far) {
+  if (!a || !far) return;
+  for (int b = 0; b < BLOCKS_PER_FRAME; b++)
+    a->far_env[(a->far_pos / BLOCK + (uint64_t)b) % a->env_len] = block_db(far + b * BLOCK);
+  for (int i = 0; i < AEC_FRAME; i++) a->far[(a->far_pos + (uint64_t)i) % a->far_len] = far[i];
+  a->far_pos += AEC_FRAME;
+}
+
+/* The sent sample `pos` (stream index), 0 outside the ring's reach. */
+static int16_t far_at(const struct aec *a, int64_t pos) {
+  if (pos < 0 || (uint64_t)pos >= a->far_pos || a->far_pos - (uint64_t)pos > a->far_len) return 0;
+  return a->far[(uint64_t)pos % a->far_len];
+}
+
+/* Envelope of the sent block `blk`, the floor outside what the ring holds. */
+static float far_env_at(const struct aec *a, int64_t blk) {
+  uint64_t have = a->far_pos / BLOCK;
+  if (blk < 0 || (uint64_t)blk >= have || have - (uint64_t)blk > a->env_len) return (float)FLOOR_DB;
+  return a->far_env[(uint64_t)blk % a->env_len];
+}
+
+/* Pearson correlation of the last ENV_WIN received blocks against the sent
+ * ones at every lag; sets a->delay when one lag stands out. */
+static void estimate_delay(struct aec *a) {
+  int64_t end = (int64_t)(a->near_pos / BLOCK), start = end - ENV_WIN;
+  if (start < 0) return;
+  int active = 0;
+  for (int64_t j = start; j < end; j++) active += far_env_at(a, j) > ACTIVE_DB;
+  if (active < ENV_WIN / 5) return; /* we have hardly talked: nothing to learn */
+  int max_lag = a->max_delay / BLOCK, best_lag = -1;
+  /* far[k] is the sent block start - max_lag + k, so lag L starts at max_lag - L */
+  float far[ENV_WIN + 1000 / BLOCK_MS * 2], near[ENV_WIN];
+  for (int k = 0; k < ENV_WIN + max_lag; k++) far[k] = far_env_at(a, start - max_lag + k);
+  double mean = 0, vn = 0;
+  for (int k = 0; k < ENV_WIN; k++) {
+    near[k] = a->near_env[(uint64_t)(start + k) % a->env_len];
+    mean += near[k];
+  }
+  mean /= ENV_WIN;
+  for (int k = 0; k < ENV_WIN; k++) { /* centred, so the covariance is a plain dot product */
+    near[k] -= (float)mean;
+    vn += (double)near[k] * near[k];
+  }
+  if (vn <= 1e-3) return;
+  double sf = 0, sff = 0, best = 0;
+  for (int k = max_lag; k < max_lag + ENV_WIN; k++) {
+    sf += far[k];
+    sff += (double)far[k] * far[k];
+  }
+  for (int lag = 0; lag <= max_lag; lag++) {
+    const float *x = far + max_lag - lag;
+    if (lag > 0) { /* slide the far window one block back */
+      sf += x[0] - x[ENV_WIN];
+      sff += (double)x[0] * x[0] - (double)x[ENV_WIN] * x[ENV_WIN];
+    }
+    float acc[8] = {0};
+    for (int k = 0; k < ENV_WIN; k += 8)
+      for (int j = 0; j < 8; j++) acc[j] += x[k + j] * near[k + j];
+    double sfn = 0;
+    for (int j = 0; j < 8; j++) sfn += acc[j];
+    double vf = sff - sf * sf / ENV_WIN;
+    if (vf <= 1e-3) continue;
+    double c = sfn / sqrt(vf * vn);
+    if (c > best) {
+      best = c;
+      best_lag = lag;
+    }
+  }
+  if (best_lag >= 0 && best >= MIN_CORR) a->delay = best_lag * BLOCK;
+}
+
+/* Re-aims the canceller when the echo has left the span its filter covers. */
+static void follow_delay(struct aec *a) {
+  if (a->delay < 0) return;
+  int pre = PRE_MS * AEC_RATE / 1000, tail = TAIL_MS * AEC_RATE / 1000;
+  if (a->align >= 0 && a->delay >= a->align + pre / 2 && a->delay <= a->align + tail / 2) return;
+  a->align = a->delay > pre ? a->delay - pre : 0;
+  speex_echo_state_reset(a->echo);
+  a->coupling_db = WORST_COUPLING_DB;
+  a->out_energy = a->ref_energy = 0;
+}
+
+/* Loudest sent block that can echo into the frame now being captured. */
+static double reference_db(const struct aec *a) {
+  int64_t first, last; /* block range */
+  int64_t now = (int64_t)(a->near_pos / BLOCK);
+  if (a->delay < 0) {
+    first = now - a->max_delay / BLOCK - BLOCKS_PER_FRAME;
+    last = now;
+  } else {
+    int64_t d = a->delay / BLOCK;
+    first = now - d - 4; /* 20 ms of estimate error and reverberation either side */
+    last = now - d + BLOCKS_PER_FRAME + 4;
+  }
+  float m = (float)FLOOR_DB;
+  for (int64_t b = first; b < last; b++) {
+    float e = far_env_at(a, b);
+    if (e > m) m = e;
+  }
+  return m;
+}
+
+/* Whether everything the canceller's filter spans for this frame is silence:
+ * then there is no echo to cancel and the frame is passed through, which
+ * halves the cost of a call (the caller's turns). */
+static int reference_silent(const struct aec *a) {
+  int64_t end = ((int64_t)a->near_pos - a->align) / BLOCK + BLOCKS_PER_FRAME;
+  int64_t first = end - (TAIL_MS / BLOCK_MS) - 2 * BLOCKS_PER_FRAME;
+  for (int64_t b = first; b < end; b++)
+    if (far_env_at(a, b) > FLOOR_DB) return 0;
+  return 1;
+}
+
+/* After a pass-through stretch the canceller still holds the reference from
+ * before it; clear that history with silence so it cannot echo back. */
+static void flush(struct aec *a) {
+  int16_t zero[AEC_FRAME] = {0}, sink[AEC_FRAME];
+  for (int i = 0; i <= TAIL_MS / 20 + 1; i++) speex_echo_cancellation(a->echo, zero, zero, sink);
+}
+
+static double frame_db(const int16_t *x) {
+  double s = 0;
+  for (int i = 0; i < AEC_FRAME; i++) s += (double)x[i] * x[i];
+  return to_db(s / AEC_FRAME);
+}
+
+void aec_capture(struct aec *a, const int16_t *near, int16_t *out) {
+  if (!a || !near || !out) return;
+  int16_t in[AEC_FRAME], ref[AEC_FRAME];
+  double linear_db = SILENT_DB; /* the linear canceller's output, before suppression */
+  memcpy(in, near, sizeof in);
+  for (int b = 0; b < BLOCKS_PER_FRAME; b++)
+    a->near_env[(a->near_pos / BLOCK + (uint64_t)b) % a->env_len] = block_db(in + b * BLOCK);
+  double ref_db = reference_db(a);
+  if (a->align >= 0 && !reference_silent(a)) {
+    if (a->idle) flush(a);
+    a->idle = 0;
+    int64_t base = (int64_t)a->near_pos - a->align;
+    for (int i = 0; i < AEC_FRAME; i++) ref[i] = far_at(a, base + i);
+    speex_echo_cancellation(a->echo, in, ref, out);
+    linear_db = frame_db(out);
+    speex_preprocess_run(a->pre, out);
+  } else {
+    memcpy(out, in, sizeof in);
+    a->idle = 1;
+  }
+  a->near_pos += AEC_FRAME;
+
+  if (ref_db <= FLOOR_DB) {
+    a->residual_db = SILENT_DB;
+  } else if (a->delay < 0) {
+    a->residual_db = ref_db + WORST_COUPLING_DB;
+  } else {
+    if (ref_db > ACTIVE_DB) { /* learn the coupling only while we talk */
+      a->out_energy += ENERGY_SMOOTH * (pow(10, linear_db / 10) - a->out_energy);
+      a->ref_energy += ENERGY_SMOOTH * (pow(10, ref_db / 10) - a->ref_energy);
+      double x = 10 * log10((a->out_energy + 1e-12) / (a->ref_energy + 1e-12));
+      /* far above the coupling is the caller talking over us, not the echo:
+       * creep up only, in case the path did get louder */
+      double rate = x < a->coupling_db                  ? COUPLING_FALL
+                    : x < a->coupling_db + DOUBLE_TALK_DB ? COUPLING_RISE
+                                                          : COUPLING_CREEP;
+      a->coupling_db += rate * (x - a->coupling_db);
+    }
+    a->residual_db = ref_db + a->coupling_db + RESIDUAL_MARGIN_DB;
+  }
+  if (++a->since_estimate >= ESTIMATE_EVERY) {
+    a->since_estimate = 0;
+    estimate_delay(a);
+    follow_delay(a);
+  }
+}
+
+double aec_residual_db(const struct aec *a) { return a ? a->residual_db : SILENT_DB; }
+
+int aec_delay_ms(const struct aec *a) {
+  return a && a->delay >= 0 ? a->delay * 1000 / AEC_RATE : -1;
+}
