@@ -13,7 +13,6 @@
  *
  *   bench_turns [--turns N] [--json FILE] [--asr NAME --llm NAME --tts NAME]
  */
-#include <flite/flite.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -26,8 +25,8 @@
 #include "core/log.h"
 #include "core/pool.h"
 #include "engines/engines.h"
+#include "engines/tts/flite_voices.h"
 
-cst_voice *register_cmu_us_awb(const char *voxdir);
 
 #define F VOICE_FRAME
 #define MAX_TURNS 200
@@ -87,16 +86,18 @@ static void on_kick(void *user) {
 }
 
 static int16_t *say(const char *text, int *frames) {
-  static cst_voice *voice;
-  if (!voice) voice = register_cmu_us_awb(NULL);
-  cst_wave *w = flite_text_to_wave(text, voice);
+  int16_t *raw;
+  size_t n_raw;
+  int rate;
   struct resampler *r;
-  if (!w || resampler_new(&r, w->sample_rate, 48000, 3)) exit(1);
-  size_t cap = (size_t)w->num_samples * 48000 / (size_t)w->sample_rate + 2 * F;
+  if (tts_flite_render(tts_flite_voice("awb"), text, &raw, &n_raw, &rate) ||
+      resampler_new(&r, rate, 48000, 3))
+    exit(1);
+  size_t cap = n_raw * 48000 / (size_t)rate + 2 * F;
   int16_t *pcm = calloc(cap, sizeof *pcm);
-  size_t n = resampler_process(r, w->samples, (size_t)w->num_samples, pcm, cap);
+  size_t n = resampler_process(r, raw, n_raw, pcm, cap);
   resampler_free(r);
-  delete_wave(w);
+  free(raw);
   *frames = (int)(n / F) + 1;
   return pcm;
 }
@@ -181,7 +182,7 @@ int main(int argc, char **argv) {
   }
   if (turns < 1 || turns > MAX_TURNS) turns = 20;
   log_configure(LOG_WARN, 0);
-  flite_init();
+  if (tts_flite_voices_acquire()) return 1;
   static struct bench b;
   b.turns = turns;
   struct pool *pool;
@@ -211,5 +212,6 @@ int main(int argc, char **argv) {
   uv_run(&b.loop, UV_RUN_DEFAULT);
   uv_loop_close(&b.loop);
   free(b.speech);
+  tts_flite_voices_release();
   return 0;
 }

@@ -369,7 +369,7 @@ static void check_reply_done(struct voice_agent *va) {
   int hang = va->hangup_after;
   va->reply_active = va->barge = 0;
   playout_clear(va->po);
-  va->idle_ms = 0;
+  if (va->reply_is_turn) va->idle_ms = 0; /* an idle prompt does not restart the idle clock */
   set_state(va, va->asr ? ST_USER : ST_LISTENING);
   if (hang || va->end_reason[0]) {
     va->ended = 1;
