@@ -24,8 +24,15 @@
  * low percentile of their difference while we talk (the caller talking too
  * can only raise the difference, so the tracker rises slowly and falls
  * quickly). Until the delay is known, the estimate is the loudest reference
- * of the last max_delay_ms less the weakest coupling expected (6 dB), so
- * the echo of the first words never counts as the caller.
+ * of the last max_delay_ms plus a blind coupling: the loudest ratio of
+ * captured to sent level seen from 2 s to 0.5 s ago, over at least 1 s of
+ * our speech (longer than any echo path), while we talked (6 dB
+ * below the reference when there is no such history yet, so the echo of the
+ * first words never counts as the caller). Most callers' browsers cancel
+ * the echo themselves, and then no delay is ever found; the blind coupling
+ * then falls to the room's noise and the caller can interrupt at normal
+ * speaking level, while leaving out the last half second keeps a caller who
+ * has just begun to talk over us from masking their own voice.
  *
  * The streams are aligned by sample count: the n-th sample captured is
  * compared with the n-th sample played, which holds as long as both are
@@ -59,6 +66,9 @@
 #define COUPLING_RISE 0.02
 #define COUPLING_CREEP 0.002
 #define DOUBLE_TALK_DB 6.0
+#define BLIND_FRAMES 100                  /* 2 s of blind coupling history */
+#define BLIND_RECENT 25                   /* the newest 0.5 s is left out */
+#define BLIND_MIN_SEEN 50                 /* 1 s of our speech before it is trusted */
 
 struct aec {
   int max_delay;        /* samples */
@@ -73,6 +83,8 @@ struct aec {
   int idle; /* the last frame was passed through */
   double coupling_db, residual_db;
   double out_energy, ref_energy; /* smoothed, while we talk */
+  float blind[BLIND_FRAMES];     /* captured minus reference level per frame, dB; NAN = we were quiet */
+  int blind_pos;
   SpeexEchoState *echo;
   SpeexPreprocessState *pre;
 };
@@ -115,6 +127,7 @@ int aec_new(struct aec **out, int max_delay_ms) {
   speex_preprocess_ctl(a->pre, SPEEX_PREPROCESS_SET_ECHO_SUPPRESS, &suppress);
   speex_preprocess_ctl(a->pre, SPEEX_PREPROCESS_SET_ECHO_SUPPRESS_ACTIVE, &active);
   for (size_t i = 0; i < a->env_len; i++) a->far_env[i] = a->near_env[i] = (float)FLOOR_DB;
+  for (int i = 0; i < BLIND_FRAMES; i++) a->blind[i] = NAN;
   a->delay = a->align = -1;
   a->coupling_db = WORST_COUPLING_DB;
   a->residual_db = SILENT_DB;
@@ -258,6 +271,24 @@ static double frame_db(const int16_t *x) {
   return to_db(s / AEC_FRAME);
 }
 
+/* Records this frame's captured-to-sent ratio and returns the blind coupling. */
+static double blind_coupling(struct aec *a, double near_db, double ref_db) {
+  a->blind[a->blind_pos] = ref_db > ACTIVE_DB ? (float)(near_db - ref_db) : NAN;
+  a->blind_pos = (a->blind_pos + 1) % BLIND_FRAMES;
+  double worst = -INFINITY;
+  int seen = 0;
+  for (int i = 0; i < BLIND_FRAMES - BLIND_RECENT; i++) {
+    float x = a->blind[(a->blind_pos + i) % BLIND_FRAMES]; /* oldest first */
+    if (isnan(x)) continue;
+    seen++;
+    if (x > worst) worst = x;
+  }
+  /* Too little of our own speech yet to have heard its echo come back. */
+  if (seen < BLIND_MIN_SEEN) return WORST_COUPLING_DB;
+  worst += RESIDUAL_MARGIN_DB;
+  return worst > WORST_COUPLING_DB ? WORST_COUPLING_DB : worst;
+}
+
 void aec_capture(struct aec *a, const int16_t *near, int16_t *out) {
   if (!a || !near || !out) return;
   int16_t in[AEC_FRAME], ref[AEC_FRAME];
@@ -283,7 +314,7 @@ void aec_capture(struct aec *a, const int16_t *near, int16_t *out) {
   if (ref_db <= FLOOR_DB) {
     a->residual_db = SILENT_DB;
   } else if (a->delay < 0) {
-    a->residual_db = ref_db + WORST_COUPLING_DB;
+    a->residual_db = ref_db + blind_coupling(a, frame_db(near), ref_db);
   } else {
     if (ref_db > ACTIVE_DB) { /* learn the coupling only while we talk */
       a->out_energy += ENERGY_SMOOTH * (pow(10, linear_db / 10) - a->out_energy);
