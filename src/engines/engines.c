@@ -11,6 +11,7 @@
  * other language.
  */
 #include "engines/engines.h"
+#include "engines/service.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -18,9 +19,9 @@
 #include <string.h>
 
 /* Backends compiled in. Each list is NULL-terminated. */
-const struct asr_backend *const asr_backends[] = {NULL};
-const struct llm_backend *const llm_backends[] = {NULL};
-const struct tts_backend *const tts_backends[] = {NULL};
+const struct asr_backend *const asr_backends[] = {&asr_openai, NULL};
+const struct llm_backend *const llm_backends[] = {&llm_openai, &llm_anthropic, NULL};
+const struct tts_backend *const tts_backends[] = {&tts_openai, &tts_elevenlabs, &tts_azure, NULL};
 
 struct engines {
   const struct asr_backend *asr;
