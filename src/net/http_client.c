@@ -388,8 +388,8 @@ static void finish_attempt(struct http_transfer *t, CURLcode code) {
   if (is_retryable(t, rc)) {
     int delay = t->retry_after_ms >= 0 && (t->status == 429 || t->status == 503) ? t->retry_after_ms
                                                                                 : HTTP_RETRY_DELAY_MS;
-    log_info("http", "%s: %s%s; retrying in %d ms", t->req.service, rc ? "failed" : "HTTP ",
-             rc ? "" : (t->status == 429 ? "429" : "error"), delay);
+    if (rc) log_info("http", "%s; retrying in %d ms", t->msg, delay);
+    else log_info("http", "%s: HTTP %ld; retrying in %d ms", t->req.service, t->status, delay);
     c->stats.retries++;
     uv_timer_start(&t->timer, on_retry_timer, (uint64_t)delay, 0);
     return;
