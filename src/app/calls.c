@@ -27,6 +27,7 @@
 #include "core/pool.h"
 #include "engines/engines.h"
 #include "media/worker.h"
+#include "net/http_client.h"
 #include "rtc/sdp.h"
 
 #define MAX_CANDIDATES 8
@@ -51,6 +52,7 @@ struct calls {
   struct media_pool *pool;
   struct pool *inference;   /* voice agent only */
   struct engines *engines;  /* voice agent only */
+  struct http_client *http; /* voice agent only: requests to AI services */
   struct call_entry *list;
   int count;
   char candidates[MAX_CANDIDATES][64];
@@ -411,7 +413,14 @@ static int open_engines(struct calls *calls, char *err, size_t errlen) {
     snprintf(err, errlen, "cannot start %d inference threads", threads);
     return rc;
   }
-  struct engine_env env = {calls->cfg, calls->inference, calls->events, NULL};
+  struct http_client_opts o;
+  http_client_opts_from_config(&o, calls->cfg);
+  rc = http_client_new(&calls->http, calls->loop, &o);
+  if (rc) {
+    snprintf(err, errlen, "cannot start the HTTP client for AI services");
+    return rc;
+  }
+  struct engine_env env = {calls->cfg, calls->inference, calls->events, calls->http};
   rc = engines_open(&calls->engines, &env, err, errlen);
   if (rc == 0)
     log_info("agent", "voice agent: asr %s, llm %s, tts %s (%d inference threads)",
@@ -425,6 +434,9 @@ static void close_engines(struct calls *calls) {
   if (calls->inference) pool_stop(calls->inference);
   engines_close(calls->engines);
   calls->engines = NULL;
+  /* Ends transfers in flight without posting anything back to the workers. */
+  http_client_free(calls->http);
+  calls->http = NULL;
   pool_free(calls->inference);
   calls->inference = NULL;
 }

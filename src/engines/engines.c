@@ -11,6 +11,7 @@
  * other language.
  */
 #include "engines/engines.h"
+#include "engines/service.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -21,9 +22,13 @@
 extern const struct asr_backend asr_pocketsphinx, asr_scripted;
 extern const struct llm_backend llm_local, llm_fixed;
 extern const struct tts_backend tts_flite, tts_espeak, tts_tone;
-const struct asr_backend *const asr_backends[] = {&asr_pocketsphinx, &asr_scripted, NULL};
-const struct llm_backend *const llm_backends[] = {&llm_local, &llm_fixed, NULL};
-const struct tts_backend *const tts_backends[] = {&tts_flite, &tts_espeak, &tts_tone, NULL};
+const struct asr_backend *const asr_backends[] = {&asr_pocketsphinx, &asr_openai, &asr_scripted,
+                                                  NULL};
+const struct llm_backend *const llm_backends[] = {&llm_local, &llm_openai, &llm_anthropic,
+                                                  &llm_fixed, NULL};
+const struct tts_backend *const tts_backends[] = {&tts_flite,      &tts_espeak, &tts_openai,
+                                                  &tts_elevenlabs, &tts_azure,  &tts_tone,
+                                                  NULL};
 
 struct engines {
   const struct asr_backend *asr;

@@ -1,0 +1,242 @@
+/*
+ * ASR backend "openai": OpenAI-compatible /audio/transcriptions.
+ *
+ * Whisper-style services (OpenAI, Groq, whisper.cpp's server, the
+ * faster-whisper servers) transcribe a whole file, so the session keeps the
+ * utterance's 16 kHz PCM in memory while the caller speaks and, the moment
+ * the end of speech is decided, sends it as a WAV file built in memory in a
+ * multipart/form-data POST (no temporary file) with the model, language,
+ * prompt and response_format=json. The reply's "text" is the final result;
+ * there are no partials.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "engines/service.h"
+
+#define MAX_SECONDS 120 /* longer utterances are cut: no service takes unbounded uploads */
+#define MAX_REPLY (1024 * 1024)
+
+struct engine {
+  struct svc_conf conf;
+};
+
+struct session {
+  struct asr_session base; /* first: the eng_job is at offset 0 */
+  struct svc_call call;
+  struct engine *e;
+  char language[16];
+  int16_t *pcm;
+  size_t n, cap;
+  int finished, truncated;
+  char *reply;
+  size_t reply_len;
+};
+
+#define SESSION_OF_CALL(sc) ((struct session *)((char *)(sc) - offsetof(struct session, call)))
+
+/* Whisper takes ISO 639-1 codes: "zh-CN" is sent as "zh". */
+static void base_language(char *out, size_t outlen, const char *lang) {
+  size_t n = lang ? strcspn(lang, "-_") : 0;
+  snprintf(out, outlen, "%.*s", (int)n, lang ? lang : "");
+}
+
+static void add_field(FILE *f, const char *boundary, const char *name, const char *value) {
+  fprintf(f, "--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n", boundary, name, value);
+}
+
+int asr_openai_build(const struct svc_conf *c, const char *language, const int16_t *pcm, size_t n,
+                     struct http_request *out) {
+  memset(out, 0, sizeof *out);
+  out->method = "POST";
+  out->service = c->service;
+  char boundary[64], lang[16];
+  snprintf(boundary, sizeof boundary, "tingshuo-%016llx",
+           (unsigned long long)(uv_hrtime() ^ ((uintptr_t)pcm * 0x9E3779B97F4A7C15ull)));
+  base_language(lang, sizeof lang, language);
+  char *body = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&body, &len);
+  if (!f) return -ENOMEM;
+  add_field(f, boundary, "model", c->model);
+  if (*lang) add_field(f, boundary, "language", lang);
+  if (c->prompt[0]) add_field(f, boundary, "prompt", c->prompt);
+  add_field(f, boundary, "response_format", "json");
+  fprintf(f, "--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"audio.wav\"\r\n"
+             "Content-Type: audio/wav\r\n\r\n", boundary);
+  uint8_t wav[44];
+  svc_wav_header(wav, n, ASR_RATE);
+  fwrite(wav, 1, sizeof wav, f);
+  for (size_t i = 0; i < n; i++) { /* WAV is little-endian whatever the host is */
+    uint8_t s[2] = {(uint8_t)((uint16_t)pcm[i] & 0xff), (uint8_t)((uint16_t)pcm[i] >> 8)};
+    fwrite(s, 1, 2, f);
+  }
+  fprintf(f, "\r\n--%s--\r\n", boundary);
+  int bad = ferror(f);
+  if (fclose(f) != 0 || bad) {
+    free(body);
+    return -ENOMEM;
+  }
+  out->body = body;
+  out->body_len = len;
+  int rc = http_request_set_url(out, "%s/audio/transcriptions", c->base_url);
+  if (!rc) rc = http_request_add_header(out, "Content-Type: multipart/form-data; boundary=%s", boundary);
+  if (!rc) rc = http_request_add_header(out, "Accept: application/json");
+  if (!rc && c->key[0]) rc = http_request_add_header(out, "Authorization: Bearer %s", c->key);
+  if (rc) http_request_clear(out);
+  return rc;
+}
+
+/* ---- home thread ---- */
+
+static void deliver_final(struct eng_job *j, void *arg) {
+  struct asr_session *s = (struct asr_session *)j;
+  s->cb.final(s->cb.user, arg);
+}
+
+static void deliver_error(struct eng_job *j, void *arg) {
+  struct asr_session *s = (struct asr_session *)j;
+  s->cb.error(s->cb.user, arg);
+}
+
+/* ---- control loop ---- */
+
+static int on_data(struct svc_call *sc, const char *buf, size_t len) {
+  struct session *s = SESSION_OF_CALL(sc);
+  if (s->reply_len + len > MAX_REPLY) return -EMSGSIZE;
+  char *p = realloc(s->reply, s->reply_len + len + 1);
+  if (!p) return -ENOMEM;
+  memcpy(p + s->reply_len, buf, len);
+  s->reply = p;
+  s->reply_len += len;
+  p[s->reply_len] = '\0';
+  return 0;
+}
+
+static void on_done(struct svc_call *sc, const struct http_result *r) {
+  struct session *s = SESSION_OF_CALL(sc);
+  char msg[768];
+  if (r->rc == 0 && r->status / 100 == 2) {
+    json_t *root = s->reply ? json_loadb(s->reply, s->reply_len, 0, NULL) : NULL;
+    const char *text = json_string_value(json_object_get(root, "text"));
+    if (text) {
+      svc_post_text(&s->base.job, deliver_final, text, strlen(text));
+      json_decref(root);
+      return;
+    }
+    json_decref(root);
+    snprintf(msg, sizeof msg, "%s: the response has no transcript (expected JSON with \"text\")",
+             sc->conf->service);
+  } else if (r->rc == -ECANCELED) {
+    snprintf(msg, sizeof msg, "%s: the response is too large", sc->conf->service);
+  } else {
+    svc_error(sc->conf, r, msg, sizeof msg);
+  }
+  svc_scrub(sc->conf, msg, sizeof msg);
+  svc_post_text(&s->base.job, deliver_error, msg, strlen(msg));
+}
+
+static const struct svc_call_ops ops = {.data = on_data, .done = on_done};
+
+/* ---- the backend ---- */
+
+static void session_destroy(struct eng_job *j) {
+  struct session *s = (struct session *)j;
+  svc_call_clear(&s->call);
+  free(s->pcm);
+  free(s->reply);
+  free(s);
+}
+
+static void session_cancel(struct eng_job *j) {
+  struct session *s = (struct session *)j;
+  if (s->finished) svc_call_cancel(&s->call);
+}
+
+static int start(void *engine, const struct asr_params *p, struct mailbox *home, const struct asr_cb *cb,
+                 struct asr_session **out) {
+  struct engine *e = engine;
+  struct session *s = calloc(1, sizeof *s);
+  if (!s) return -ENOMEM;
+  eng_job_init(&s->base.job, home, session_destroy);
+  s->base.be = &asr_openai;
+  s->base.cb = *cb;
+  s->base.job.on_cancel = session_cancel;
+  s->e = e;
+  snprintf(s->language, sizeof s->language, "%s", e->conf.language[0] ? e->conf.language
+                                                   : p && p->language ? p->language : "");
+  svc_call_init(&s->call, &s->base.job, &e->conf, &ops);
+  *out = &s->base;
+  return 0;
+}
+
+static void feed(struct asr_session *base, const int16_t *pcm, size_t n) {
+  struct session *s = (struct session *)base;
+  if (s->finished) return;
+  size_t room = (size_t)MAX_SECONDS * ASR_RATE - s->n;
+  if (n > room) {
+    if (!s->truncated) log_warn("asr", "%s: utterance longer than %d s is cut", s->e->conf.service, MAX_SECONDS);
+    s->truncated = 1;
+    n = room;
+  }
+  if (s->n + n > s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : ASR_RATE * 4;
+    while (cap < s->n + n) cap *= 2;
+    int16_t *p = realloc(s->pcm, cap * sizeof *p);
+    if (!p) return; /* the audio is lost; the transcript will say what survived */
+    s->pcm = p;
+    s->cap = cap;
+  }
+  memcpy(s->pcm + s->n, pcm, n * sizeof *pcm);
+  s->n += n;
+}
+
+static void finish(struct asr_session *base) {
+  struct session *s = (struct session *)base;
+  if (s->finished) return;
+  s->finished = 1;
+  int rc = asr_openai_build(&s->e->conf, s->language, s->pcm, s->n, &s->call.req);
+  free(s->pcm); /* the request holds its own copy now */
+  s->pcm = NULL;
+  s->n = s->cap = 0;
+  if (!rc) rc = svc_call_start(&s->call);
+  if (rc) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s: could not build the request (%s)", s->e->conf.service, strerror(-rc));
+    svc_post_text(&s->base.job, deliver_error, msg, strlen(msg));
+  }
+}
+
+static int open_engine(void **out, const struct engine_env *env, char *err, size_t errlen) {
+  const struct config *cfg = env->cfg;
+  struct engine *e = calloc(1, sizeof *e);
+  if (!e) return -ENOMEM;
+  int rc = svc_conf_init(&e->conf, env, "OpenAI transcriptions", cfg->asr_base_url,
+                         "https://api.openai.com/v1", cfg->asr_model, "whisper-1", cfg->asr_api_key_env,
+                         "OPENAI_API_KEY", err, errlen);
+  if (rc) {
+    free(e);
+    return rc;
+  }
+  snprintf(e->conf.language, sizeof e->conf.language, "%s", cfg->asr_language);
+  snprintf(e->conf.prompt, sizeof e->conf.prompt, "%s", cfg->asr_prompt);
+  svc_conf_warm(&e->conf);
+  *out = e;
+  return 0;
+}
+
+static void close_engine(void *engine) { free(engine); }
+
+const struct asr_backend asr_openai = {
+    .name = "openai",
+    .open = open_engine,
+    .close = close_engine,
+    .start = start,
+    .feed = feed,
+    .finish = finish,
+};
