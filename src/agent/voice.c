@@ -62,7 +62,8 @@ static const char *const state_names[] = {"listening", "user_speaking", "thinkin
 
 struct stamps {
   double last_voiced, end, final, first_token, first_sentence, tts_req, first_audio, first_sent;
-  double onset, last_ai_frame;
+  double onset, ai_stopped;     /* onset: when the VAD declared it; the AI's first withheld frame */
+  int onset_lag;                /* how long before that the caller's first sound was */
 };
 
 struct voice_agent {
@@ -153,7 +154,10 @@ static void emit_latency(struct voice_agent *va, int with_barge_in) {
     double overhead = (t->first_sent - t->last_voiced) - engines;
     json_object_set_new(ev, "overhead_ms", json_real(round(overhead * 10) / 10));
   }
-  if (with_barge_in) put_ms(ev, "barge_in_ms", t->onset, t->last_ai_frame);
+  if (with_barge_in) {
+    put_ms(ev, "barge_in_ms", t->onset, t->ai_stopped);
+    json_object_set_new(ev, "onset_lag_ms", json_integer(t->onset_lag));
+  }
   emit(va, ev);
 }
 
@@ -413,6 +417,7 @@ static void interrupt_reply(struct voice_agent *va) {
 
 static void resume_reply(struct voice_agent *va) {
   va->paused = va->barge = 0;
+  va->t.ai_stopped = 0;
   set_state(va, ST_SPEAKING);
   check_reply_done(va);
 }
@@ -485,7 +490,11 @@ static void on_onset(struct voice_agent *va) {
   if (va->state == ST_SPEAKING || (va->reply_active && playout_queued(va->po))) {
     if (!va->cfg->barge_in) return; /* half duplex: the AI finishes first */
     va->barge = 1; /* paused once barge_in_min_ms of it is voiced */
-    va->t.onset = now - lag;
+    va->t.onset = now;
+    va->t.onset_lag = lag;
+    va->t.ai_stopped = 0;
+    log_debug("agent", "call %s: onset over the reply (began %d ms ago, %d ms voiced)", va->call_id,
+              lag, vad_voiced_ms(va->vad));
   } else if (va->reply_active) {
     /* Still thinking: the caller was not done. Their words so far are kept. */
     if (va->reply_is_turn) snprintf(va->heard_before, sizeof va->heard_before, "%s", va->user_text);
@@ -580,6 +589,7 @@ int voice_agent_speak(struct voice_agent *va, int16_t *pcm) {
   const char *started = NULL;
   int audio = 0;
   if (va->reply_active && !va->paused) audio = playout_take(va->po, pcm, &started);
+  if (va->paused && va->t.ai_stopped == 0) va->t.ai_stopped = now_ms();
   if (!audio) memset(pcm, 0, VOICE_FRAME * sizeof *pcm);
   reference(va, pcm);
   if (!audio) {
@@ -587,7 +597,6 @@ int voice_agent_speak(struct voice_agent *va, int16_t *pcm) {
     return 0;
   }
   double now = now_ms();
-  va->t.last_ai_frame = now;
   if (started) emit(va, json_pack("{s:s,s:s}", "type", "reply_partial", "text", started));
   if (va->t.first_sent == 0) {
     va->t.first_sent = now;

@@ -84,7 +84,10 @@ export function writeWav16k(dir, name, samples, rate) {
   b.write('data', 36); b.writeUInt32LE(samples.length * 2, 40);
   for (let i = 0; i < samples.length; i++) b.writeInt16LE(Math.max(-32768, Math.min(32767, Math.round(samples[i] * 32767))), 44 + i * 2);
   writeFileSync(raw, b);
-  execFileSync('sox', [raw, '-r', '16000', '-c', '1', '-b', '16', out, 'norm', '-3']);
+  // Leading and trailing digital silence is cut: pocketsphinx_continuous calibrates its own
+  // silence detector on the first frames and misses speech after a long stretch of zeros.
+  execFileSync('sox', [raw, '-r', '16000', '-c', '1', '-b', '16', out,
+    'silence', '1', '0.05', '0.5%', 'reverse', 'silence', '1', '0.05', '0.5%', 'reverse', 'norm', '-3', 'pad', '0.3', '0.3']);
   return out;
 }
 
