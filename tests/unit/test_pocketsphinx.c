@@ -337,6 +337,31 @@ static void released_session_stops_and_gives_back_its_decoder(void **state) {
   asr_pocketsphinx.close(engine);
 }
 
+/* A cancelled utterance of near silence must not teach the decoder's channel
+ * normalisation anything: the next speaker is still understood. */
+static void cancelled_silence_does_not_spoil_the_next_utterance(void **state) {
+  struct fixture *f = *state;
+  void *engine = open_ps(f); /* one fresh decoder, reused by both sessions */
+  struct speech sp = say(sentences[2].text);
+  for (int round = 0; round < 2; round++) {
+    struct report quiet;
+    struct asr_session *s = start(engine, &asr_pocketsphinx, f, &quiet);
+    asr_feed(s, sp.pcm, ASR_RATE * 3 / 10); /* the 300 ms of faint noise before the speech */
+    spin(f, NULL, 300);
+    asr_release(s);
+  }
+  struct report r;
+  struct asr_session *s = start(engine, &asr_pocketsphinx, f, &r);
+  feed_all(s, &sp);
+  asr_finish(s);
+  spin(f, &r.finals, 20000);
+  assert_int_equal(r.finals, 1);
+  assert_words(r.final, sentences[2].words);
+  asr_release(s);
+  free(sp.pcm);
+  asr_pocketsphinx.close(engine);
+}
+
 static void finish_without_audio_gives_empty_final(void **state) {
   struct fixture *f = *state;
   void *engine = open_ps(f);
@@ -414,6 +439,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(recognises_paced_speech_with_partials_first, setup, teardown),
       cmocka_unit_test_setup_teardown(decodes_sessions_at_once_and_measures_speed, setup, teardown),
       cmocka_unit_test_setup_teardown(released_session_stops_and_gives_back_its_decoder, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(cancelled_silence_does_not_spoil_the_next_utterance, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(finish_without_audio_gives_empty_final, setup, teardown),
       cmocka_unit_test_setup_teardown(session_outlives_closed_engine, setup, teardown),
