@@ -269,6 +269,26 @@ static double rms_of(const int16_t *pcm, size_t n) {
   return n ? sqrt(s / (double)n) : 0;
 }
 
+/* Whatever the text, a job ends with done or error, never a crash. */
+static void flite_survives_odd_text(void **state) {
+  struct fixture *f = *state;
+  void *engine = open_backend(&tts_flite, f);
+  char longtext[8192];
+  size_t off = 0;
+  while (off + sizeof english < sizeof longtext) off += (size_t)snprintf(longtext + off, sizeof longtext - off, "%s ", english);
+  const char *texts[] = {"12:45, $3.50, 1999, 3rd, e.g. Dr. Smith", "!!! ??? ... ---", "café naïve ☃ 你好 😀",
+                         "\x01\x02\t\n", "a", longtext};
+  for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+    struct take t = {0};
+    speak(&tts_flite, engine, f, &t, texts[i], "en", NULL, 100);
+    spin(f, &t.done, 20000);
+    assert_int_equal(t.done + t.errors, 1);
+    tts_release(t.job);
+    free(t.pcm);
+  }
+  tts_flite.close(engine);
+}
+
 /* Correlation of two signals' loudness, frame by frame. */
 static double envelope_correlation(const int16_t *a, const int16_t *b, size_t n, size_t frame) {
   double sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0;
@@ -456,6 +476,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(flite_rate_and_voices, setup, teardown),
       cmocka_unit_test_setup_teardown(flite_release_stops_callbacks, setup, teardown),
       cmocka_unit_test_setup_teardown(flite_voices_are_shared_safely, setup, teardown),
+      cmocka_unit_test_setup_teardown(flite_survives_odd_text, setup, teardown),
       cmocka_unit_test_setup_teardown(espeak_streams_english_and_mandarin, setup, teardown),
       cmocka_unit_test_setup_teardown(espeak_speaks_one_job_at_a_time, setup, teardown),
       cmocka_unit_test_setup_teardown(espeak_release_stops_callbacks, setup, teardown),
