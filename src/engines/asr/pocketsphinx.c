@@ -28,6 +28,14 @@
  * ends that utterance before starting its own, so cancelling never costs
  * the home loop any decoding.
  *
+ * Channel normalisation: the decoder keeps a running estimate of the
+ * cepstral mean (live CMN), updated at the end of every utterance. An
+ * utterance that was cancelled, or in which nothing was recognised, is
+ * mostly noise or silence, and learning from it wrecks the next one (a
+ * decoder whose first utterance was a cancelled half second of silence
+ * heard "please call my mother" as "please why"). So the estimate is saved
+ * when an utterance starts and put back after such an utterance.
+ *
  * Logging: sphinxbase logs through one process-wide FILE. Opening a decoder
  * with -logfn reopens that FILE, which would race with decoders logging on
  * other threads, so logging is switched off once (err_set_logfp(NULL))
@@ -44,6 +52,7 @@
 
 #include <pocketsphinx.h>
 #include <sphinxbase/err.h>
+#include <sphinxbase/feat.h>
 
 #include "core/log.h"
 #include "core/pool.h"
@@ -62,6 +71,9 @@ struct decoder {
   cmd_ln_t *config;
   ps_decoder_t *ps;
   int in_utt; /* left mid-utterance by a cancelled session */
+  cmn_t *cmn; /* the decoder's live CMN state, or NULL */
+  mfcc_t *saved_mean, *saved_sum;
+  int32 saved_nframe;
 };
 
 struct ps_session;
@@ -106,8 +118,32 @@ static void drop(void *arg);
 
 /* ---- decoders ---- */
 
+static void cmn_save(struct decoder *d) {
+  if (!d->cmn) return;
+  memcpy(d->saved_mean, d->cmn->cmn_mean, (size_t)d->cmn->veclen * sizeof(mfcc_t));
+  memcpy(d->saved_sum, d->cmn->sum, (size_t)d->cmn->veclen * sizeof(mfcc_t));
+  d->saved_nframe = d->cmn->nframe;
+}
+
+static void cmn_restore(struct decoder *d) {
+  if (!d->cmn) return;
+  memcpy(d->cmn->cmn_mean, d->saved_mean, (size_t)d->cmn->veclen * sizeof(mfcc_t));
+  memcpy(d->cmn->sum, d->saved_sum, (size_t)d->cmn->veclen * sizeof(mfcc_t));
+  d->cmn->nframe = d->saved_nframe;
+}
+
+/* Ends an utterance nobody will use, and forgets what it taught the CMN. */
+static void abandon_utterance(struct decoder *d) {
+  if (!d->in_utt) return;
+  ps_end_utt(d->ps);
+  cmn_restore(d);
+  d->in_utt = 0;
+}
+
 static void decoder_free(struct decoder *d) {
   if (!d) return;
+  free(d->saved_mean);
+  free(d->saved_sum);
   if (d->ps) ps_free(d->ps);
   if (d->config) cmd_ln_free_r(d->config);
   free(d);
@@ -126,6 +162,17 @@ static struct decoder *decoder_new(struct ps_engine *e) {
   if (!d->ps) {
     decoder_free(d);
     return NULL;
+  }
+  feat_t *feat = ps_get_feat(d->ps);
+  cmn_t *cmn = feat ? feat->cmn_struct : NULL;
+  if (cmn && cmn->veclen > 0) {
+    d->saved_mean = calloc((size_t)cmn->veclen, sizeof(mfcc_t));
+    d->saved_sum = calloc((size_t)cmn->veclen, sizeof(mfcc_t));
+    if (!d->saved_mean || !d->saved_sum) {
+      decoder_free(d);
+      return NULL;
+    }
+    d->cmn = cmn;
   }
   return d;
 }
@@ -277,6 +324,7 @@ static void end_utterance(struct ps_session *s) {
   s->dec->in_utt = 0;
   s->busy_ns += cpu_ns() - t0;
   const char *hyp = ps_get_hyp(s->dec->ps, NULL);
+  if (!hyp || !*hyp) cmn_restore(s->dec);
   post_text(s, deliver_final, hyp);
   s->done = 1;
   if (s->samples)
@@ -313,7 +361,8 @@ static enum ready ensure_decoder(struct ps_session *s) {
     uv_mutex_unlock(&s->lock);
   }
   if (!s->started) {
-    if (s->dec->in_utt) ps_end_utt(s->dec->ps);
+    abandon_utterance(s->dec);
+    cmn_save(s->dec);
     if (ps_start_utt(s->dec->ps) < 0) {
       s->dec->in_utt = 0;
       post_text(s, deliver_error, "pocketsphinx could not start an utterance");

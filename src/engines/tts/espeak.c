@@ -17,6 +17,11 @@
  * is how cancellation stops a job mid-sentence; a job cancelled while
  * still queued is taken out of the queue.
  *
+ * espeak-ng 1.51 cannot be initialised again after espeak_Terminate (its
+ * queue thread deadlocks), so it is initialised once, on first open, and
+ * left to the process's exit; closing the backend only lets it be opened
+ * again.
+ *
  * The voice is tts_params.voice, else the configured tts_voice, else the
  * one named by the language (zh -> cmn, zh-HK -> yue, otherwise espeak-ng's
  * voice of that language code, e.g. ja, de, fr, pt-br), falling back to the
@@ -24,6 +29,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,8 +47,10 @@
 
 extern const struct tts_backend tts_espeak;
 
-/* espeak-ng's state is per process; this says whether someone holds it. */
+/* espeak-ng's state is per process: initialised once, held by one engine. */
 static atomic_flag espeak_in_use = ATOMIC_FLAG_INIT;
+static pthread_once_t espeak_once = PTHREAD_ONCE_INIT;
+static int espeak_sample_rate;
 
 struct espeak_job;
 
@@ -82,7 +90,6 @@ static void drain_drop(void *arg);
 
 static void engine_unref(struct espeak_engine *e) {
   if (atomic_fetch_sub(&e->refs, 1) != 1) return;
-  espeak_Terminate();
   uv_mutex_destroy(&e->lock);
   free(e);
   atomic_flag_clear(&espeak_in_use);
@@ -302,6 +309,12 @@ static int espeak_speak(void *engine, const struct tts_params *p, struct mailbox
   return 0;
 }
 
+static void initialise(void) {
+  espeak_sample_rate = espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, ESPEAK_CHUNK_MS, NULL,
+                                         espeakINITIALIZE_DONT_EXIT);
+  if (espeak_sample_rate > 0) espeak_SetSynthCallback(on_samples);
+}
+
 static int espeak_open(void **engine, const struct engine_env *env, char *err, size_t errlen) {
   if (!env->pool) {
     snprintf(err, errlen, "espeak-ng needs the inference pool");
@@ -311,18 +324,16 @@ static int espeak_open(void **engine, const struct engine_env *env, char *err, s
     snprintf(err, errlen, "espeak-ng is already open in this process");
     return -EBUSY;
   }
-  int rate = espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, ESPEAK_CHUNK_MS, NULL,
-                               espeakINITIALIZE_DONT_EXIT);
+  pthread_once(&espeak_once, initialise);
+  int rate = espeak_sample_rate;
   if (rate <= 0) {
     snprintf(err, errlen, "espeak-ng: could not load its data (Debian package espeak-ng-data)");
     atomic_flag_clear(&espeak_in_use);
     return -ENOENT;
   }
-  espeak_SetSynthCallback(on_samples);
   struct espeak_engine *e = calloc(1, sizeof *e);
   if (!e || uv_mutex_init(&e->lock)) {
     free(e);
-    espeak_Terminate();
     atomic_flag_clear(&espeak_in_use);
     return -ENOMEM;
   }

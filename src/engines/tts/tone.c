@@ -26,6 +26,7 @@
 #define TONE_PHRASE "Thank you for calling. This is a test of the voice server."
 #define TONE_MS_PER_CHAR 60
 #define TONE_CHUNK_MS 20
+#define TONE_SILENCE 300 /* samples quieter than this at either end are cut */
 
 extern const struct tts_backend tts_tone;
 
@@ -48,6 +49,15 @@ static void engine_unref(struct tone_engine *e) {
   free(e);
 }
 
+/* flite pads its speech with silence; the loop should be all voice. */
+static void trim_silence(struct tone_engine *e) {
+  size_t first = 0, end = e->n;
+  while (first < end && abs(e->pcm[first]) < TONE_SILENCE) first++;
+  while (end > first && abs(e->pcm[end - 1]) < TONE_SILENCE) end--;
+  memmove(e->pcm, e->pcm + first, (end - first) * sizeof *e->pcm);
+  e->n = end - first;
+}
+
 static int tone_open(void **engine, const struct engine_env *env, char *err, size_t errlen) {
   struct tone_engine *e = calloc(1, sizeof *e);
   if (!e) return -ENOMEM;
@@ -57,6 +67,7 @@ static int tone_open(void **engine, const struct engine_env *env, char *err, siz
     rc = tts_flite_render(tts_flite_voice("slt"), TONE_PHRASE, &e->pcm, &e->n, &e->rate);
     tts_flite_voices_release();
   }
+  if (rc == 0) trim_silence(e);
   if (rc == 0 && (e->n == 0 || e->rate <= 0)) rc = -EIO;
   if (rc) {
     snprintf(err, errlen, "tone: could not synthesise its phrase with flite");
