@@ -25,14 +25,15 @@
 struct caller {
   uv_loop_t *loop;
   struct caller_params prm;
+  struct ws_url url;
   struct wsc *ws;
   struct peer *peer;
   json_t *config;
   char call_id[64];
-  int answered, connected, ending, ended, failed, hung_up;
+  int opened, answered, connected, ending, ended, failed, hung_up;
   uint64_t started_ms;
   struct peer_counters final; /* kept when the peer closes */
-  char why[300];
+  char why[600];
 };
 
 static void end_with(struct caller *c, int failed, const char *fmt, const char *arg) {
@@ -52,6 +53,7 @@ static void send_json(struct caller *c, json_t *msg) {
 
 static void ws_open(void *user) {
   struct caller *c = user;
+  c->opened = 1;
   char *sdp = NULL;
   if (peer_offer(c->peer, &sdp)) {
     end_with(c, 1, "%s", "cannot build the offer");
@@ -117,7 +119,12 @@ static void ws_close(void *user, const char *why) {
   if (!c->ending) {
     c->ending = 1;
     c->failed = 1;
-    snprintf(c->why, sizeof c->why, "%s%s", c->answered ? "" : "no answer: ", why);
+    if (!c->opened)
+      snprintf(c->why, sizeof c->why, "cannot connect to %s://%.100s:%d%.100s (%.100s)",
+               c->url.tls ? "wss" : "ws", c->url.host, c->url.port,
+               c->url.path, why);
+    else
+      snprintf(c->why, sizeof c->why, "%s%s", c->answered ? "" : "no answer: ", why);
   }
   c->ended = 1;
   peer_counters(c->peer, &c->final);
@@ -132,12 +139,14 @@ int caller_start(struct caller **out, uv_loop_t *loop, const struct caller_param
   if (!c) return -ENOMEM;
   c->loop = loop;
   c->prm = *p;
+  c->url = *p->url;
+  c->prm.url = &c->url;
   c->started_ms = uv_now(loop);
   if (p->config) c->config = json_deep_copy(p->config);
   int rc = peer_new(&c->peer, loop, &p->peer, err, errlen);
   if (rc == 0) {
     static const struct wsc_handlers h = {ws_open, ws_message, ws_close};
-    rc = wsc_connect(p->ws, p->url, &h, c, &c->ws);
+    rc = wsc_connect(p->ws, &c->url, &h, c, &c->ws);
     if (rc) snprintf(err, errlen, "cannot connect to %s://%s:%d%s", p->url->tls ? "wss" : "ws",
                      p->url->host, p->url->port, p->url->path);
   }

@@ -11,9 +11,8 @@
  * Every packet on the socket is sorted by its first byte (RFC 7983): STUN
  * goes to the controlling ICE agent, DTLS to the client session (started
  * once ICE selects a path), SRTP to the receive path. On each RTP packet:
- * sequence accounting (gaps are lost packets), the schedule check (the
- * earliest transit seen so far is the schedule; a packet more than 60 ms
- * behind it is late), the inter-arrival deviation from the timestamp
+ * sequence accounting (gaps are lost packets), the schedule check (a
+ * packet more than 60 ms behind the schedule, see schedule(), is late), the inter-arrival deviation from the timestamp
  * spacing (jitter), one decode to measure the frame's level, and, when
  * playing out, the jitter buffer.
  */
@@ -45,6 +44,7 @@
 #define PKT_MAX (1500 + SRTPCTX_MAX_OVERHEAD)
 #define RTCP_INTERVAL_MS 1000
 #define RECV_BATCH 64
+#define TRANSIT_WINDOW 128 /* packets: 2.56 s */
 
 struct peer {
   uv_loop_t *loop;
@@ -72,7 +72,8 @@ struct peer {
   int64_t ext_first, ext_max;
   int64_t ts_rel;
   uint32_t last_ts;
-  double min_transit, last_arrival;
+  double transits[TRANSIT_WINDOW], last_arrival;
+  size_t ntransit;
   int64_t last_ext;
   struct peer_counters n;
   /* speakerphone echo: what was played, delayed */
@@ -287,6 +288,22 @@ static double frame_db(const int16_t *pcm, int n) {
   return 10.0 * log10(sum / (n > 0 ? n : 1) / (32768.0 * 32768.0) + 1e-12);
 }
 
+/*
+ * The schedule is the smallest transit (arrival minus RTP time) of the last
+ * TRANSIT_WINDOW packets: the pace the sender kept when nothing delayed it.
+ * A window rather than all time, so that a sender that once dropped a few
+ * ticks and carried on (its timestamps now permanently behind the clock)
+ * is judged late for those packets, not for the rest of the call.
+ */
+static double schedule(struct peer *p, double transit) {
+  p->transits[p->ntransit++ % TRANSIT_WINDOW] = transit;
+  size_t n = p->ntransit < TRANSIT_WINDOW ? p->ntransit : TRANSIT_WINDOW;
+  double m = transit;
+  for (size_t i = 0; i < n; i++)
+    if (p->transits[i] < m) m = p->transits[i];
+  return m;
+}
+
 static void account(struct peer *p, const struct rtp_header *h, struct peer_rx *rx) {
   if (!p->have_rx || h->ssrc != p->peer_ssrc) {
     p->have_rx = 1;
@@ -294,7 +311,8 @@ static void account(struct peer *p, const struct rtp_header *h, struct peer_rx *
     p->ext_first = p->ext_max = p->last_ext = h->seq;
     p->ts_rel = 0;
     p->last_ts = h->ts;
-    p->min_transit = rx->arrival_ms;
+    p->ntransit = 0;
+    schedule(p, rx->arrival_ms);
     p->last_arrival = rx->arrival_ms;
     rtp_stats_init(&p->rx);
     p->n.received++;
@@ -306,8 +324,7 @@ static void account(struct peer *p, const struct rtp_header *h, struct peer_rx *
   p->ts_rel += (int32_t)(h->ts - p->last_ts);
   p->last_ts = h->ts;
   double transit = rx->arrival_ms - (double)p->ts_rel / 48.0;
-  if (transit < p->min_transit) p->min_transit = transit;
-  rx->late = transit - p->min_transit > PEER_LATE_MS;
+  rx->late = transit - schedule(p, transit) > PEER_LATE_MS;
   p->n.late += (uint64_t)rx->late;
   if (ext == p->last_ext + 1) {
     double d = fabs((rx->arrival_ms - p->last_arrival) - 20.0);

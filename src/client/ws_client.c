@@ -119,7 +119,7 @@ static int on_event(struct lws *wsi, enum lws_callback_reasons reason, void *use
     return 0;
   case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
     char why[300];
-    snprintf(why, sizeof why, "cannot connect: %s", in && len ? (const char *)in : "connection failed");
+    snprintf(why, sizeof why, "%s", in ? (const char *)in : "connection failed");
     finish(c, why);
     return 0;
   }
