@@ -291,9 +291,10 @@ static double frame_db(const int16_t *pcm, int n) {
 /*
  * The schedule is the smallest transit (arrival minus RTP time) of the last
  * TRANSIT_WINDOW packets: the pace the sender kept when nothing delayed it.
- * A window rather than all time, so that a sender that once dropped a few
- * ticks and carried on (its timestamps now permanently behind the clock)
- * is judged late for those packets, not for the rest of the call.
+ * A window rather than all time, and restarted at each late packet, so
+ * that a sender that once stalled and carried on (its timestamps now
+ * behind the clock for good) counts as late once, as a jitter buffer would
+ * miss its deadline once and re-sync, not for the rest of the call.
  */
 static double schedule(struct peer *p, double transit) {
   p->transits[p->ntransit++ % TRANSIT_WINDOW] = transit;
@@ -325,6 +326,10 @@ static void account(struct peer *p, const struct rtp_header *h, struct peer_rx *
   p->last_ts = h->ts;
   double transit = rx->arrival_ms - (double)p->ts_rel / 48.0;
   rx->late = transit - schedule(p, transit) > PEER_LATE_MS;
+  if (rx->late) { /* a receiver's playout would re-sync here: so does the schedule */
+    p->ntransit = 0;
+    schedule(p, transit);
+  }
   p->n.late += (uint64_t)rx->late;
   if (ext == p->last_ext + 1) {
     double d = fabs((rx->arrival_ms - p->last_arrival) - 20.0);
