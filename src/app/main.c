@@ -2,6 +2,8 @@
  * tingshuo: an AI voice call server.
  *
  *   tingshuo serve [flags]     run the server
+ *   tingshuo call URL ...      one call from the command line
+ *   tingshuo bench URL ...     many calls at once, measured
  *   tingshuo --help | --version
  *
  * main only picks the command and turns its arguments into a configuration;
@@ -10,6 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "app/bench_cmd.h"
+#include "app/call_cmd.h"
 #include "app/cli.h"
 #include "app/serve.h"
 #include "core/config.h"
@@ -22,6 +26,8 @@ static void usage(FILE *out) {
           "tingshuo %s - talk with an AI over WebRTC\n\n"
           "Usage:\n"
           "  tingshuo serve [--config FILE] [--KEY VALUE...]   run the voice call server\n"
+          "  tingshuo call URL --play IN.wav [...]             place one call, print its events\n"
+          "  tingshuo bench URL --calls N --duration S [...]   load test: N concurrent calls\n"
           "  tingshuo --help                                  this text\n"
           "  tingshuo --version                               print the version\n\n"
           "Run `tingshuo serve --help` for every setting. Settings come from defaults,\n"
@@ -75,6 +81,8 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (strcmp(argv[1], "serve") == 0) return cmd_serve(argc - 2, argv + 2);
+  if (strcmp(argv[1], "call") == 0) return call_cmd_main(argc - 2, argv + 2);
+  if (strcmp(argv[1], "bench") == 0) return bench_cmd_main(argc - 2, argv + 2);
   fprintf(stderr, "tingshuo: unknown command \"%s\"; run `tingshuo --help`\n", argv[1]);
   return 2;
 }

@@ -1,0 +1,338 @@
+/*
+ * tingshuo bench URL --calls N --duration S [--json FILE] [--find-max]
+ *                    [--echo GAIN:DELAY_MS] [--wav IN.wav] [--server-pid PID]
+ *
+ * Runs client/loadgen.c against a server and reports what it measured as
+ * a table on stdout and, with --json, a file. --find-max repeats the run
+ * with more and more calls (10, 20, 40, 80, 120, 160, 200, then +80 each
+ * time) until one fails the bounds, then bisects between the last that
+ * passed and the first that failed, and reports the largest N that held:
+ *
+ *   no failed call, lost and late frames each under 0.1 % of those
+ *   expected, and the p99 of the server's outbound frame jitter under
+ *   10 ms.
+ */
+#include "app/bench_cmd.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "client/args.h"
+#include "client/loadgen.h"
+#include "client/wav.h"
+
+#define MAX_LOSS_RATIO 0.001
+#define MAX_JITTER_P99_MS 10.0
+#define MAX_ROUNDS 24
+
+struct bench_opts {
+  const char *url_text, *json, *wav;
+  struct ws_url url;
+  long calls, max_calls, barge_every, pid;
+  double duration_s, gain;
+  int delay_ms, find_max, insecure;
+};
+
+void bench_cmd_usage(FILE *out) {
+  fprintf(out,
+          "Usage: tingshuo bench URL --calls N --duration S [options]\n\n"
+          "N concurrent calls against the server at URL, each speaking an utterance, waiting\n"
+          "for the reply, pausing, and every few turns interrupting the reply (barge-in).\n"
+          "Prints voice-to-voice latency, barge-in stop time, lost/late frames, outbound\n"
+          "jitter, false interruptions, and the server's CPU and memory.\n\n"
+          "  --calls N            concurrent calls (default 10)\n"
+          "  --duration S         seconds each call lasts once connected (default 30)\n"
+          "  --json FILE          also write the results as JSON\n"
+          "  --find-max           ramp N up, then bisect: the largest N within the bounds\n"
+          "                       (no failed call, lost and late < 0.1%%, p99 jitter < 10 ms)\n"
+          "  --max-calls N        --find-max stops here (default 1000)\n"
+          "  --echo GAIN:DELAY_MS every call's microphone also carries back what it hears\n"
+          "  --wav FILE           the utterance to speak (default: a built-in voiced signal)\n"
+          "  --barge-every N      every N-th turn interrupts the reply (default 4; 0 = never)\n"
+          "  --server-pid PID     read the server's CPU and memory from /proc/PID\n"
+          "  --insecure           accept any TLS certificate for wss://\n");
+}
+
+static int parse_opts(int argc, char **argv, struct bench_opts *o, char *err, size_t errlen) {
+  memset(o, 0, sizeof *o);
+  o->calls = 10;
+  o->duration_s = 30;
+  o->max_calls = 1000;
+  o->barge_every = 4;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    int takes = 1, rc = 0;
+    if (strcmp(a, "--calls") == 0) rc = args_int(a, v, 1, 5000, &o->calls, err, errlen);
+    else if (strcmp(a, "--duration") == 0) rc = args_number(a, v, 1, 86400, &o->duration_s, err, errlen);
+    else if (strcmp(a, "--json") == 0) o->json = v;
+    else if (strcmp(a, "--wav") == 0) o->wav = v;
+    else if (strcmp(a, "--echo") == 0) rc = args_echo(v, &o->gain, &o->delay_ms, err, errlen);
+    else if (strcmp(a, "--max-calls") == 0) rc = args_int(a, v, 1, 5000, &o->max_calls, err, errlen);
+    else if (strcmp(a, "--barge-every") == 0) rc = args_int(a, v, 0, 1000, &o->barge_every, err, errlen);
+    else if (strcmp(a, "--server-pid") == 0) rc = args_int(a, v, 1, 1L << 30, &o->pid, err, errlen);
+    else if (strcmp(a, "--find-max") == 0) o->find_max = 1, takes = 0;
+    else if (strcmp(a, "--insecure") == 0) o->insecure = 1, takes = 0;
+    else if (a[0] == '-') return snprintf(err, errlen, "unknown flag %s", a), -EINVAL;
+    else if (!o->url_text) o->url_text = a, takes = 0;
+    else return snprintf(err, errlen, "unexpected argument \"%s\"", a), -EINVAL;
+    if (rc) return rc;
+    if (takes && !v) return snprintf(err, errlen, "%s needs a value", a), -EINVAL;
+    i += takes;
+  }
+  if (!o->url_text) return snprintf(err, errlen, "no URL given"), -EINVAL;
+  return ws_url_parse(o->url_text, &o->url, err, errlen);
+}
+
+static int load_speech(const struct bench_opts *o, struct loadgen_speech **out, char *err,
+                       size_t errlen) {
+  if (!o->wav) return loadgen_speech_default(out);
+  struct wav w;
+  int rc = wav_read(o->wav, &w, err, errlen);
+  if (rc) return rc;
+  int16_t *pcm = NULL;
+  size_t n = 0;
+  rc = wav_mono48k(&w, &pcm, &n);
+  wav_free(&w);
+  if (rc == 0) rc = loadgen_speech_new(out, pcm, n);
+  if (rc == -EINVAL) snprintf(err, errlen, "%s: no speech in it (nothing above -45 dBFS)", o->wav);
+  else if (rc) snprintf(err, errlen, "%s: cannot prepare it", o->wav);
+  free(pcm);
+  return rc;
+}
+
+/* --- judging and reporting ------------------------------------------------------------ */
+
+static double ratio(uint64_t part, uint64_t whole) { return whole ? (double)part / (double)whole : 0; }
+
+static uint64_t lost_of(const struct loadgen_result *r) {
+  return r->expected > r->received ? r->expected - r->received : 0;
+}
+
+static int passed(const struct loadgen_result *r) {
+  double j99 = stats_hist_pct(r->jitter, 99);
+  return r->failed == 0 && r->connected == r->calls && r->expected > 0 &&
+         ratio(lost_of(r), r->expected) < MAX_LOSS_RATIO &&
+         ratio(r->late, r->expected) < MAX_LOSS_RATIO && !(j99 >= MAX_JITTER_P99_MS);
+}
+
+static void print_dist(const char *name, struct stats_samples *s, const char *none) {
+  if (!s->n) {
+    printf("  %-22s %s\n", name, none);
+    return;
+  }
+  printf("  %-22s p50 %7.1f   p95 %7.1f   p99 %7.1f ms   (n=%zu)\n", name, stats_samples_pct(s, 50),
+         stats_samples_pct(s, 95), stats_samples_pct(s, 99), s->n);
+}
+
+static void print_table(const struct bench_opts *o, struct loadgen_result *r) {
+  printf("tingshuo bench: %d calls x %.0f s against %s\n", r->calls, o->duration_s, o->url_text);
+  printf("  %-22s %d connected, %d failed\n", "calls", r->connected, r->failed);
+  for (int i = 0; i < r->nfailures; i++) printf("  %-22s %s\n", "  failure", r->failures[i]);
+  print_dist("call setup", &r->setup_ms, "-");
+  printf("  %-22s %llu (%llu unanswered)\n", "turns", (unsigned long long)r->turns,
+         (unsigned long long)r->unanswered);
+  print_dist("voice-to-voice (raw)", &r->v2v_raw_ms, "no reply heard");
+  print_dist("  minus endpoint", &r->v2v_adjusted_ms, "n/a (no latency events from the server)");
+  print_dist("  server-reported", &r->v2v_server_ms, "n/a");
+  printf("  %-22s %llu attempted, %llu stopped\n", "barge-in", (unsigned long long)r->barge_attempts,
+         (unsigned long long)r->barge_stopped);
+  print_dist("  stop time", &r->barge_stop_ms, "n/a (the reply never stopped)");
+  uint64_t lost = lost_of(r);
+  printf("  %-22s %llu of %llu expected: lost %llu (%.3f%%), late %llu (%.3f%%)\n",
+         "frames received", (unsigned long long)r->received, (unsigned long long)r->expected,
+         (unsigned long long)lost, 100 * ratio(lost, r->expected), (unsigned long long)r->late,
+         100 * ratio(r->late, r->expected));
+  printf("  %-22s p50 %.1f   p99 %.1f   max %.1f ms\n", "outbound jitter",
+         stats_hist_pct(r->jitter, 50), stats_hist_pct(r->jitter, 99), stats_hist_max(r->jitter));
+  printf("  %-22s %llu%s\n", "false interruptions", (unsigned long long)r->false_interruptions,
+         o->gain > 0 ? "" : " (no --echo)");
+  if (r->server_cpu_percent >= 0) {
+    long grown = r->server_rss_peak_kb - r->server_rss_base_kb;
+    printf("  %-22s CPU %.1f%% (%.2f%% per call), RSS %.1f MB idle, %.1f MB peak (%.0f KB per call)\n",
+           "server", r->server_cpu_percent, r->server_cpu_percent / r->calls,
+           r->server_rss_base_kb / 1024.0, r->server_rss_peak_kb / 1024.0, (double)grown / r->calls);
+  } else {
+    printf("  %-22s n/a (give --server-pid PID for CPU and memory)\n", "server");
+  }
+  if (r->client_cpu_percent >= 0) printf("  %-22s CPU %.1f%%\n", "client (this process)", r->client_cpu_percent);
+  printf("  %-22s %s\n", "bounds", passed(r) ? "PASS" : "FAIL");
+  fflush(stdout);
+}
+
+static json_t *jnum(double v) { return isfinite(v) ? json_real(round(v * 100) / 100) : json_null(); }
+
+static json_t *jdist(struct stats_samples *s) {
+  if (!s->n) return json_null();
+  return json_pack("{s:o,s:o,s:o,s:o,s:I}", "p50", jnum(stats_samples_pct(s, 50)), "p95",
+                   jnum(stats_samples_pct(s, 95)), "p99", jnum(stats_samples_pct(s, 99)), "mean",
+                   jnum(stats_samples_mean(s)), "n", (json_int_t)s->n);
+}
+
+static json_t *json_result(const struct bench_opts *o, struct loadgen_result *r) {
+  json_t *fails = json_array();
+  for (int i = 0; i < r->nfailures; i++) json_array_append_new(fails, json_string(r->failures[i]));
+  uint64_t lost = lost_of(r);
+  json_t *server = json_null();
+  if (r->server_cpu_percent >= 0)
+    server = json_pack("{s:I,s:o,s:o,s:I,s:I,s:o}", "pid", (json_int_t)o->pid, "cpu_percent",
+                       jnum(r->server_cpu_percent), "cpu_percent_per_call",
+                       jnum(r->server_cpu_percent / r->calls), "rss_idle_kb",
+                       (json_int_t)r->server_rss_base_kb, "rss_peak_kb",
+                       (json_int_t)r->server_rss_peak_kb, "rss_per_call_kb",
+                       jnum((double)(r->server_rss_peak_kb - r->server_rss_base_kb) / r->calls));
+  return json_pack(
+      "{s:i,s:o,s:i,s:i,s:o,s:o,s:I,s:I,s:{s:o,s:o,s:o},s:{s:I,s:I,s:o},"
+      "s:{s:I,s:I,s:I,s:I,s:o,s:o},s:{s:o,s:o,s:o},s:I,s:o,s:{s:o},s:o,s:b}",
+      "calls", r->calls, "duration_s", jnum(o->duration_s), "connected", r->connected,
+      "failed_calls", r->failed, "failures", fails, "setup_ms", jdist(&r->setup_ms), "turns",
+      (json_int_t)r->turns, "unanswered_turns", (json_int_t)r->unanswered, "voice_to_voice_ms",
+      "raw", jdist(&r->v2v_raw_ms), "adjusted", jdist(&r->v2v_adjusted_ms), "server_reported",
+      jdist(&r->v2v_server_ms), "barge_in", "attempts", (json_int_t)r->barge_attempts, "stopped",
+      (json_int_t)r->barge_stopped, "stop_ms", jdist(&r->barge_stop_ms), "frames", "expected",
+      (json_int_t)r->expected, "received", (json_int_t)r->received, "lost", (json_int_t)lost,
+      "late", (json_int_t)r->late, "lost_ratio", json_real(ratio(lost, r->expected)),
+      "late_ratio", json_real(ratio(r->late, r->expected)), "outbound_jitter_ms", "p50",
+      jnum(stats_hist_pct(r->jitter, 50)), "p99", jnum(stats_hist_pct(r->jitter, 99)), "max",
+      jnum(stats_hist_max(r->jitter)), "false_interruptions", (json_int_t)r->false_interruptions,
+      "server", server, "client", "cpu_percent", jnum(r->client_cpu_percent), "measured_s",
+      jnum(r->measured_s), "pass", passed(r));
+}
+
+static json_t *json_machine(void) {
+  char model[256] = "unknown", line[512];
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  while (f && fgets(line, sizeof line, f)) {
+    if (strncmp(line, "model name", 10) == 0) {
+      const char *v = strchr(line, ':');
+      if (v) snprintf(model, sizeof model, "%s", v + 2);
+      model[strcspn(model, "\n")] = '\0';
+      break;
+    }
+  }
+  if (f) fclose(f);
+  return json_pack("{s:s,s:i}", "cpu_model", model, "cpus", (int)sysconf(_SC_NPROCESSORS_ONLN));
+}
+
+/* --- running ---------------------------------------------------------------------------- */
+
+static int run_round(const struct bench_opts *o, const struct loadgen_speech *sp, int calls,
+                     unsigned seed, struct loadgen_result *r, char *err, size_t errlen) {
+  struct loadgen_params p = {.url = &o->url, .calls = calls, .duration_s = o->duration_s,
+                             .speech = sp, .echo_gain = o->gain, .echo_delay_ms = o->delay_ms,
+                             .barge_every = (int)o->barge_every, .insecure = o->insecure,
+                             .server_pid = (pid_t)o->pid, .seed = seed};
+  return loadgen_run(&p, r, err, errlen);
+}
+
+/* The next N to try: ramp, then bisect between the best pass and the first failure. */
+static int next_calls(int tried, int ok, int *best, int *worst) {
+  static const int ramp[] = {10, 20, 40, 80, 120, 160, 200};
+  if (ok && tried > *best) *best = tried;
+  if (!ok && (*worst == 0 || tried < *worst)) *worst = tried;
+  if (*worst == 0) {
+    for (size_t i = 0; i < sizeof ramp / sizeof ramp[0]; i++)
+      if (ramp[i] > tried) return ramp[i];
+    return tried + 80;
+  }
+  int gap = *worst - *best, step = *best >= 100 ? 10 : 5;
+  if (gap <= step) return 0;
+  return *best + gap / 2;
+}
+
+static int find_max(const struct bench_opts *o, const struct loadgen_speech *sp, json_t *rounds,
+                    int *best_out, char *err, size_t errlen) {
+  int n = 10, best = 0, worst = 0;
+  for (int round = 0; n > 0 && n <= o->max_calls && round < MAX_ROUNDS; round++) {
+    struct loadgen_result r;
+    int rc = run_round(o, sp, n, (unsigned)round + 1, &r, err, errlen);
+    if (rc) return rc;
+    int ok = passed(&r);
+    printf("find-max: %4d calls: %s  (failed %d, lost %.3f%%, late %.3f%%, jitter p99 %.1f ms, "
+           "voice-to-voice p50 %.0f ms, server CPU %.0f%%)\n",
+           n, ok ? "PASS" : "FAIL", r.failed, 100 * ratio(lost_of(&r), r.expected),
+           100 * ratio(r.late, r.expected), stats_hist_pct(r.jitter, 99),
+           stats_samples_pct(&r.v2v_raw_ms, 50), r.server_cpu_percent);
+    fflush(stdout);
+    json_array_append_new(rounds, json_result(o, &r));
+    loadgen_result_free(&r);
+    n = next_calls(n, ok, &best, &worst);
+    sleep(2); /* let the server finish tearing the calls down */
+  }
+  *best_out = best;
+  return 0;
+}
+
+static void raise_fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+static int write_json(const char *path, json_t *doc) {
+  int rc = json_dump_file(doc, path, JSON_INDENT(2));
+  if (rc) fprintf(stderr, "tingshuo bench: cannot write %s\n", path);
+  return rc ? 1 : 0;
+}
+
+int bench_cmd_main(int argc, char **argv) {
+  for (int i = 0; i < argc; i++)
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      bench_cmd_usage(stdout);
+      return 0;
+    }
+  struct bench_opts o;
+  char err[512] = "";
+  if (parse_opts(argc, argv, &o, err, sizeof err)) {
+    fprintf(stderr, "tingshuo bench: %s\n", err);
+    bench_cmd_usage(stderr);
+    return 2;
+  }
+  raise_fd_limit();
+  struct loadgen_speech *sp = NULL;
+  if (load_speech(&o, &sp, err, sizeof err)) {
+    fprintf(stderr, "tingshuo bench: %s\n", err);
+    return 1;
+  }
+  json_t *doc = json_pack("{s:s,s:o,s:o}", "url", o.url_text, "machine", json_machine(),
+                          "echo", o.gain > 0 ? json_pack("{s:f,s:i}", "gain", o.gain, "delay_ms",
+                                                         o.delay_ms)
+                                             : json_null());
+  int status = 0, rc;
+  if (o.find_max) {
+    json_t *rounds = json_array();
+    int best = 0;
+    rc = find_max(&o, sp, rounds, &best, err, sizeof err);
+    printf("find-max: largest number of calls within the bounds: %d\n", best);
+    json_object_set_new(doc, "find_max", json_pack("{s:i,s:o,s:f,s:f,s:o}", "max_calls", best,
+                                                   "duration_s", jnum(o.duration_s), "max_loss_ratio",
+                                                   MAX_LOSS_RATIO, "max_jitter_p99_ms",
+                                                   MAX_JITTER_P99_MS, "rounds", rounds));
+    status = rc || best == 0;
+  } else {
+    struct loadgen_result r;
+    rc = run_round(&o, sp, (int)o.calls, 1, &r, err, sizeof err);
+    if (rc == 0) {
+      print_table(&o, &r);
+      json_t *res = json_result(&o, &r);
+      json_object_update(doc, res);
+      json_decref(res);
+      status = r.failed > 0;
+      loadgen_result_free(&r);
+    }
+  }
+  if (rc) {
+    fprintf(stderr, "tingshuo bench: %s\n", err);
+    status = 1;
+  }
+  if (o.json && write_json(o.json, doc)) status = 1;
+  json_decref(doc);
+  loadgen_speech_free(sp);
+  return status;
+}
