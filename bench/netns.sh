@@ -15,9 +15,9 @@
 # The namespace goes away with the last process in it.
 set -euo pipefail
 [ $# -gt 0 ] || { echo "usage: $0 COMMAND [ARGS...]" >&2; exit 2; }
-if [ "${TINGSHUO_BENCH_NETNS:-}" = 1 ]; then exec "$@"; fi
+if [ "${BENCH_NETNS:-}" = 1 ]; then exec "$@"; fi
 [ "$(id -u)" -eq 0 ] || { echo "$0: needs root (unshare --net)" >&2; exit 1; }
-export TINGSHUO_BENCH_NETNS=1
+export BENCH_NETNS=1
 exec unshare --net -- bash -c '
   set -e
   ip link set lo up

@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-if (process.env.TINGSHUO_BENCH_NETNS !== '1') {
+if (process.env.BENCH_NETNS !== '1') {
   const env = { ...process.env };
   delete env.NODE_TEST_CONTEXT; // run the tests in the child, not as a subtest of this process
   const r = spawnSync(join(ROOT, 'bench', 'netns.sh'), [process.execPath, fileURLToPath(import.meta.url)],
