@@ -118,6 +118,8 @@ class JanusSession {
   }
 
   async start() {
+    const info = await (await fetch(`${this.base}/info`)).json();
+    this.version = info.version_string || String(info.version ?? '?');
     const { reply } = await this.post('', { janus: 'create' });
     this.id = reply.data.id;
     this.keepalive = setInterval(() => {
@@ -313,7 +315,7 @@ const MAX_MESSAGE = 256 * 1024;
 
 function onConnection(conn) {
   conn.call = null;
-  conn.sendJson({ type: 'hello', server: 'janus-audiobridge (via janus_adapter)', version: '1.1.2' });
+  conn.sendJson({ type: 'hello', server: 'janus-audiobridge (via janus_adapter)', version: janus.version });
   conn.onText = (text) => handleMessage(conn, text).catch((e) => {
     log('internal error:', e.stack || e.message);
     conn.sendJson({ type: 'error', code: 'internal', message: e.message });

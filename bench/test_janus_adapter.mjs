@@ -7,7 +7,9 @@
 // bare RTCPeerConnection the way the load client does it: all candidates in
 // the offer and no trickling, and with no candidates at all (Janus then has
 // to learn the caller's address from its checks). The WebSocket server's
-// framing limits are checked with the `ws` client.
+// framing limits are checked with the `ws` client. Last, JANUS_TEST_CALLS
+// (default 10) calls run at once from one page while Janus's CPU time and
+// resident memory are read from /proc: a first figure for its cost per call.
 //
 // Not part of CTest (it needs Debian's janus package and root): run it by hand,
 //   node --test bench/test_janus_adapter.mjs
@@ -17,7 +19,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -277,4 +279,74 @@ test('the WebSocket server: ping, bad JSON, unknown type, binary and oversized f
   const c = await open();
   c.ws.close(1000);
   assert.equal(await c.closed, 1000);
+});
+
+// CPU seconds (user + system) and resident kB of a process, from /proc.
+function procUsage(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(f[11]) + Number(f[12]); // utime, stime (fields 14, 15)
+  const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+  return { cpu: ticks / 100, rssKb: rss };
+}
+
+test('several calls at once: what Janus spends per call', async () => {
+  const n = Number(process.env.JANUS_TEST_CALLS || 10);
+  const { page, context } = await openPage(browser, url);
+  try {
+    const wsUrl = url.replace(/^http/, 'ws') + 'ws';
+    const janusPid = janus.child.pid; // janus_start.sh execs Janus: same pid
+    const idle = procUsage(janusPid);
+    const connected = await page.evaluate(async ({ wsUrl, n }) => {
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+      const one = async () => {
+        const ws = new WebSocket(wsUrl);
+        const got = [];
+        let wake = () => {};
+        ws.onmessage = (e) => { got.push(JSON.parse(e.data)); wake(); };
+        const next = async (type) => {
+          const end = Date.now() + 20000;
+          while (Date.now() < end) {
+            const m = got.find((x) => x.type === type || x.type === 'error');
+            if (m) { if (m.type === 'error') throw new Error(m.message); return m; }
+            await new Promise((r) => { wake = r; setTimeout(r, 200); });
+          }
+          throw new Error(`no ${type}`);
+        };
+        await next('hello');
+        const pc = new RTCPeerConnection();
+        stream.getTracks().forEach((t) => pc.addTrack(t, stream));
+        await pc.setLocalDescription(await pc.createOffer());
+        await new Promise((r) => (pc.iceGatheringState === 'complete' ? r()
+          : pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && r())));
+        ws.send(JSON.stringify({ type: 'offer', sdp: pc.localDescription.sdp }));
+        await pc.setRemoteDescription({ type: 'answer', sdp: (await next('answer')).sdp });
+        await next('connected');
+        return pc;
+      };
+      window.__pcs = [];
+      for (let i = 0; i < n; i++) window.__pcs.push(await one());
+      return window.__pcs.length;
+    }, { wsUrl, n });
+    assert.equal(connected, n);
+    await page.waitForTimeout(2000);
+    const t0 = Date.now(), u0 = procUsage(janusPid);
+    await page.waitForTimeout(10000);
+    const t1 = Date.now(), u1 = procUsage(janusPid);
+    const packets = await page.evaluate(async () => {
+      let total = 0;
+      for (const pc of window.__pcs) (await pc.getStats()).forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'audio') total += s.packetsReceived;
+      });
+      return total;
+    });
+    const cpuShare = (u1.cpu - u0.cpu) / ((t1 - t0) / 1000); // cores
+    console.log(`${n} calls at once: Janus uses ${(cpuShare * 100).toFixed(1)}% of a core`
+      + ` (${(cpuShare * 100 / n).toFixed(2)}% per call); RSS ${(idle.rssKb / 1024).toFixed(1)} MB idle,`
+      + ` ${(u1.rssKb / 1024).toFixed(1)} MB with the calls (${((u1.rssKb - idle.rssKb) / 1024 / n).toFixed(2)} MB per call);`
+      + ` ${packets} packets received in all`);
+    assert.ok(packets > n * 50 * 10, `every call receives audio (${packets} packets)`);
+  } finally {
+    await context.close();
+  }
 });
