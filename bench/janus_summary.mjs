@@ -1,0 +1,71 @@
+// Prints the side-by-side result of bench/janus.sh from its output folder.
+//
+// usage: node bench/janus_summary.mjs OUT_DIR
+//
+// Reads OUT_DIR/{janus,tingshuo}.json (what `tingshuo bench --find-max --json`
+// wrote) and OUT_DIR/{janus,tingshuo}.proc ("peak_rss_kb cpu_seconds", sampled
+// from /proc by janus.sh), and prints one line per server and the ratio of
+// the largest sustained call counts. The count is looked up under the names
+// the --find-max report may use (max_calls, or find_max.max_calls, ...), so a
+// rename in the client's JSON shows up here as "not found" rather than as a
+// wrong number.
+import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+const dir = process.argv[2];
+if (!dir) {
+  process.stderr.write('usage: node bench/janus_summary.mjs OUT_DIR\n');
+  process.exit(2);
+}
+
+const KEYS = ['max_calls', 'maxCalls', 'max_sustained_calls', 'sustained_calls'];
+
+// Depth-first search for the first numeric field named in KEYS; a numeric
+// `find_max` counts too.
+function findMax(obj, depth = 0) {
+  if (!obj || typeof obj !== 'object' || depth > 4) return undefined;
+  for (const k of KEYS) if (typeof obj[k] === 'number') return obj[k];
+  if (typeof obj.find_max === 'number') return obj.find_max;
+  for (const v of Object.values(obj)) {
+    const found = findMax(v, depth + 1);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+function load(name) {
+  const jsonPath = join(dir, `${name}.json`);
+  const r = { name, ran: existsSync(jsonPath) || existsSync(join(dir, `${name}.proc`)) };
+  if (existsSync(jsonPath)) {
+    try {
+      r.report = JSON.parse(readFileSync(jsonPath, 'utf8'));
+      r.max = findMax(r.report);
+    } catch (e) {
+      r.error = `${jsonPath}: ${e.message}`;
+    }
+  } else {
+    r.error = `${jsonPath} was not written`;
+  }
+  const procPath = join(dir, `${name}.proc`);
+  if (existsSync(procPath)) {
+    const [rssKb, cpu] = readFileSync(procPath, 'utf8').trim().split(/\s+/).map(Number);
+    r.rssMb = rssKb / 1024;
+    r.cpuS = cpu;
+  }
+  return r;
+}
+
+const rows = ['janus', 'tingshuo'].map(load).filter((r) => r.ran);
+for (const r of rows) {
+  const max = r.max === undefined ? 'not found' : String(r.max);
+  const res = r.rssMb === undefined ? '' : `, peak RSS ${r.rssMb.toFixed(1)} MB, CPU ${r.cpuS.toFixed(1)} s over the run`;
+  console.log(`${r.name.padEnd(9)} --find-max: ${max} concurrent calls${res}`);
+  if (r.error) console.log(`          (${r.error})`);
+  else if (r.max === undefined) console.log(`          (no max_calls in the report; its keys: ${Object.keys(r.report).join(', ')})`);
+}
+const [j, t] = [rows.find((r) => r.name === 'janus'), rows.find((r) => r.name === 'tingshuo')];
+if (j && t && j.max > 0 && t.max !== undefined) {
+  console.log(`ratio     tingshuo / janus = ${(t.max / j.max).toFixed(2)}`);
+} else if (j && t) {
+  console.log('ratio     not available (a --find-max result is missing)');
+}
