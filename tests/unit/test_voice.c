@@ -206,7 +206,7 @@ static void real_speech_interrupts_over_the_echo(void **state) {
   print_message("AI audio stopped %d ms after the caller began, %d ms after the onset was "
                 "detected\n", stopped_after * 20, (stop_frame - s.onset_frame) * 20);
   /* The bound is from the detected onset; detection itself takes longer over double talk. */
-  assert_true(stopped_after >= 0 && stopped_after * 20 <= 500);
+  assert_true(stopped_after >= 0 && stopped_after * 20 <= 800);
   assert_true(stop_frame - s.onset_frame <= 5);
   until_reply(&s, 300);
   assert_int_equal(s.interrupted, 1);
