@@ -90,7 +90,7 @@ static const struct key keys[] = {
      "Said by the AI when a call connects; empty for none."},
     {"apology", STR(apology), "", 0, 0, NULL,
      "Said when a service fails; empty = a built-in sentence in the call's language."},
-    {"history_turns", INT(history_turns), "10", 0, 1000, NULL,
+    {"history_turns", INT(history_turns), "10", 1, 1000, NULL,
      "Exchanges (a caller turn and its reply) the LLM sees; older ones are dropped."},
     {"inference_threads", INT(inference_threads), "0", 0, 256, NULL,
      "Threads for speech recognition and synthesis; 0 = one per core."},
