@@ -12,15 +12,26 @@
  * FEC copy does not starve the primary frame. DTX stays off so the browser
  * keeps receiving a steady 50 packets a second and its jitter buffer never
  * mistakes silence for loss.
+ *
+ * Silence is most of what a call sends (the AI listens more than it
+ * talks), and running the encoder on digital silence gives the same few
+ * bytes every frame once its state has settled. So after SILENCE_SETTLE
+ * silent frames the last packet is kept and sent again as long as the
+ * silence lasts, without running the encoder: the stream is unchanged for
+ * the receiver and a listening call costs no encoding at all. The encoder's
+ * state is then that of a long silence, which is what it would have been.
  */
 #include "audio/opus_codec.h"
 
 #include <errno.h>
 #include <opus/opus.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define BASE_BITRATE 32000
 #define MAX_BITRATE 48000
+#define SILENCE_SETTLE 5   /* silent frames encoded before the packet is reused */
+#define SILENCE_MAX 64     /* a settled silence packet is a few bytes */
 
 struct opusc_dec {
   OpusDecoder *dec;
@@ -28,6 +39,9 @@ struct opusc_dec {
 
 struct opusc_enc {
   OpusEncoder *enc;
+  int silent_run;                /* digital-silence frames in a row */
+  uint8_t silence[SILENCE_MAX];  /* the settled silence packet, when silence_len > 0 */
+  int silence_len;
   int bitrate, base, loss;
 };
 
@@ -92,9 +106,27 @@ void opusc_enc_free(struct opusc_enc *e) {
   free(e);
 }
 
+static int is_silent(const int16_t *pcm) {
+  for (int i = 0; i < OPUSC_FRAME; i++)
+    if (pcm[i]) return 0;
+  return 1;
+}
+
 int opusc_encode(struct opusc_enc *e, const int16_t *pcm, uint8_t *out, size_t cap) {
+  int silent = is_silent(pcm);
+  if (silent && e->silence_len && (size_t)e->silence_len <= cap) {
+    memcpy(out, e->silence, (size_t)e->silence_len);
+    return e->silence_len;
+  }
   int n = opus_encode(e->enc, pcm, OPUSC_FRAME, out, (opus_int32)cap);
-  return n < 0 ? -EIO : n;
+  if (n < 0) return -EIO;
+  e->silent_run = silent ? e->silent_run + 1 : 0;
+  e->silence_len = 0;
+  if (e->silent_run >= SILENCE_SETTLE && n <= SILENCE_MAX) {
+    memcpy(e->silence, out, (size_t)n);
+    e->silence_len = n;
+  }
+  return n;
 }
 
 void opusc_enc_adapt(struct opusc_enc *e, int fraction_lost) {
