@@ -50,7 +50,7 @@ struct bench {
   uv_timer_t tick;
   struct mailbox *home;
   struct voice_agent *va;
-  int16_t *speech;  /* the question being asked, 48 kHz */
+  int16_t *speech;  /* the question being asked, 16 kHz as the call decodes it */
   int speech_frames, pos, silence, sent_early;
   int turn, turns, replies;
   double values[NFIG][MAX_TURNS];
@@ -91,14 +91,14 @@ static int16_t *say(const char *text, int *frames) {
   int rate;
   struct resampler *r;
   if (tts_flite_render(tts_flite_voice("awb"), text, &raw, &n_raw, &rate) ||
-      resampler_new(&r, rate, 48000, 3))
+      resampler_new(&r, rate, VOICE_IN_RATE, 3))
     exit(1);
-  size_t cap = n_raw * 48000 / (size_t)rate + 2 * F;
+  size_t cap = n_raw * VOICE_IN_RATE / (size_t)rate + 2 * VOICE_IN_FRAME;
   int16_t *pcm = calloc(cap, sizeof *pcm);
   size_t n = resampler_process(r, raw, n_raw, pcm, cap);
   resampler_free(r);
   free(raw);
-  *frames = (int)(n / F) + 1;
+  *frames = (int)(n / VOICE_IN_FRAME) + 1;
   return pcm;
 }
 
@@ -121,7 +121,7 @@ static void on_tick(uv_timer_t *t) {
   struct bench *b = t->data;
   int16_t out[F];
   const int16_t *in = NULL;
-  if (b->speech && b->pos < b->speech_frames) in = b->speech + (size_t)b->pos++ * F;
+  if (b->speech && b->pos < b->speech_frames) in = b->speech + (size_t)b->pos++ * VOICE_IN_FRAME;
   voice_agent_hear(b->va, in);
   if (b->sent_early) b->sent_early = 0;
   else voice_agent_speak(b->va, out);

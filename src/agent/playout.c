@@ -105,7 +105,7 @@ int playout_append(struct playout *p, const int16_t *pcm, size_t n, int rate) {
     resampler_free(p->rs);
     p->rs = NULL;
     p->rs_rate = 0;
-    int rc = resampler_new(&p->rs, rate, PLAYOUT_RATE, 5);
+    int rc = resampler_new(&p->rs, rate, PLAYOUT_RATE, 3);
     if (rc) return rc;
     p->rs_rate = rate;
   }

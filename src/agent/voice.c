@@ -6,7 +6,7 @@
  * closures on the same worker thread, so the whole agent is single-threaded
  * and needs no lock.
  *
- * The caller's audio goes 48 kHz -> 16 kHz -> echo canceller (the AI's own
+ * The caller's audio arrives at 16 kHz (Opus decodes straight to it) -> echo canceller (the AI's own
  * voice, which a speakerphone feeds back, is removed using what we sent as
  * the reference) -> VAD. Speech onset starts a recognition session, fed
  * with a little audio from before the onset so the first syllable is not
@@ -79,7 +79,7 @@ struct voice_agent {
   int rate;
 
   enum vstate state;
-  struct resampler *down_in, *down_out;
+  struct resampler *down_out; /* what we send, 48 -> 16 kHz, as the echo reference */
   struct aec *aec;
   struct vad *vad;
   int16_t preroll[PREROLL_FRAMES][FRAME16];
@@ -99,6 +99,7 @@ struct voice_agent {
   char reply_text[MAX_TEXT];
   struct playout *po;
   int paused, barge;
+  int ref_active; /* the last frame sent was speech */
   struct history *hist;
 
   struct stamps t;
@@ -544,10 +545,9 @@ static void idle_tick(struct voice_agent *va) {
 /* --- the media side ------------------------------------------------------------------------ */
 
 void voice_agent_hear(struct voice_agent *va, const int16_t *pcm) {
-  static const int16_t zeros[VOICE_FRAME];
-  int16_t in16[FRAME16 + 16], clean[FRAME16];
-  size_t n = resampler_process(va->down_in, pcm ? pcm : zeros, VOICE_FRAME, in16, sizeof in16 / 2);
-  if (n < FRAME16) memset(in16 + n, 0, (FRAME16 - n) * sizeof *in16);
+  static const int16_t zeros[FRAME16];
+  const int16_t *in16 = pcm ? pcm : zeros;
+  int16_t clean[FRAME16];
   double echo_db = -120;
   if (va->aec) {
     aec_capture(va->aec, in16, clean);
@@ -577,11 +577,18 @@ void voice_agent_hear(struct voice_agent *va, const int16_t *pcm) {
   idle_tick(va);
 }
 
-static void reference(struct voice_agent *va, const int16_t *pcm) {
+/* What we send is the echo canceller's reference; silence needs no resampling. */
+static void reference(struct voice_agent *va, const int16_t *pcm, int audio) {
   if (!va->aec) return;
-  int16_t out16[FRAME16 + 16];
-  size_t n = resampler_process(va->down_out, pcm, VOICE_FRAME, out16, sizeof out16 / 2);
-  if (n < FRAME16) memset(out16 + n, 0, (FRAME16 - n) * sizeof *out16);
+  int16_t out16[FRAME16 + 16] = {0};
+  if (audio) {
+    size_t n = resampler_process(va->down_out, pcm, VOICE_FRAME, out16, sizeof out16 / 2);
+    if (n < FRAME16) memset(out16 + n, 0, (FRAME16 - n) * sizeof *out16);
+    va->ref_active = 1;
+  } else if (va->ref_active) {
+    resampler_reset(va->down_out); /* the next talkspurt starts clean */
+    va->ref_active = 0;
+  }
   aec_playback(va->aec, out16);
 }
 
@@ -591,7 +598,7 @@ int voice_agent_speak(struct voice_agent *va, int16_t *pcm) {
   if (va->reply_active && !va->paused) audio = playout_take(va->po, pcm, &started);
   if (va->paused && va->t.ai_stopped == 0) va->t.ai_stopped = now_ms();
   if (!audio) memset(pcm, 0, VOICE_FRAME * sizeof *pcm);
-  reference(va, pcm);
+  reference(va, pcm, audio);
   if (!audio) {
     if (va->reply_active && !va->paused) check_reply_done(va);
     return 0;
@@ -635,8 +642,7 @@ int voice_agent_new(struct voice_agent **out, const char *call_id, const struct 
   resolve_settings(va, settings);
   struct vad_config vc = {cfg->vad_threshold_db, cfg->vad_onset_ms, cfg->endpoint_ms,
                           cfg->min_speech_ms};
-  int rc = resampler_new(&va->down_in, 48000, 16000, 3);
-  if (rc == 0) rc = resampler_new(&va->down_out, 48000, 16000, 3);
+  int rc = resampler_new(&va->down_out, 48000, 16000, 3);
   if (rc == 0 && cfg->echo_cancel) rc = aec_new(&va->aec, AEC_MAX_DELAY_MS);
   if (rc == 0) rc = vad_new(&va->vad, &vc);
   if (rc == 0) rc = chunker_new(&va->chunker);
@@ -661,7 +667,6 @@ void voice_agent_free(struct voice_agent *va) {
   history_free(va->hist);
   vad_free(va->vad);
   aec_free(va->aec);
-  resampler_free(va->down_in);
   resampler_free(va->down_out);
   free(va->prompt_copy);
   free(va);

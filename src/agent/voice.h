@@ -16,7 +16,9 @@
 #include "core/mailbox.h"
 #include "engines/engines.h"
 
-#define VOICE_FRAME 960 /* samples per 20 ms at 48 kHz */
+#define VOICE_FRAME 960     /* samples per 20 ms sent, at 48 kHz */
+#define VOICE_IN_RATE 16000 /* what it hears: the call decodes the caller's Opus at this rate */
+#define VOICE_IN_FRAME 320
 
 /* Per-call choices from the page; empty strings and 0 take the server's configuration. */
 struct voice_settings {
@@ -48,7 +50,7 @@ void voice_agent_free(struct voice_agent *va);
 /* Media flows: greet, start the idle clock. */
 void voice_agent_start(struct voice_agent *va);
 
-/* One received frame of 48 kHz PCM; NULL when nothing arrived (silence). */
+/* One received frame of 16 kHz PCM (VOICE_IN_FRAME samples); NULL when nothing arrived. */
 void voice_agent_hear(struct voice_agent *va, const int16_t *pcm);
 
 /* One frame to send: 1 with speech, 0 for silence (pcm is then zeros). */

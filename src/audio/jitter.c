@@ -49,15 +49,19 @@ struct jitter {
   uint64_t last_arrival;
   uint16_t last_seq;
   int have_last;
+  int frame; /* samples per 20 ms at the decoder's rate */
   int16_t carry[OPUSC_MAX_FRAME];
   int carry_len, carry_pos;
   struct jitter_stats st;
 };
 
-struct jitter *jitter_new(void) {
+struct jitter *jitter_new(void) { return jitter_new_rate(OPUSC_RATE); }
+
+struct jitter *jitter_new_rate(int rate) {
   struct jitter *jb = calloc(1, sizeof *jb);
   if (!jb) return NULL;
-  jb->dec = opusc_dec_new();
+  jb->frame = rate / 50;
+  jb->dec = opusc_dec_new_rate(rate);
   if (!jb->dec) {
     free(jb);
     return NULL;
@@ -145,15 +149,15 @@ static void produce(struct jitter *jb) {
     s->used = 0;
     if (n > 0) jb->st.played++;
   } else if (after) {
-    n = opusc_recover(jb->dec, after->data, after->len, jb->carry, OPUSC_FRAME);
+    n = opusc_recover(jb->dec, after->data, after->len, jb->carry, jb->frame);
     if (n > 0) jb->st.recovered++;
   }
   if (n <= 0) {
-    n = opusc_conceal(jb->dec, jb->carry, OPUSC_FRAME);
+    n = opusc_conceal(jb->dec, jb->carry, jb->frame);
     jb->st.concealed++;
     if (n <= 0) {
-      memset(jb->carry, 0, sizeof(int16_t) * OPUSC_FRAME);
-      n = OPUSC_FRAME;
+      memset(jb->carry, 0, sizeof(int16_t) * jb->frame);
+      n = jb->frame;
     }
   }
   jb->misses = s || after ? 0 : jb->misses + 1;
@@ -164,9 +168,9 @@ static void produce(struct jitter *jb) {
 
 static int take_carry(struct jitter *jb, int16_t *pcm) {
   int have = jb->carry_len - jb->carry_pos;
-  int n = have < OPUSC_FRAME ? have : OPUSC_FRAME;
+  int n = have < jb->frame ? have : jb->frame;
   memcpy(pcm, jb->carry + jb->carry_pos, sizeof(int16_t) * (size_t)n);
-  if (n < OPUSC_FRAME) memset(pcm + n, 0, sizeof(int16_t) * (size_t)(OPUSC_FRAME - n));
+  if (n < jb->frame) memset(pcm + n, 0, sizeof(int16_t) * (size_t)(jb->frame - n));
   jb->carry_pos += n;
   return 1;
 }

@@ -18,13 +18,15 @@ struct jitter_stats {
 };
 
 struct jitter *jitter_new(void);
+/* Decoding to `rate` (see opusc_dec_new_rate); jitter_get then gives rate / 50 samples. */
+struct jitter *jitter_new_rate(int rate);
 void jitter_free(struct jitter *jb);
 
 /* Stores a copy of one packet's payload. */
 void jitter_put(struct jitter *jb, uint16_t seq, const uint8_t *payload, size_t len,
                 uint64_t arrival_ms);
 
-/* One 20 ms frame (OPUSC_FRAME samples) into pcm: 1 with audio, 0 when
+/* One 20 ms frame (OPUSC_FRAME samples at 48 kHz) into pcm: 1 with audio, 0 when
  * there is nothing to play yet (before the stream starts, while
  * buffering, or after the sender went quiet). */
 int jitter_get(struct jitter *jb, int16_t *pcm);

@@ -35,6 +35,7 @@
 
 struct opusc_dec {
   OpusDecoder *dec;
+  int rate;
 };
 
 struct opusc_enc {
@@ -45,10 +46,13 @@ struct opusc_enc {
   int bitrate, base, loss;
 };
 
-struct opusc_dec *opusc_dec_new(void) {
+struct opusc_dec *opusc_dec_new(void) { return opusc_dec_new_rate(OPUSC_RATE); }
+
+struct opusc_dec *opusc_dec_new_rate(int rate) {
   struct opusc_dec *d = calloc(1, sizeof *d);
   int err;
-  if (d) d->dec = opus_decoder_create(OPUSC_RATE, 1, &err);
+  if (d) d->dec = opus_decoder_create(rate, 1, &err);
+  if (d) d->rate = rate;
   if (d && !d->dec) {
     free(d);
     return NULL;
@@ -64,7 +68,7 @@ void opusc_dec_free(struct opusc_dec *d) {
 
 int opusc_decode(struct opusc_dec *d, const uint8_t *pkt, size_t len, int16_t *pcm, int cap) {
   if (!pkt || len == 0 || len > 1500) return -EBADMSG;
-  int n = opus_packet_get_nb_samples(pkt, (opus_int32)len, OPUSC_RATE);
+  int n = opus_packet_get_nb_samples(pkt, (opus_int32)len, d->rate);
   if (n <= 0 || n > cap) return -EBADMSG;
   n = opus_decode(d->dec, pkt, (opus_int32)len, pcm, cap, 0);
   return n < 0 ? -EBADMSG : n;

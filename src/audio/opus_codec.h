@@ -11,6 +11,10 @@
 
 struct opusc_dec;
 struct opusc_dec *opusc_dec_new(void);
+/* A decoder whose output is at `rate` (8000, 12000, 16000, 24000 or 48000):
+ * Opus decodes straight to a lower rate, cheaper than decoding at 48 kHz and
+ * resampling. Frame sizes then scale: 20 ms is rate / 50 samples. */
+struct opusc_dec *opusc_dec_new_rate(int rate);
 void opusc_dec_free(struct opusc_dec *d);
 /* Decodes a packet; returns samples written (<= cap) or a negative errno. */
 int opusc_decode(struct opusc_dec *d, const uint8_t *pkt, size_t len, int16_t *pcm, int cap);

@@ -125,7 +125,8 @@ struct media_call *media_call_new(const struct media_call_params *p, struct dtls
   snprintf(c->id, sizeof c->id, "%s", p->call_id);
   c->ice = ice_agent_new(now_ms, p->ice_timeout_ms > 0 ? p->ice_timeout_ms : 30000);
   c->dtls = dtls_session_new(dtls, p->remote_fp_alg, p->remote_fp, dtls_out, c);
-  c->jb = jitter_new();
+  /* The voice agent listens at 16 kHz: Opus decodes straight to it. */
+  c->jb = agent && agent->engines ? jitter_new_rate(VOICE_IN_RATE) : jitter_new();
   c->enc = opusc_enc_new(0);
   if (!c->ice || !c->dtls || !c->jb || !c->enc || make_agent(c, p, agent) != 0) {
     media_call_free(c);

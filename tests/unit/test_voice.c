@@ -28,7 +28,8 @@
 #include "engines/tts/flite_voices.h"
 
 
-#define F VOICE_FRAME
+#define F VOICE_FRAME     /* a frame sent, 48 kHz */
+#define FI VOICE_IN_FRAME  /* a frame heard, 16 kHz */
 #define MAX_DELAY_FRAMES 32
 
 struct sim {
@@ -38,7 +39,8 @@ struct sim {
   struct engines *eng;
   struct config cfg;
   struct voice_agent *va;
-  int16_t delay[MAX_DELAY_FRAMES][F];
+  int16_t delay[MAX_DELAY_FRAMES][FI]; /* what the caller's speaker played, at 16 kHz */
+  struct resampler *down;
   int delay_frames, head;
   double gain;
   /* what happened */
@@ -93,12 +95,14 @@ static void sim_start(struct sim *s, const char *script, int delay_ms, double ga
   struct voice_host host = {on_event, on_end, on_kick, s};
   assert_int_equal(voice_agent_new(&s->va, "test", &s->cfg, s->eng, s->home, NULL, &host), 0);
   voice_agent_start(s->va);
+  assert_int_equal(resampler_new(&s->down, 48000, 16000, 3), 0);
   s->delay_frames = delay_ms / 20;
   s->gain = gain;
 }
 
 static void sim_stop(struct sim *s) {
   voice_agent_free(s->va);
+  resampler_free(s->down);
   pool_stop(s->pool);
   engines_close(s->eng);
   pool_free(s->pool);
@@ -109,15 +113,16 @@ static void sim_stop(struct sim *s) {
 
 /* One 20 ms tick: the caller's mic carries `user` (or nothing) plus the echo. Returns 1 if the AI spoke. */
 static int step(struct sim *s, const int16_t *user) {
-  int16_t near[F], out[F];
+  int16_t near[FI], out[F], out16[FI + 16] = {0};
   const int16_t *echo = s->delay[(s->head + MAX_DELAY_FRAMES - s->delay_frames) % MAX_DELAY_FRAMES];
-  for (int i = 0; i < F; i++) {
+  for (int i = 0; i < FI; i++) {
     double v = (user ? user[i] : 0) + s->gain * echo[i];
     near[i] = (int16_t)(v > 32767 ? 32767 : v < -32768 ? -32768 : v);
   }
   voice_agent_hear(s->va, near);
   int spoke = voice_agent_speak(s->va, out);
-  memcpy(s->delay[s->head], out, sizeof out);
+  resampler_process(s->down, out, F, out16, FI + 16);
+  memcpy(s->delay[s->head], out16, sizeof s->delay[0]);
   s->head = (s->head + 1) % MAX_DELAY_FRAMES;
   uv_run(&s->loop, UV_RUN_NOWAIT);
   uv_sleep(1); /* engine threads get a moment: the simulation runs ~10x real time */
@@ -126,20 +131,20 @@ static int step(struct sim *s, const int16_t *user) {
   return spoke;
 }
 
-/* Speech of a voice other than the agent's, at 48 kHz; *frames set. */
+/* Speech of a voice other than the agent's, at 16 kHz as the call decodes it; *frames set. */
 static int16_t *caller_speech(const char *text, int *frames) {
   int16_t *raw;
   size_t n_raw;
   int rate;
   assert_int_equal(tts_flite_render(tts_flite_voice("awb"), text, &raw, &n_raw, &rate), 0);
   struct resampler *r;
-  assert_int_equal(resampler_new(&r, rate, 48000, 3), 0);
-  size_t cap = n_raw * 48000 / (size_t)rate + F + 16;
+  assert_int_equal(resampler_new(&r, rate, VOICE_IN_RATE, 3), 0);
+  size_t cap = n_raw * VOICE_IN_RATE / (size_t)rate + FI + 16;
   int16_t *pcm = calloc(cap, sizeof *pcm);
   size_t n = resampler_process(r, raw, n_raw, pcm, cap);
   resampler_free(r);
   free(raw);
-  *frames = (int)(n / F);
+  *frames = (int)(n / FI);
   return pcm;
 }
 
@@ -148,7 +153,7 @@ static int ask(struct sim *s, const char *text) {
   int frames;
   int16_t *speech = caller_speech(text, &frames);
   for (int f = 0; f < 10; f++) step(s, NULL);
-  for (int f = 0; f < frames; f++) step(s, speech + (size_t)f * F);
+  for (int f = 0; f < frames; f++) step(s, speech + (size_t)f * FI);
   free(speech);
   for (int f = 0; f < 300; f++)
     if (step(s, NULL)) return s->frame;
@@ -192,10 +197,10 @@ static void real_speech_interrupts_over_the_echo(void **state) {
   int16_t *speech = caller_speech("Wait a moment, please.", &frames);
   int stopped_after = -1, began = -1, stop_frame = -1;
   for (int f = 0; f < frames; f++) {
-    const int16_t *fr = speech + (size_t)f * F;
+    const int16_t *fr = speech + (size_t)f * FI;
     double e = 0;
-    for (int i = 0; i < F; i++) e += (double)fr[i] * fr[i];
-    if (began < 0 && 10 * log10(e / F / (32768.0 * 32768.0) + 1e-12) > -40) began = f;
+    for (int i = 0; i < FI; i++) e += (double)fr[i] * fr[i];
+    if (began < 0 && 10 * log10(e / FI / (32768.0 * 32768.0) + 1e-12) > -40) began = f;
     int spoke = step(&s, fr);
     if (!spoke && began >= 0 && stopped_after < 0) {
       stopped_after = f - began;
@@ -222,7 +227,7 @@ static void backchannel_resumes_the_reply(void **state) {
   for (int f = 0; f < 25; f++) step(&s, NULL);
   int frames;
   int16_t *speech = caller_speech("Uh huh.", &frames);
-  for (int f = 0; f < frames; f++) step(&s, speech + (size_t)f * F);
+  for (int f = 0; f < frames; f++) step(&s, speech + (size_t)f * FI);
   free(speech);
   int resumed = 0;
   for (int f = 0; f < 150 && !resumed; f++) resumed = step(&s, NULL);
@@ -238,10 +243,10 @@ static void short_noise_does_not_interrupt(void **state) {
   sim_start(&s, "what can you do|noise", 200, 0.1);
   ask(&s, "What can you do?");
   for (int f = 0; f < 25; f++) step(&s, NULL);
-  int16_t click[F];
+  int16_t click[FI];
   unsigned seed = 7;
   for (int f = 0; f < 4; f++) { /* 80 ms of loud noise: a knock on the table */
-    for (int i = 0; i < F; i++) click[i] = (int16_t)((rand_r(&seed) % 40000) - 20000);
+    for (int i = 0; i < FI; i++) click[i] = (int16_t)((rand_r(&seed) % 40000) - 20000);
     step(&s, click);
   }
   until_reply(&s, 2000);
