@@ -7,8 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { startServer, launchBrowser, openPage, tempDir, envelope } from '../lib/harness.mjs';
-import { instrument, events, waitForEvent, startDuplexRecorder, stopDuplexRecorder } from '../lib/voice.mjs';
+import { startServer, launchBrowser, tempDir, envelope } from '../lib/harness.mjs';
+import { VOICE_AGENT_ARGS, startRecordedCall, events, waitForEvent, stopDuplexRecorder } from '../lib/voice.mjs';
 
 const GREETING = 'Hello and welcome. I am going to tell you a rather long story about a small ' +
   'village by the sea, where the fishermen went out every morning before sunrise, and the ' +
@@ -19,17 +19,10 @@ test('the caller interrupts and the AI stops at once', { timeout: 180000 }, asyn
   const raw = join(dir, 'stop.raw.wav'), wav = join(dir, 'stop.wav');
   execFileSync('flite', ['-voice', 'slt', '-t', 'Stop, please.', '-o', raw]);
   execFileSync('sox', [raw, '-r', '48000', '-c', '1', '-b', '16', wav, 'pad', '5', '25']);
-  const srv = await startServer({ args: ['--agent', 'voice', '--greeting', GREETING,
-    '--idle-prompt-ms', '0', '--idle-hangup-ms', '0'] });
+  const srv = await startServer({ args: [...VOICE_AGENT_ARGS, '--greeting', GREETING] });
   const browser = await launchBrowser({ wav });
   try {
-    const { page, context } = await openPage(browser, srv.url);
-    await instrument(context);
-    await page.reload();
-    await page.waitForSelector('#status[data-state="ready"]');
-    await page.click('#call');
-    await page.waitForSelector('#status[data-state="incall"]', { timeout: 15000 });
-    await startDuplexRecorder(page);
+    const { page } = await startRecordedCall(browser, srv.url);
     const cut = await waitForEvent(page, (e) => e.type === 'reply' && e.interrupted, 40000);
     console.log(`interrupted after: "${cut.text}"`);
     assert.ok(cut.text.length < GREETING.length, 'only part of the greeting was played');

@@ -9,8 +9,8 @@
 // test_services_call.mjs then.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, openPage, tempDir, speechWav, envelope } from '../lib/harness.mjs';
-import { instrument, waitForEvent, startDuplexRecorder, stopDuplexRecorder } from '../lib/voice.mjs';
+import { startServer, launchBrowser, tempDir, speechWav, envelope, hangUp } from '../lib/harness.mjs';
+import { VOICE_AGENT_ARGS, startRecordedCall, waitForEvent, stopDuplexRecorder } from '../lib/voice.mjs';
 import { startFixture } from '../fixtures/services/fixture.mjs';
 
 const TRANSCRIPT = 'what is the weather like today';
@@ -22,7 +22,7 @@ test('ASR, LLM and TTS services answer a call', { timeout: 180000 }, async () =>
   const dir = tempDir();
   const wav = speechWav(dir, 'question', 'What is the weather like today?', { before: 1.0, after: 14 });
   const srv = await startServer({
-    args: ['--agent', 'voice', '--idle-prompt-ms', '0', '--idle-hangup-ms', '0',
+    args: [...VOICE_AGENT_ARGS,
       '--asr', 'openai', '--asr-base-url', fx.v1,
       '--llm', 'openai', '--llm-base-url', fx.v1, '--llm-model', 'fixture-model',
       '--tts', 'openai', '--tts-base-url', fx.v1],
@@ -30,13 +30,7 @@ test('ASR, LLM and TTS services answer a call', { timeout: 180000 }, async () =>
   });
   const browser = await launchBrowser({ wav });
   try {
-    const { page, context, assertNoErrors } = await openPage(browser, srv.url);
-    await instrument(context);
-    await page.reload();
-    await page.waitForSelector('#status[data-state="ready"]');
-    await page.click('#call');
-    await page.waitForSelector('#status[data-state="incall"]', { timeout: 15000 });
-    await startDuplexRecorder(page);
+    const { page, assertNoErrors } = await startRecordedCall(browser, srv.url);
 
     const final = await waitForEvent(page, (e) => e.type === 'transcript' && e.final, 30000);
     assert.equal(final.text, TRANSCRIPT);
@@ -58,8 +52,7 @@ test('ASR, LLM and TTS services answer a call', { timeout: 180000 }, async () =>
     assert.ok(log.some((e) => e.service === 'openai-speech'), 'the reply was synthesised');
     assert.ok(!srv.stderr.includes('sk-fixture-key'), 'the key is never logged');
 
-    await page.click('#hangup');
-    await page.waitForSelector('#status[data-state="ready"]');
+    await hangUp(page);
     assertNoErrors();
   } finally {
     await browser.close();

@@ -4,7 +4,7 @@
 // settings as the offer's `config`.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, openPage, waitForWs, wsLog } from '../lib/harness.mjs';
+import { startServer, launchBrowser, openPage, waitForWs, wsLog, waitInCall, hangUp } from '../lib/harness.mjs';
 
 const feed = (page, ...msgs) => page.evaluate((ms) => ms.forEach((m) => window.tingshuo.handle(m)), msgs);
 const texts = (page, sel) => page.$$eval(sel, (els) => els.map((e) => e.textContent));
@@ -158,10 +158,9 @@ test('settings are kept in the browser and sent as the offer config', async () =
     const offer = await waitForWs(page, 'out', (m) => m.type === 'offer');
     assert.deepEqual(offer.config, { language: 'zh', voice: 'kal',
       system_prompt: 'You are a patient tutor. 请说慢一点。', greeting: '', rate: 150 });
-    await page.waitForSelector('#status[data-state="incall"]', { timeout: 15000 });
+    await waitInCall(page);
     assert.equal(await page.getAttribute('#conv', 'data-state'), 'connected');
-    await page.click('#hangup');
-    await page.waitForSelector('#status[data-state="ready"]');
+    await hangUp(page);
 
     // Reset: nothing set, no config.
     await page.click('#open-settings');
@@ -172,9 +171,8 @@ test('settings are kept in the browser and sent as the offer config', async () =
     await page.click('#call');
     const plain = await waitForWs(page, 'out', (m) => m.type === 'offer', { skip: before });
     assert.equal(plain.config, undefined);
-    await page.waitForSelector('#status[data-state="incall"]', { timeout: 15000 });
-    await page.click('#hangup');
-    await page.waitForSelector('#status[data-state="ready"]');
+    await waitInCall(page);
+    await hangUp(page);
     assertNoErrors();
   } finally {
     await browser.close();

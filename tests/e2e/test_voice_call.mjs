@@ -5,8 +5,8 @@
 // reply, recognised again by pocketsphinx, is the reply's text.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, openPage, tempDir, speechWav, envelope } from '../lib/harness.mjs';
-import { instrument, events, waitForEvent, startDuplexRecorder, stopDuplexRecorder, writeWav16k,
+import { startServer, launchBrowser, tempDir, speechWav, envelope, hangUp } from '../lib/harness.mjs';
+import { VOICE_AGENT_ARGS, startRecordedCall, events, waitForEvent, stopDuplexRecorder, writeWav16k,
   transcribe, wordOverlap } from '../lib/voice.mjs';
 
 const HOURS = ['twelve', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'ten', 'eleven'];
@@ -27,16 +27,10 @@ function hourWords() {
 test('asking the time gets the time, spoken', { timeout: 180000 }, async () => {
   const dir = tempDir();
   const wav = speechWav(dir, 'question', 'What time is it?', { before: 1.0, after: 14 });
-  const srv = await startServer({ args: ['--agent', 'voice', '--idle-prompt-ms', '0', '--idle-hangup-ms', '0'] });
+  const srv = await startServer({ args: VOICE_AGENT_ARGS });
   const browser = await launchBrowser({ wav });
   try {
-    const { page, context, assertNoErrors } = await openPage(browser, srv.url);
-    await instrument(context);
-    await page.reload();
-    await page.waitForSelector('#status[data-state="ready"]');
-    await page.click('#call');
-    await page.waitForSelector('#status[data-state="incall"]', { timeout: 15000 });
-    await startDuplexRecorder(page);
+    const { page, assertNoErrors } = await startRecordedCall(browser, srv.url);
 
     const final = await waitForEvent(page, (e) => e.type === 'transcript' && e.final, 30000);
     console.log(`transcript: "${final.text}"`);
@@ -68,8 +62,7 @@ test('asking the time gets the time, spoken', { timeout: 180000 }, async () => {
     console.log(`pocketsphinx heard: "${heard}" (word overlap ${overlap.toFixed(2)})`);
     assert.ok(overlap >= 0.4, `the audio says the reply (overlap ${overlap.toFixed(2)})`);
 
-    await page.click('#hangup');
-    await page.waitForSelector('#status[data-state="ready"]');
+    await hangUp(page);
     assertNoErrors();
   } finally {
     await browser.close();

@@ -120,6 +120,17 @@ export async function openPage(browser, url, { permissions = ['microphone'], con
   };
 }
 
+// The page's call button state: a call is up (the answer came and media
+// flows), or the page is back to ready after a hang-up.
+export async function waitInCall(page, timeout = 15000) {
+  await page.waitForSelector('#status[data-state="incall"]', { timeout });
+}
+
+export async function hangUp(page) {
+  await page.click('#hangup');
+  await page.waitForSelector('#status[data-state="ready"]');
+}
+
 // A WebSocket client that queues incoming JSON messages for next().
 export async function wsConnect(url) {
   const { WebSocket } = await import('ws');

@@ -1,9 +1,15 @@
 // Helpers for browser tests of the voice agent: what the page receives on
 // its WebSocket, both audio directions on one clock, and speech
-// recognition of what the browser heard.
+// recognition of what the browser heard; and a call placed with all of
+// that in place.
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { openPage, waitInCall } from './harness.mjs';
+
+// The server as a voice agent that never prompts or hangs up on a quiet
+// caller, so a test's own timing decides the call.
+export const VOICE_AGENT_ARGS = ['--agent', 'voice', '--idle-prompt-ms', '0', '--idle-hangup-ms', '0'];
 
 // Before any page script: record every message the server sends, and every
 // RTCPeerConnection made, so tests need nothing from the page's own code.
@@ -72,6 +78,20 @@ export async function stopDuplexRecorder(page) {
     return { rate: rec.rate, mic: rec.mic.flat(), remote: rec.remote.flat() };
   });
   return { rate: r.rate, mic: Float32Array.from(r.mic), remote: Float32Array.from(r.remote) };
+}
+
+// Opens the page with instrument()'s hooks in place (the reload runs them
+// before the page's scripts), calls, and once the call is up records both
+// directions. Returns what openPage() returns.
+export async function startRecordedCall(browser, url) {
+  const opened = await openPage(browser, url);
+  await instrument(opened.context);
+  await opened.page.reload();
+  await opened.page.waitForSelector('#status[data-state="ready"]');
+  await opened.page.click('#call');
+  await waitInCall(opened.page);
+  await startDuplexRecorder(opened.page);
+  return opened;
 }
 
 // Writes float samples as a 16 kHz 16-bit WAV (sox does the rate change).

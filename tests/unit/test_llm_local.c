@@ -44,13 +44,25 @@ static void on_error(void *user, const char *message) { ((struct run *)user)->er
 
 static void no_messages(struct mailbox *mb, struct mailbox_msg *msg, void *user) { fail(); }
 
+/* A loop with the mailbox a job posts to; nothing else may arrive on it. */
+static struct mailbox *loop_open(uv_loop_t *loop) {
+  struct mailbox *mb;
+  assert_int_equal(uv_loop_init(loop), 0);
+  assert_int_equal(mailbox_new(&mb, loop, no_messages, NULL), 0);
+  return mb;
+}
+
+static void loop_close(uv_loop_t *loop, struct mailbox *mb) {
+  mailbox_close(mb, NULL);
+  uv_run(loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(loop), 0);
+}
+
 /* Asks `be` about `text` in `language` and runs the loop until nothing is left. */
 static void ask_backend(const struct llm_backend *be, const char *language, const char *text,
                         struct run *r, int release_now) {
   uv_loop_t loop;
-  struct mailbox *mb;
-  assert_int_equal(uv_loop_init(&loop), 0);
-  assert_int_equal(mailbox_new(&mb, &loop, no_messages, NULL), 0);
+  struct mailbox *mb = loop_open(&loop);
   struct llm_turn turns[] = {{LLM_USER, "hello"},
                              {LLM_ASSISTANT, "Hi there. It's a nice day [interrupted by the caller]"},
                              {LLM_USER, text}};
@@ -68,9 +80,7 @@ static void ask_backend(const struct llm_backend *be, const char *language, cons
   }
   uv_run(&loop, UV_RUN_NOWAIT);
   if (r->job) llm_release(r->job);
-  mailbox_close(mb, NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&loop), 0);
+  loop_close(&loop, mb);
   be->close(engine);
 }
 
@@ -89,6 +99,25 @@ static void assert_reply_has(const char *language, const char *text, const char 
   assert_int_equal(r->hangup, 0);
   free(r);
 }
+
+/* The whole reply is `expect`, and the call goes on. */
+static void assert_reply_is(const char *language, const char *text, const char *expect) {
+  struct run *r = ask(language, text);
+  assert_string_equal(r->text, expect);
+  assert_int_equal(r->hangup, 0);
+  free(r);
+}
+
+/* What the caller says, in the call's language, and a part of the reply. */
+struct exchange {
+  const char *language, *said, *reply_has;
+};
+
+static void assert_exchanges(const struct exchange *x, size_t n) {
+  for (size_t i = 0; i < n; i++) assert_reply_has(x[i].language, x[i].said, x[i].reply_has);
+}
+
+#define ASSERT_EXCHANGES(table) assert_exchanges(table, sizeof table / sizeof table[0])
 
 /* 1 if `word` stands in `s` as a whole word (not inside "twenty-one"). */
 static int has_word(const char *s, const char *word) {
@@ -151,64 +180,59 @@ static void date_answer_names_the_weekday(void **state) {
   free(r);
 }
 
-static void arithmetic_in_words(void **state) {
-  assert_reply_has("en", "what is twelve times seven", "Twelve times seven is eighty-four.");
-  assert_reply_has("en", "one hundred divided by four", "One hundred divided by four is twenty-five.");
-  assert_reply_has("en", "what's two thousand and five minus six", "is one thousand nine hundred ninety-nine");
-  assert_reply_has("en", "what is a hundred and twenty plus three", "is one hundred twenty-three");
-  assert_reply_has("en", "twenty one multiplied by three", "is sixty-three");
-  assert_reply_has("en", "two plus three times four", "is fourteen"); /* times first */
-  assert_reply_has("en", "one divided by three", "is about zero point three three three");
-  assert_reply_has("en", "three point five plus one", "is four point five");
-  assert_reply_has("en", "five minus eight", "is negative three");
-  assert_reply_has("en", "seven divided by zero", "zero has no answer");
-}
+static const struct exchange arithmetic_in_words_table[] = {
+    {"en", "what is twelve times seven", "Twelve times seven is eighty-four."},
+    {"en", "one hundred divided by four", "One hundred divided by four is twenty-five."},
+    {"en", "what's two thousand and five minus six", "is one thousand nine hundred ninety-nine"},
+    {"en", "what is a hundred and twenty plus three", "is one hundred twenty-three"},
+    {"en", "twenty one multiplied by three", "is sixty-three"},
+    {"en", "two plus three times four", "is fourteen"}, /* times first */
+    {"en", "one divided by three", "is about zero point three three three"},
+    {"en", "three point five plus one", "is four point five"},
+    {"en", "five minus eight", "is negative three"},
+    {"en", "seven divided by zero", "zero has no answer"},
+};
 
-static void arithmetic_in_digits(void **state) {
-  assert_reply_has("en", "What's 3 plus 4?", "Three plus four is seven.");
-  assert_reply_has("en", "12*7", "is eighty-four");
-  assert_reply_has("en", "1,000 / 8", "One thousand divided by eight is one hundred twenty-five.");
-  assert_reply_has("en", "2.5 x 4", "is ten");
-  assert_reply_has("en", "what is 6 - 10", "is negative four");
-  assert_reply_has("zh", "12乘以7等于多少", "十二乘以七等于八十四。");
-}
+static void arithmetic_in_words(void **state) { ASSERT_EXCHANGES(arithmetic_in_words_table); }
 
-static void arithmetic_in_chinese(void **state) {
-  assert_reply_has("zh", "三加四等于几", "三加四等于七。");
-  assert_reply_has("zh", "一百除以四是多少", "一百除以四等于二十五。");
-  assert_reply_has("zh", "两百五减去五十", "等于二百。");
-  assert_reply_has("zh", "一千零五加五", "等于一千零一十。");
-  assert_reply_has("zh", "三万乘以三万", "等于九亿。");
-  assert_reply_has("zh", "十除以四", "等于二点五。");
-  assert_reply_has("zh", "四点五加一点五", "四点五加一点五等于六。");
-  assert_reply_has("zh", "二零二四加一", "等于二千零二十五。");
-  assert_reply_has("zh", "一百万除以七", "约等于十四万二千八百五十七点一四三。");
-  assert_reply_has("zh", "一万亿加一亿", "等于一万零一亿。");
-  assert_reply_has("en", "三加四等于几", "is seven."); /* heard in Chinese, answered in the call's language */
-}
+static const struct exchange arithmetic_in_digits_table[] = {
+    {"en", "What's 3 plus 4?", "Three plus four is seven."},
+    {"en", "12*7", "is eighty-four"},
+    {"en", "1,000 / 8", "One thousand divided by eight is one hundred twenty-five."},
+    {"en", "2.5 x 4", "is ten"},
+    {"en", "what is 6 - 10", "is negative four"},
+    {"zh", "12乘以7等于多少", "十二乘以七等于八十四。"},
+};
+
+static void arithmetic_in_digits(void **state) { ASSERT_EXCHANGES(arithmetic_in_digits_table); }
+
+static const struct exchange arithmetic_in_chinese_table[] = {
+    {"zh", "三加四等于几", "三加四等于七。"},
+    {"zh", "一百除以四是多少", "一百除以四等于二十五。"},
+    {"zh", "两百五减去五十", "等于二百。"},
+    {"zh", "一千零五加五", "等于一千零一十。"},
+    {"zh", "三万乘以三万", "等于九亿。"},
+    {"zh", "十除以四", "等于二点五。"},
+    {"zh", "四点五加一点五", "四点五加一点五等于六。"},
+    {"zh", "二零二四加一", "等于二千零二十五。"},
+    {"zh", "一百万除以七", "约等于十四万二千八百五十七点一四三。"},
+    {"zh", "一万亿加一亿", "等于一万零一亿。"},
+    {"en", "三加四等于几", "is seven."}, /* heard in Chinese, answered in the call's language */
+};
+
+static void arithmetic_in_chinese(void **state) { ASSERT_EXCHANGES(arithmetic_in_chinese_table); }
 
 static void repeat_after_me_says_the_rest(void **state) {
   assert_reply_has("en", "repeat after me the quick brown fox", "the quick brown fox");
-  struct run *r = ask("en", "Please repeat after me: Good morning, Vietnam!");
-  assert_string_equal(r->text, "Good morning, Vietnam!");
-  free(r);
-  r = ask("en", "repeat after me goodbye"); /* words to repeat, not a farewell */
-  assert_string_equal(r->text, "goodbye");
-  assert_int_equal(r->hangup, 0);
-  free(r);
-  r = ask("zh", "跟我说：你好世界");
-  assert_string_equal(r->text, "你好世界");
-  free(r);
+  assert_reply_is("en", "Please repeat after me: Good morning, Vietnam!", "Good morning, Vietnam!");
+  assert_reply_is("en", "repeat after me goodbye", "goodbye"); /* words to repeat, not a farewell */
+  assert_reply_is("zh", "跟我说：你好世界", "你好世界");
   assert_reply_has("en", "repeat after me", "Say repeat after me, and then");
 }
 
 static void say_that_again_repeats_the_last_reply(void **state) {
-  struct run *r = ask("en", "sorry can you say that again");
-  assert_string_equal(r->text, "Hi there. It's a nice day");
-  free(r);
-  r = ask("zh", "你说什么？");
-  assert_string_equal(r->text, "Hi there. It's a nice day");
-  free(r);
+  assert_reply_is("en", "sorry can you say that again", "Hi there. It's a nice day");
+  assert_reply_is("zh", "你说什么？", "Hi there. It's a nice day");
 }
 
 static void goodbye_hangs_up(void **state) {
@@ -234,15 +258,19 @@ static void unknown_gets_the_honest_answer(void **state) {
   assert_reply_has("zh", "讲个笑话吧", "没有接入语言模型");
 }
 
+static const struct exchange greeting_help_and_thanks_table[] = {
+    {"en", "hello", "Hello!"},
+    {"en", "hey there how are you", "simple offline assistant"},
+    {"en", "what can you do", "twelve times seven"},
+    {"en", "thank you", "You're welcome"},
+    {"zh", "你好", "你好！"},
+    {"zh", "你能做什么", "三加四等于几"},
+    {"zh", "谢谢", "不客气"},
+    {"en", "   ", "didn't catch that"},
+};
+
 static void greeting_help_and_thanks(void **state) {
-  assert_reply_has("en", "hello", "Hello!");
-  assert_reply_has("en", "hey there how are you", "simple offline assistant");
-  assert_reply_has("en", "what can you do", "twelve times seven");
-  assert_reply_has("en", "thank you", "You're welcome");
-  assert_reply_has("zh", "你好", "你好！");
-  assert_reply_has("zh", "你能做什么", "三加四等于几");
-  assert_reply_has("zh", "谢谢", "不客气");
-  assert_reply_has("en", "   ", "didn't catch that");
+  ASSERT_EXCHANGES(greeting_help_and_thanks_table);
 }
 
 static void emit_count(void *user, const char *sentence) { ++*(int *)user; }
@@ -263,9 +291,7 @@ static void reply_is_streamed_in_tokens(void **state) {
 
 static void no_caller_turn_gets_didnt_catch_that(void **state) {
   uv_loop_t loop;
-  struct mailbox *mb;
-  assert_int_equal(uv_loop_init(&loop), 0);
-  assert_int_equal(mailbox_new(&mb, &loop, no_messages, NULL), 0);
+  struct mailbox *mb = loop_open(&loop);
   struct llm_turn turns[] = {{LLM_ASSISTANT, "Hello."}};
   struct llm_params p = {.turns = turns, .nturns = 1, .language = NULL};
   struct run *r = calloc(1, sizeof *r);
@@ -275,9 +301,7 @@ static void no_caller_turn_gets_didnt_catch_that(void **state) {
   assert_int_equal(r->done, 1);
   assert_string_equal(r->text, "Sorry, I didn't catch that.");
   llm_release(r->job);
-  mailbox_close(mb, NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&loop), 0);
+  loop_close(&loop, mb);
   free(r);
 }
 

@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include "engine_loop.h"
+
 #include "core/config.h"
 #include "core/mailbox.h"
 #include "core/pool.h"
@@ -25,58 +27,12 @@ extern const struct asr_backend asr_pocketsphinx, asr_scripted;
 
 #define PIECE (ASR_RATE / 50) /* 20 ms */
 
-struct fixture {
-  uv_loop_t loop;
-  struct mailbox *mb;
-  struct pool *pool;
-  struct config cfg;
-  struct engine_env env;
-};
-
-static void on_message(struct mailbox *mb, struct mailbox_msg *msg, void *user) { free(msg); }
-
+/* Two decoders at most: the third session waits. */
 static int setup(void **state) {
-  struct fixture *f = calloc(1, sizeof *f);
-  uv_loop_init(&f->loop);
-  assert_int_equal(mailbox_new(&f->mb, &f->loop, on_message, NULL), 0);
-  assert_int_equal(pool_new(&f->pool, 2), 0);
-  config_defaults(&f->cfg);
-  f->cfg.inference_threads = 1; /* two decoders at most: the third session waits */
-  f->env.cfg = &f->cfg;
-  f->env.pool = f->pool;
-  f->env.control = f->mb;
-  *state = f;
+  engine_loop_setup(state);
+  struct engine_loop *f = *state;
+  f->cfg.inference_threads = 1;
   return 0;
-}
-
-static int teardown(void **state) {
-  struct fixture *f = *state;
-  pool_free(f->pool);
-  mailbox_close(f->mb, NULL);
-  uv_run(&f->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&f->loop), 0);
-  free(f);
-  return 0;
-}
-
-static void tick(uv_timer_t *t) {}
-
-static double cpu_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* Runs the loop until *flag or the time is up. */
-static void spin(struct fixture *f, const int *flag, int timeout_ms) {
-  uv_timer_t t;
-  uv_timer_init(&f->loop, &t);
-  uv_timer_start(&t, tick, 5, 5);
-  uv_update_time(&f->loop);
-  uint64_t end = uv_now(&f->loop) + (uint64_t)timeout_ms;
-  while ((!flag || !*flag) && uv_now(&f->loop) < end) uv_run(&f->loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&t, NULL);
-  uv_run(&f->loop, UV_RUN_NOWAIT);
 }
 
 /* ---- speech to feed ---- */
@@ -111,7 +67,7 @@ static struct speech say(const char *text) {
 /* ---- what a session reported ---- */
 
 struct report {
-  struct fixture *f;
+  struct engine_loop *f;
   int partials, finals, errors;
   int partial_after_final, released, after_release;
   char final[512], last_partial[512];
@@ -141,7 +97,7 @@ static void on_error(void *user, const char *message) {
   fprintf(stderr, "asr error: %s\n", message);
 }
 
-static struct asr_session *start(void *engine, const struct asr_backend *be, struct fixture *f,
+static struct asr_session *start(void *engine, const struct asr_backend *be, struct engine_loop *f,
                                  struct report *r) {
   memset(r, 0, sizeof *r);
   r->f = f;
@@ -186,7 +142,15 @@ static void assert_words(const char *text, const char *const *words) {
     if (!strstr(text, *words)) fail_msg("\"%s\" not in the transcript \"%s\"", *words, text);
 }
 
-static void *open_ps(struct fixture *f) {
+/* Waits for a session's one final and checks it holds the words. */
+static void expect_final(struct engine_loop *f, struct report *r, const char *const *words) {
+  engine_loop_spin(f, &r->finals, 20000);
+  assert_int_equal(r->finals, 1);
+  assert_int_equal(r->errors, 0);
+  assert_words(r->final, words);
+}
+
+static void *open_ps(struct engine_loop *f) {
   char err[256] = "";
   void *engine = NULL;
   int rc = asr_pocketsphinx.open(&engine, &f->env, err, sizeof err);
@@ -206,7 +170,7 @@ static const struct sentence sentences[] = {
 };
 
 static void recognises_paced_speech_with_partials_first(void **state) {
-  struct fixture *f = *state;
+  struct engine_loop *f = *state;
   void *engine = open_ps(f);
   int partials = 0;
   for (size_t i = 0; i < sizeof sentences / sizeof sentences[0]; i++) {
@@ -218,7 +182,7 @@ static void recognises_paced_speech_with_partials_first(void **state) {
     uv_timer_init(&f->loop, &t);
     t.data = &p;
     uv_timer_start(&t, pace, 10, 10);
-    spin(f, &r.finals, 20000);
+    engine_loop_spin(f, &r.finals, 20000);
     uv_close((uv_handle_t *)&t, NULL);
     uv_run(&f->loop, UV_RUN_NOWAIT);
     assert_int_equal(r.finals, 1);
@@ -241,7 +205,7 @@ static void recognises_paced_speech_with_partials_first(void **state) {
 
 /* Three sessions at once with two decoders: the third waits, then reuses one. */
 static void decodes_sessions_at_once_and_measures_speed(void **state) {
-  struct fixture *f = *state;
+  struct engine_loop *f = *state;
   void *engine = open_ps(f);
   enum { N = 3 };
   struct speech sp[N];
@@ -254,14 +218,12 @@ static void decodes_sessions_at_once_and_measures_speed(void **state) {
   }
   /* One session alone first. The process's CPU time over the audio's length is
    * the real-time factor of one core, whatever else shares the machine. */
-  double cpu0 = cpu_seconds();
+  double cpu0 = engine_loop_cpu_seconds();
   s[0] = start(engine, &asr_pocketsphinx, f, &r[0]);
   feed_all(s[0], &sp[2]);
   asr_finish(s[0]);
-  spin(f, &r[0].finals, 20000);
-  double cpu = cpu_seconds() - cpu0, length = sp[2].n / (double)ASR_RATE;
-  assert_int_equal(r[0].finals, 1);
-  assert_words(r[0].final, sentences[2].words);
+  expect_final(f, &r[0], sentences[2].words);
+  double cpu = engine_loop_cpu_seconds() - cpu0, length = sp[2].n / (double)ASR_RATE;
   double wall = (r[0].final_ns - r[0].started_ns) / 1e9;
   printf("pocketsphinx: real-time factor %.3f per core (%.2f s of CPU for %.2f s of audio; "
          "%.2f s wall, all audio fed at once)\n", cpu / length, cpu, length, wall);
@@ -274,7 +236,7 @@ static void decodes_sessions_at_once_and_measures_speed(void **state) {
     feed_all(s[i], &sp[i]);
     asr_finish(s[i]);
   }
-  for (int i = 0; i < N; i++) spin(f, &r[i].finals, 30000);
+  for (int i = 0; i < N; i++) engine_loop_spin(f, &r[i].finals, 30000);
   wall = (uv_hrtime() - t0) / 1e9;
   for (int i = 0; i < N; i++) {
     assert_int_equal(r[i].finals, 1);
@@ -289,7 +251,7 @@ static void decodes_sessions_at_once_and_measures_speed(void **state) {
 }
 
 static void released_session_stops_and_gives_back_its_decoder(void **state) {
-  struct fixture *f = *state;
+  struct engine_loop *f = *state;
   void *engine = open_ps(f);
   struct speech sp = say(sentences[2].text);
   struct report r[3];
@@ -298,14 +260,14 @@ static void released_session_stops_and_gives_back_its_decoder(void **state) {
   /* Released mid-stream while a drain is working. */
   s[0] = start(engine, &asr_pocketsphinx, f, &r[0]);
   feed_all(s[0], &sp);
-  spin(f, NULL, 30);
+  engine_loop_spin(f, NULL, 30);
   r[0].released = 1;
   asr_release(s[0]);
 
   /* Released between drains, holding a decoder mid-utterance. */
   s[1] = start(engine, &asr_pocketsphinx, f, &r[1]);
   asr_feed(s[1], sp.pcm, sp.n / 2);
-  spin(f, NULL, 1500);
+  engine_loop_spin(f, NULL, 1500);
   r[1].released = 1;
   asr_release(s[1]);
 
@@ -319,12 +281,12 @@ static void released_session_stops_and_gives_back_its_decoder(void **state) {
   s[2] = start(engine, &asr_pocketsphinx, f, &r[2]);
   feed_all(s[2], &sp);
   asr_finish(s[2]);
-  spin(f, NULL, 100);
+  engine_loop_spin(f, NULL, 100);
   r[2].released = 1;
   asr_release(s[2]);
   for (int i = 0; i < 2; i++) asr_release(hold[i]);
 
-  spin(f, NULL, 500);
+  engine_loop_spin(f, NULL, 500);
   for (int i = 0; i < 3; i++) assert_int_equal(r[i].after_release, 0);
 
   /* Every decoder came back: a new session still decodes, after a cancelled utterance. */
@@ -332,9 +294,7 @@ static void released_session_stops_and_gives_back_its_decoder(void **state) {
   struct asr_session *again = start(engine, &asr_pocketsphinx, f, &ok);
   feed_all(again, &sp);
   asr_finish(again);
-  spin(f, &ok.finals, 20000);
-  assert_int_equal(ok.finals, 1);
-  assert_words(ok.final, sentences[2].words);
+  expect_final(f, &ok, sentences[2].words);
   asr_release(again);
   free(sp.pcm);
   asr_pocketsphinx.close(engine);
@@ -343,36 +303,34 @@ static void released_session_stops_and_gives_back_its_decoder(void **state) {
 /* A cancelled utterance of near silence must not teach the decoder's channel
  * normalisation anything: the next speaker is still understood. */
 static void cancelled_silence_does_not_spoil_the_next_utterance(void **state) {
-  struct fixture *f = *state;
+  struct engine_loop *f = *state;
   void *engine = open_ps(f); /* one fresh decoder, reused by both sessions */
   struct speech sp = say(sentences[2].text);
   for (int round = 0; round < 2; round++) {
     struct report quiet;
     struct asr_session *s = start(engine, &asr_pocketsphinx, f, &quiet);
     asr_feed(s, sp.pcm, ASR_RATE * 3 / 10); /* the 300 ms of faint noise before the speech */
-    spin(f, NULL, 300);
+    engine_loop_spin(f, NULL, 300);
     asr_release(s);
   }
   struct report r;
   struct asr_session *s = start(engine, &asr_pocketsphinx, f, &r);
   feed_all(s, &sp);
   asr_finish(s);
-  spin(f, &r.finals, 20000);
-  assert_int_equal(r.finals, 1);
-  assert_words(r.final, sentences[2].words);
+  expect_final(f, &r, sentences[2].words);
   asr_release(s);
   free(sp.pcm);
   asr_pocketsphinx.close(engine);
 }
 
 static void finish_without_audio_gives_empty_final(void **state) {
-  struct fixture *f = *state;
+  struct engine_loop *f = *state;
   void *engine = open_ps(f);
   struct report r;
   struct asr_session *s = start(engine, &asr_pocketsphinx, f, &r);
   asr_finish(s);
   assert_int_equal(r.finals, 0); /* never inside the call */
-  spin(f, &r.finals, 2000);
+  engine_loop_spin(f, &r.finals, 2000);
   assert_int_equal(r.finals, 1);
   assert_string_equal(r.final, "");
   asr_release(s);
@@ -382,7 +340,7 @@ static void finish_without_audio_gives_empty_final(void **state) {
 
 /* Engine closed while a session is still decoding: the session finishes safely. */
 static void session_outlives_closed_engine(void **state) {
-  struct fixture *f = *state;
+  struct engine_loop *f = *state;
   void *engine = open_ps(f);
   struct speech sp = say(sentences[0].text);
   struct report r;
@@ -390,15 +348,13 @@ static void session_outlives_closed_engine(void **state) {
   feed_all(s, &sp);
   asr_finish(s);
   asr_pocketsphinx.close(engine);
-  spin(f, &r.finals, 20000);
-  assert_int_equal(r.finals, 1);
-  assert_words(r.final, sentences[0].words);
+  expect_final(f, &r, sentences[0].words);
   asr_release(s);
   free(sp.pcm);
 }
 
 static void scripted_cycles_through_its_lines(void **state) {
-  struct fixture *f = *state;
+  struct engine_loop *f = *state;
   snprintf(f->cfg.asr_prompt, sizeof f->cfg.asr_prompt, "what time is it | tell me a joke|bye");
   char err[128];
   void *engine = NULL;
@@ -411,7 +367,7 @@ static void scripted_cycles_through_its_lines(void **state) {
     asr_feed(s, silence, PIECE);
     asr_finish(s);
     assert_int_equal(r.finals, 0);
-    spin(f, &r.finals, 1000);
+    engine_loop_spin(f, &r.finals, 1000);
     assert_int_equal(r.finals, 1);
     assert_int_equal(r.partials, 0);
     assert_string_equal(r.final, expect[i]);
@@ -423,7 +379,7 @@ static void scripted_cycles_through_its_lines(void **state) {
   asr_finish(s);
   r.released = 1;
   asr_release(s);
-  spin(f, NULL, 50);
+  engine_loop_spin(f, NULL, 50);
   assert_int_equal(r.after_release, 0);
   asr_scripted.close(engine);
 
@@ -431,23 +387,23 @@ static void scripted_cycles_through_its_lines(void **state) {
   assert_int_equal(asr_scripted.open(&engine, &f->env, err, sizeof err), 0);
   s = start(engine, &asr_scripted, f, &r);
   asr_finish(s);
-  spin(f, &r.finals, 1000);
+  engine_loop_spin(f, &r.finals, 1000);
   assert_string_equal(r.final, "hello");
   asr_release(s);
   asr_scripted.close(engine);
 }
 
+#define PS_TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, engine_loop_teardown)
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(recognises_paced_speech_with_partials_first, setup, teardown),
-      cmocka_unit_test_setup_teardown(decodes_sessions_at_once_and_measures_speed, setup, teardown),
-      cmocka_unit_test_setup_teardown(released_session_stops_and_gives_back_its_decoder, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(cancelled_silence_does_not_spoil_the_next_utterance, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(finish_without_audio_gives_empty_final, setup, teardown),
-      cmocka_unit_test_setup_teardown(session_outlives_closed_engine, setup, teardown),
-      cmocka_unit_test_setup_teardown(scripted_cycles_through_its_lines, setup, teardown),
+      PS_TEST(recognises_paced_speech_with_partials_first),
+      PS_TEST(decodes_sessions_at_once_and_measures_speed),
+      PS_TEST(released_session_stops_and_gives_back_its_decoder),
+      PS_TEST(cancelled_silence_does_not_spoil_the_next_utterance),
+      PS_TEST(finish_without_audio_gives_empty_final),
+      PS_TEST(session_outlives_closed_engine),
+      PS_TEST(scripted_cycles_through_its_lines),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

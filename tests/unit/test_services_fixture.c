@@ -120,20 +120,28 @@ static json_t *fixture(const char *path, const char *fmt, ...) {
 
 #define SCRIPT(...) json_decref(fixture("/_fixture/script", __VA_ARGS__))
 
+static const char *str_field(json_t *entry, const char *name) {
+  return json_string_value(json_object_get(entry, name));
+}
+
+static json_int_t int_field(json_t *entry, const char *name) {
+  return json_integer_value(json_object_get(entry, name));
+}
+
 /* The fixture's log entries for one service (a new reference to an array). */
 static json_t *requests(const char *service) {
   json_t *log = fixture("/_fixture/log", NULL), *out = json_array();
   size_t i;
   json_t *v;
   json_array_foreach(log, i, v) {
-    if (strcmp(json_string_value(json_object_get(v, "service")), service) == 0) json_array_append(out, v);
+    if (strcmp(str_field(v, "service"), service) == 0) json_array_append(out, v);
   }
   json_decref(log);
   return out;
 }
 
 static uint64_t ns_field(json_t *entry, const char *name) {
-  const char *s = json_string_value(json_object_get(entry, name));
+  const char *s = str_field(entry, name);
   return s ? strtoull(s, NULL, 10) : 0;
 }
 
@@ -249,6 +257,33 @@ static void llm_expect_error(struct engines *e, struct rec *r) {
   assert_null(strstr(r->err, "Secret0123"));
 }
 
+/* One utterance to the ASR service, in 20 ms frames; waits for its final or error. */
+static void asr_run(struct engines *e, struct rec *r, const char *language, const int16_t *pcm,
+                    size_t n) {
+  struct asr_cb cb = ASR_CB;
+  cb.user = r;
+  struct asr_params p = {.language = language};
+  struct asr_session *s;
+  assert_int_equal(engines_asr_start(e, &p, F.home, &cb, &s), 0);
+  for (size_t off = 0; off < n; off += 320) asr_feed(s, pcm + off, n - off < 320 ? n - off : 320);
+  asr_finish(s);
+  assert_true(llm_wait_any(r, 5000));
+  asr_release(s);
+}
+
+/* The scripted reply, whole, and nothing went wrong. */
+static void expect_reply(const struct rec *r) {
+  assert_int_equal(r->errors, 0);
+  assert_int_equal(r->done, 1);
+  assert_string_equal(r->text, REPLY);
+}
+
+/* The fixture answers the next request as `scenario` says; r starts afresh. */
+static void next_request(const char *scenario, struct rec *r) {
+  SCRIPT("{\"reset\":true,\"scenarios\":[\"%s\"]}", scenario);
+  memset(r, 0, sizeof *r);
+}
+
 static void tts_run(struct engines *e, struct rec *r) {
   struct tts_params p = {.text = "Hello there.", .language = "en", .rate = 100};
   struct tts_cb cb = TTS_CB;
@@ -259,6 +294,13 @@ static void tts_run(struct engines *e, struct rec *r) {
   tts_release(j);
 }
 
+static void tts_expect_error(struct engines *e, struct rec *r, const char *scenario) {
+  next_request(scenario, r);
+  tts_run(e, r);
+  assert_int_equal(r->errors, 1);
+  assert_null(strstr(r->err, KEY));
+}
+
 /* ---- tests ---- */
 
 static void llm_openai_streams_tokens(void **state) {
@@ -266,17 +308,15 @@ static void llm_openai_streams_tokens(void **state) {
   struct engines *e = open_engines("openai", "openai", "openai");
   struct rec r = {0};
   llm_run(e, &r, 5000);
-  assert_int_equal(r.errors, 0);
-  assert_int_equal(r.done, 1);
-  assert_string_equal(r.text, REPLY);
+  expect_reply(&r);
   assert_true(r.tokens >= 8);
   json_t *reqs = requests("openai-chat");
   assert_int_equal(json_array_size(reqs), 1);
   json_t *req = json_array_get(reqs, 0);
   json_t *hdr = json_object_get(req, "headers"), *body = json_object_get(req, "request");
-  assert_string_equal(json_string_value(json_object_get(hdr, "authorization")), "Bearer " KEY);
+  assert_string_equal(str_field(hdr, "authorization"), "Bearer " KEY);
   assert_true(json_is_true(json_object_get(body, "stream")));
-  assert_string_equal(json_string_value(json_object_get(body, "model")), "gpt-4o-mini");
+  assert_string_equal(str_field(body, "model"), "gpt-4o-mini");
   assert_int_equal(json_array_size(json_object_get(body, "messages")), 4);
   json_decref(reqs);
   engines_close(e);
@@ -287,15 +327,13 @@ static void llm_anthropic_streams_tokens(void **state) {
   struct engines *e = open_engines("openai", "anthropic", "openai");
   struct rec r = {0};
   llm_run(e, &r, 5000);
-  assert_int_equal(r.errors, 0);
-  assert_int_equal(r.done, 1);
-  assert_string_equal(r.text, REPLY);
+  expect_reply(&r);
   json_t *reqs = requests("anthropic");
   json_t *hdr = json_object_get(json_array_get(reqs, 0), "headers");
-  assert_string_equal(json_string_value(json_object_get(hdr, "x-api-key")), KEY);
-  assert_string_equal(json_string_value(json_object_get(hdr, "anthropic-version")), "2023-06-01");
+  assert_string_equal(str_field(hdr, "x-api-key"), KEY);
+  assert_string_equal(str_field(hdr, "anthropic-version"), "2023-06-01");
   json_t *body = json_object_get(json_array_get(reqs, 0), "request");
-  assert_string_equal(json_string_value(json_object_get(body, "system")), "You are brief.");
+  assert_string_equal(str_field(body, "system"), "You are brief.");
   json_decref(reqs);
   engines_close(e);
 }
@@ -304,30 +342,20 @@ static void asr_openai_transcribes_a_wav_upload(void **state) {
   SCRIPT("{\"reset\":true,\"transcript\":\"turn on the lights\"}");
   struct engines *e = open_engines("openai", "openai", "openai");
   struct rec r = {0};
-  struct asr_cb cb = ASR_CB;
-  cb.user = &r;
-  struct asr_params p = {.language = "en-US"};
-  struct asr_session *s;
-  assert_int_equal(engines_asr_start(e, &p, F.home, &cb, &s), 0);
-  int16_t frame[320];
-  for (int f = 0; f < 50; f++) { /* one second */
-    for (int i = 0; i < 320; i++) frame[i] = (int16_t)(6000 * sin((f * 320 + i) * 2 * M_PI * 200 / 16000));
-    asr_feed(s, frame, 320);
-  }
-  asr_finish(s);
-  assert_true(llm_wait_any(&r, 5000));
-  asr_release(s);
+  static int16_t tone[16000]; /* one second of 200 Hz */
+  for (int i = 0; i < 16000; i++) tone[i] = (int16_t)(6000 * sin(i * 2 * M_PI * 200 / 16000));
+  asr_run(e, &r, "en-US", tone, 16000);
   assert_int_equal(r.errors, 0);
   assert_string_equal(r.text, "turn on the lights");
   json_t *reqs = requests("openai-transcriptions");
   json_t *req = json_array_get(reqs, 0);
   json_t *wav = json_object_get(req, "wav"), *fields = json_object_get(req, "fields");
-  assert_int_equal(json_integer_value(json_object_get(wav, "samples")), 16000);
-  assert_int_equal(json_integer_value(json_object_get(wav, "rate")), 16000);
-  assert_true(json_integer_value(json_object_get(wav, "peak")) > 5000);
-  assert_string_equal(json_string_value(json_object_get(fields, "language")), "en");
-  assert_string_equal(json_string_value(json_object_get(fields, "model")), "whisper-1");
-  assert_string_equal(json_string_value(json_object_get(fields, "response_format")), "json");
+  assert_int_equal(int_field(wav, "samples"), 16000);
+  assert_int_equal(int_field(wav, "rate"), 16000);
+  assert_true(int_field(wav, "peak") > 5000);
+  assert_string_equal(str_field(fields, "language"), "en");
+  assert_string_equal(str_field(fields, "model"), "whisper-1");
+  assert_string_equal(str_field(fields, "response_format"), "json");
   json_decref(reqs);
   engines_close(e);
 }
@@ -348,7 +376,7 @@ static void tts_services_stream_pcm(void **state) {
     json_t *reqs = requests(cases[c].service);
     assert_int_equal(json_array_size(reqs), 1);
     json_t *req = json_array_get(reqs, 0);
-    assert_int_equal(r.samples, (size_t)json_integer_value(json_object_get(req, "samples")));
+    assert_int_equal(r.samples, (size_t)int_field(req, "samples"));
     assert_true(r.chunks > 1); /* delivered as it came, not at the end */
     json_decref(reqs);
     engines_close(e);
@@ -385,34 +413,23 @@ static void errors_name_the_service_and_hide_the_key(void **state) {
 
   /* The other services' error bodies. */
   e = open_engines("openai", "anthropic", "elevenlabs");
-  SCRIPT("{\"reset\":true,\"scenarios\":[\"401\"]}");
-  struct rec r = {0};
+  struct rec r;
+  next_request("401", &r);
   llm_expect_error(e, &r);
   assert_non_null(strstr(r.err, "Anthropic Messages: HTTP 401"));
   assert_non_null(strstr(r.err, "invalid x-api-key"));
-  SCRIPT("{\"reset\":true,\"scenarios\":[\"stream-error\"]}");
-  memset(&r, 0, sizeof r);
+  next_request("stream-error", &r);
   llm_expect_error(e, &r);
   assert_non_null(strstr(r.err, "overloaded_error"));
-  SCRIPT("{\"reset\":true,\"scenarios\":[\"401\"]}");
-  memset(&r, 0, sizeof r);
-  tts_run(e, &r);
-  assert_int_equal(r.errors, 1);
+  tts_expect_error(e, &r, "401");
   assert_non_null(strstr(r.err, "ElevenLabs text-to-speech: HTTP 401"));
   assert_non_null(strstr(r.err, "Invalid API key"));
-  assert_null(strstr(r.err, KEY));
-  SCRIPT("{\"reset\":true,\"scenarios\":[\"garbage\"]}");
-  memset(&r, 0, sizeof r);
-  tts_run(e, &r);
-  assert_int_equal(r.errors, 1);
+  tts_expect_error(e, &r, "garbage");
   assert_non_null(strstr(r.err, "not audio"));
   engines_close(e);
 
   e = open_engines("openai", "openai", "azure");
-  SCRIPT("{\"reset\":true,\"scenarios\":[\"cutoff\"]}");
-  memset(&r, 0, sizeof r);
-  tts_run(e, &r);
-  assert_int_equal(r.errors, 1);
+  tts_expect_error(e, &r, "cutoff");
   assert_non_null(strstr(r.err, "Azure Speech"));
   assert_true(r.samples > 0); /* what came before the cut was played */
   engines_close(e);
@@ -425,15 +442,8 @@ static void asr_errors_are_reported(void **state) {
   for (int c = 0; c < 3; c++) {
     SCRIPT("{\"reset\":true,\"scenarios\":[\"%s\",\"%s\"]}", scenarios[c], scenarios[c]);
     struct rec r = {0};
-    struct asr_cb cb = ASR_CB;
-    cb.user = &r;
-    struct asr_session *s;
-    assert_int_equal(engines_asr_start(e, &(struct asr_params){"en"}, F.home, &cb, &s), 0);
-    int16_t pcm[1600] = {0};
-    asr_feed(s, pcm, 1600);
-    asr_finish(s);
-    assert_true(llm_wait_any(&r, 5000));
-    asr_release(s);
+    static const int16_t silence[1600];
+    asr_run(e, &r, "en", silence, 1600);
     if (r.errors != 1) {
       json_t *log = fixture("/_fixture/log", NULL);
       char *dump = json_dumps(log, JSON_COMPACT);
@@ -453,8 +463,7 @@ static void retry_after_429_is_honoured(void **state) {
   uint64_t t0 = uv_hrtime();
   llm_run(e, &r, 5000);
   double ms = (double)(uv_hrtime() - t0) / 1e6;
-  assert_int_equal(r.errors, 0);
-  assert_string_equal(r.text, REPLY);
+  expect_reply(&r);
   assert_true(ms >= 950);
   json_t *reqs = requests("openai-chat");
   assert_int_equal(json_array_size(reqs), 2);
@@ -535,8 +544,8 @@ static void warm_connection_is_reused(void **state) {
   json_t *log = fixture("/_fixture/log", NULL);
   json_t *warm = json_array_get(log, 0);
   assert_non_null(warm);
-  assert_string_equal(json_string_value(json_object_get(warm, "method")), "HEAD");
-  json_int_t conn = json_integer_value(json_object_get(warm, "connection"));
+  assert_string_equal(str_field(warm, "method"), "HEAD");
+  json_int_t conn = int_field(warm, "connection");
   json_decref(log);
   struct rec r = {0};
   llm_run(e, &r, 5000);

@@ -19,64 +19,14 @@
 
 #include <cmocka.h>
 
+#include "engine_loop.h"
+
 #include "core/config.h"
 #include "core/mailbox.h"
 #include "core/pool.h"
 #include "engines/tts.h"
 
 extern const struct tts_backend tts_flite, tts_espeak, tts_tone;
-
-struct fixture {
-  uv_loop_t loop;
-  struct mailbox *mb;
-  struct pool *pool;
-  struct config cfg;
-  struct engine_env env;
-};
-
-static void on_message(struct mailbox *mb, struct mailbox_msg *msg, void *user) { free(msg); }
-
-static int setup(void **state) {
-  struct fixture *f = calloc(1, sizeof *f);
-  uv_loop_init(&f->loop);
-  assert_int_equal(mailbox_new(&f->mb, &f->loop, on_message, NULL), 0);
-  assert_int_equal(pool_new(&f->pool, 2), 0);
-  config_defaults(&f->cfg);
-  f->env.cfg = &f->cfg;
-  f->env.pool = f->pool;
-  f->env.control = f->mb;
-  *state = f;
-  return 0;
-}
-
-static int teardown(void **state) {
-  struct fixture *f = *state;
-  pool_free(f->pool);
-  mailbox_close(f->mb, NULL);
-  uv_run(&f->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&f->loop), 0);
-  free(f);
-  return 0;
-}
-
-static void tick(uv_timer_t *t) {}
-
-static void spin(struct fixture *f, const int *flag, int timeout_ms) {
-  uv_timer_t t;
-  uv_timer_init(&f->loop, &t);
-  uv_timer_start(&t, tick, 5, 5);
-  uv_update_time(&f->loop);
-  uint64_t end = uv_now(&f->loop) + (uint64_t)timeout_ms;
-  while ((!flag || !*flag) && uv_now(&f->loop) < end) uv_run(&f->loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&t, NULL);
-  uv_run(&f->loop, UV_RUN_NOWAIT);
-}
-
-static double cpu_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* ---- what a job delivered ---- */
 
@@ -131,7 +81,7 @@ static void on_error(void *user, const char *message) {
   fprintf(stderr, "tts error: %s\n", message);
 }
 
-static void speak(const struct tts_backend *be, void *engine, struct fixture *f, struct take *t,
+static void speak(const struct tts_backend *be, void *engine, struct engine_loop *f, struct take *t,
                   const char *text, const char *language, const char *voice, int rate) {
   struct tts_cb cb = {on_audio, on_done, on_error, t};
   struct tts_params p = {text, language, voice, rate};
@@ -147,7 +97,7 @@ static double rms(const struct take *t) {
   return t->samples ? sqrt(s / (double)t->samples) : 0;
 }
 
-static void *open_backend(const struct tts_backend *be, struct fixture *f) {
+static void *open_backend(const struct tts_backend *be, struct engine_loop *f) {
   char err[256] = "";
   void *engine = NULL;
   int rc = be->open(&engine, &f->env, err, sizeof err);
@@ -156,14 +106,14 @@ static void *open_backend(const struct tts_backend *be, struct fixture *f) {
 }
 
 /* Speaks one sentence, checks it, prints time to first chunk and real-time factor. */
-static void check_sentence(const struct tts_backend *be, void *engine, struct fixture *f,
+static void check_sentence(const struct tts_backend *be, void *engine, struct engine_loop *f,
                            const char *text, const char *language, int expect_rate,
                            double min_seconds, double max_seconds) {
   struct take t = {0};
-  double cpu0 = cpu_seconds();
+  double cpu0 = engine_loop_cpu_seconds();
   speak(be, engine, f, &t, text, language, NULL, 100);
-  spin(f, &t.done, 10000);
-  double cpu = cpu_seconds() - cpu0;
+  engine_loop_spin(f, &t.done, 10000);
+  double cpu = engine_loop_cpu_seconds() - cpu0;
   assert_int_equal(t.done, 1);
   assert_int_equal(t.errors, 0);
   assert_int_equal(t.after_done, 0);
@@ -188,18 +138,18 @@ static const char english[] = "Hello, this is a test of the speech synthesiser. 
 /* ---- flite ---- */
 
 static void flite_streams_english(void **state) {
-  struct fixture *f = *state;
+  struct engine_loop *f = *state;
   void *engine = open_backend(&tts_flite, f);
   check_sentence(&tts_flite, engine, f, english, "en", 16000, 3.0, 9.0);
   check_sentence(&tts_flite, engine, f, "What time is it?", "en", 16000, 0.6, 3.0);
   tts_flite.close(engine);
 }
 
-static size_t speak_length(void *engine, struct fixture *f, const char *voice, int rate,
+static size_t speak_length(void *engine, struct engine_loop *f, const char *voice, int rate,
                            int *sample_rate) {
   struct take t = {0};
   speak(&tts_flite, engine, f, &t, english, "en", voice, rate);
-  spin(f, &t.done, 10000);
+  engine_loop_spin(f, &t.done, 10000);
   assert_int_equal(t.done, 1);
   assert_true(rms(&t) > 300);
   *sample_rate = t.rate;
@@ -209,7 +159,7 @@ static size_t speak_length(void *engine, struct fixture *f, const char *voice, i
 }
 
 static void flite_rate_and_voices(void **state) {
-  struct fixture *f = *state;
+  struct engine_loop *f = *state;
   void *engine = open_backend(&tts_flite, f);
   int sr;
   size_t normal = speak_length(engine, f, NULL, 100, &sr);
@@ -234,13 +184,13 @@ static void flite_rate_and_voices(void **state) {
 }
 
 static void flite_release_stops_callbacks(void **state) {
-  struct fixture *f = *state;
+  struct engine_loop *f = *state;
   void *engine = open_backend(&tts_flite, f);
   struct take t = {.release_after = 2};
   speak(&tts_flite, engine, f, &t, english, "en", NULL, 100);
-  spin(f, &t.released, 10000);
+  engine_loop_spin(f, &t.released, 10000);
   assert_true(t.released);
-  spin(f, NULL, 500);
+  engine_loop_spin(f, NULL, 500);
   assert_int_equal(t.after_release, 0);
   assert_int_equal(t.done, 0);
   assert_int_equal(pool_pending(f->pool), 0);
@@ -249,12 +199,12 @@ static void flite_release_stops_callbacks(void **state) {
   speak(&tts_flite, engine, f, &u, english, "en", NULL, 100);
   u.released = 1;
   tts_release(u.job);
-  spin(f, NULL, 300);
+  engine_loop_spin(f, NULL, 300);
   assert_int_equal(u.after_release, 0);
   /* Blank text is done at once, with no audio. */
   struct take v = {0};
   speak(&tts_flite, engine, f, &v, "  ", "en", NULL, 100);
-  spin(f, &v.done, 1000);
+  engine_loop_spin(f, &v.done, 1000);
   assert_int_equal(v.done, 1);
   assert_int_equal(v.chunks, 0);
   tts_release(v.job);
@@ -271,7 +221,7 @@ static double rms_of(const int16_t *pcm, size_t n) {
 
 /* Whatever the text, a job ends with done or error, never a crash. */
 static void flite_survives_odd_text(void **state) {
-  struct fixture *f = *state;
+  struct engine_loop *f = *state;
   void *engine = open_backend(&tts_flite, f);
   char longtext[2048];
   size_t off = 0;
@@ -281,7 +231,7 @@ static void flite_survives_odd_text(void **state) {
   for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
     struct take t = {0};
     speak(&tts_flite, engine, f, &t, texts[i], "en", NULL, 100);
-    spin(f, &t.done, 20000);
+    engine_loop_spin(f, &t.done, 20000);
     assert_int_equal(t.done + t.errors, 1);
     tts_release(t.job);
     free(t.pcm);
@@ -309,7 +259,7 @@ static double envelope_correlation(const int16_t *a, const int16_t *b, size_t n,
  * differ from run to run even on one thread).
  */
 static void flite_voices_are_shared_safely(void **state) {
-  struct fixture *f = *state;
+  struct engine_loop *f = *state;
   pool_free(f->pool);
   assert_int_equal(pool_new(&f->pool, 4), 0);
   f->env.pool = f->pool;
@@ -319,12 +269,12 @@ static void flite_voices_are_shared_safely(void **state) {
   struct take alone[V] = {{0}};
   for (int v = 0; v < V; v++) {
     speak(&tts_flite, engine, f, &alone[v], english, "en", voices[v], 100);
-    spin(f, &alone[v].done, 10000);
+    engine_loop_spin(f, &alone[v].done, 10000);
     assert_int_equal(alone[v].done, 1);
   }
   struct take many[N] = {{0}};
   for (int i = 0; i < N; i++) speak(&tts_flite, engine, f, &many[i], english, "en", voices[i % V], 100);
-  for (int i = 0; i < N; i++) spin(f, &many[i].done, 20000);
+  for (int i = 0; i < N; i++) engine_loop_spin(f, &many[i].done, 20000);
   for (int i = 0; i < N; i++) {
     const struct take *ref = &alone[i % V];
     assert_int_equal(many[i].done, 1);
@@ -348,7 +298,7 @@ static void flite_voices_are_shared_safely(void **state) {
 /* ---- espeak-ng ---- */
 
 static void espeak_streams_english_and_mandarin(void **state) {
-  struct fixture *f = *state;
+  struct engine_loop *f = *state;
   void *engine = open_backend(&tts_espeak, f);
   check_sentence(&tts_espeak, engine, f, english, "en", 22050, 3.0, 9.0);
   check_sentence(&tts_espeak, engine, f, "你好，今天天气很好。", "zh", 22050, 1.0, 5.0);
@@ -359,7 +309,7 @@ static void espeak_streams_english_and_mandarin(void **state) {
 }
 
 static void espeak_speaks_one_job_at_a_time(void **state) {
-  struct fixture *f = *state;
+  struct engine_loop *f = *state;
   void *engine = open_backend(&tts_espeak, f);
   int order = 0;
   struct take t[3] = {{0}};
@@ -369,7 +319,7 @@ static void espeak_speaks_one_job_at_a_time(void **state) {
     t[i].order = &order;
     speak(&tts_espeak, engine, f, &t[i], texts[i], langs[i], NULL, 100);
   }
-  for (int i = 0; i < 3; i++) spin(f, &t[i].done, 10000);
+  for (int i = 0; i < 3; i++) engine_loop_spin(f, &t[i].done, 10000);
   for (int i = 0; i < 3; i++) {
     assert_int_equal(t[i].done, 1);
     assert_true(rms(&t[i]) > 300);
@@ -380,9 +330,9 @@ static void espeak_speaks_one_job_at_a_time(void **state) {
   /* Rate: twice as fast is clearly shorter. */
   struct take normal = {0}, fast = {0};
   speak(&tts_espeak, engine, f, &normal, english, "en", "en-us", 100);
-  spin(f, &normal.done, 10000);
+  engine_loop_spin(f, &normal.done, 10000);
   speak(&tts_espeak, engine, f, &fast, english, "en", "en-us", 200);
-  spin(f, &fast.done, 10000);
+  engine_loop_spin(f, &fast.done, 10000);
   assert_true(fast.samples < normal.samples * 0.7);
   tts_release(normal.job);
   tts_release(fast.job);
@@ -396,7 +346,7 @@ static void espeak_speaks_one_job_at_a_time(void **state) {
 }
 
 static void espeak_release_stops_callbacks(void **state) {
-  struct fixture *f = *state;
+  struct engine_loop *f = *state;
   void *engine = open_backend(&tts_espeak, f);
   struct take mid = {.release_after = 2}, queued = {0}, last = {0};
   speak(&tts_espeak, engine, f, &mid, english, "en", NULL, 100);
@@ -404,8 +354,8 @@ static void espeak_release_stops_callbacks(void **state) {
   speak(&tts_espeak, engine, f, &last, "你好", "zh", NULL, 100);
   queued.released = 1;
   tts_release(queued.job);
-  spin(f, &last.done, 10000);
-  spin(f, NULL, 200);
+  engine_loop_spin(f, &last.done, 10000);
+  engine_loop_spin(f, NULL, 200);
   assert_true(mid.released);
   assert_int_equal(mid.after_release, 0);
   assert_int_equal(mid.done, 0);
@@ -422,7 +372,7 @@ static void espeak_release_stops_callbacks(void **state) {
   struct take late = {0};
   speak(&tts_espeak, engine, f, &late, english, "en", NULL, 100);
   tts_espeak.close(engine);
-  spin(f, &late.done, 10000);
+  engine_loop_spin(f, &late.done, 10000);
   assert_int_equal(late.done, 1);
   tts_release(late.job);
   free(late.pcm);
@@ -433,14 +383,14 @@ static void espeak_release_stops_callbacks(void **state) {
 /* ---- tone ---- */
 
 static void tone_loops_cached_speech_to_the_text(void **state) {
-  struct fixture *f = *state;
+  struct engine_loop *f = *state;
   void *engine = open_backend(&tts_tone, f);
   const char *texts[2] = {"Hi.", "This reply is long enough that the cached phrase has to be "
                                   "repeated to fill it, which is the point of this test."};
   for (int i = 0; i < 2; i++) {
     struct take t = {0};
     speak(&tts_tone, engine, f, &t, texts[i], "en", NULL, 100);
-    spin(f, &t.done, 1000);
+    engine_loop_spin(f, &t.done, 1000);
     assert_int_equal(t.done, 1);
     assert_int_equal(t.rate, 16000);
     size_t expect = strlen(texts[i]) * 16000 * 60 / 1000;
@@ -455,14 +405,14 @@ static void tone_loops_cached_speech_to_the_text(void **state) {
   /* Characters, not bytes. */
   struct take zh = {0};
   speak(&tts_tone, engine, f, &zh, "你好", "zh", NULL, 100);
-  spin(f, &zh.done, 1000);
+  engine_loop_spin(f, &zh.done, 1000);
   assert_int_equal(zh.samples, 2 * 16000 * 60 / 1000);
   tts_release(zh.job);
   free(zh.pcm);
   /* Released from its own audio callback: nothing more. */
   struct take cut = {.release_after = 3};
   speak(&tts_tone, engine, f, &cut, texts[1], "en", NULL, 100);
-  spin(f, NULL, 100);
+  engine_loop_spin(f, NULL, 100);
   assert_int_equal(cut.chunks, 3);
   assert_int_equal(cut.after_release, 0);
   assert_int_equal(cut.done, 0);
@@ -472,15 +422,15 @@ static void tone_loops_cached_speech_to_the_text(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(flite_streams_english, setup, teardown),
-      cmocka_unit_test_setup_teardown(flite_rate_and_voices, setup, teardown),
-      cmocka_unit_test_setup_teardown(flite_release_stops_callbacks, setup, teardown),
-      cmocka_unit_test_setup_teardown(flite_voices_are_shared_safely, setup, teardown),
-      cmocka_unit_test_setup_teardown(flite_survives_odd_text, setup, teardown),
-      cmocka_unit_test_setup_teardown(espeak_streams_english_and_mandarin, setup, teardown),
-      cmocka_unit_test_setup_teardown(espeak_speaks_one_job_at_a_time, setup, teardown),
-      cmocka_unit_test_setup_teardown(espeak_release_stops_callbacks, setup, teardown),
-      cmocka_unit_test_setup_teardown(tone_loops_cached_speech_to_the_text, setup, teardown),
+      ENGINE_LOOP_TEST(flite_streams_english),
+      ENGINE_LOOP_TEST(flite_rate_and_voices),
+      ENGINE_LOOP_TEST(flite_release_stops_callbacks),
+      ENGINE_LOOP_TEST(flite_voices_are_shared_safely),
+      ENGINE_LOOP_TEST(flite_survives_odd_text),
+      ENGINE_LOOP_TEST(espeak_streams_english_and_mandarin),
+      ENGINE_LOOP_TEST(espeak_speaks_one_job_at_a_time),
+      ENGINE_LOOP_TEST(espeak_release_stops_callbacks),
+      ENGINE_LOOP_TEST(tone_loops_cached_speech_to_the_text),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -62,15 +62,21 @@ static void run_vad(const struct vad_config *cfg, const float *x, size_t n, cons
     vad_free(v);
 }
 
+/* Mixes len samples of speech-like sound (f0 Hz, at db dBFS) into x at `at`. */
+static void add_speech(float *x, size_t at, size_t len, double f0, double db, uint64_t seed) {
+  float *s = sig_alloc(len);
+  sig_speechlike(s, len, f0, seed);
+  sig_set_level(s, len, db);
+  sig_mix(x + at, s, len, 1);
+  free(s);
+}
+
 /* n samples of noise with a speech-like burst of len samples at `at`, at snr dB. */
 static float *burst_in_noise(size_t n, size_t at, size_t len, double f0, enum noise_kind k,
                              double noise_db, double snr, uint64_t seed) {
-  float *x = sig_alloc(n), *s = sig_alloc(len);
+  float *x = sig_alloc(n);
   make_noise(x, n, k, noise_db, seed);
-  sig_speechlike(s, len, f0, seed + 1);
-  sig_set_level(s, len, noise_db + snr);
-  sig_mix(x + at, s, len, 1);
-  free(s);
+  add_speech(x, at, len, f0, noise_db + snr, seed + 1);
   return x;
 }
 
@@ -131,14 +137,10 @@ static void noise_floor_adapts_after_level_change(void **state) {
     assert_true(vad_noise_db(v) > vad_level_db(v) - 3);
     assert_true(vad_noise_db(v) < vad_level_db(v) + 1);
     vad_free(v);
-    float *s = sig_alloc(SIG_MS(1500));
-    sig_speechlike(s, SIG_MS(1500), 150, 5);
-    sig_set_level(s, SIG_MS(1500), -20);
-    sig_mix(x + SIG_MS(9000), s, SIG_MS(1500), 1);
+    add_speech(x, SIG_MS(9000), SIG_MS(1500), 150, -20, 5);
     run_vad(&DEFAULTS, x, n, NULL, &r, NULL);
     assert_int_equal(r.onsets, 1);
     assert_true(r.onset_at[0] > 9000 && r.onset_at[0] <= 9100);
-    free(s);
     free(x);
   }
 }
@@ -155,16 +157,13 @@ static void clicks_and_coughs_never_make_a_turn(void **state) {
   assert_int_equal(r.ends, 0);
   assert_int_equal(r.onsets, r.discards);
   /* a voiced grunt shorter than min_speech_ms starts a turn but is discarded */
-  float *y = sig_alloc(SIG_MS(3000)), *g = sig_alloc(SIG_MS(150));
+  float *y = sig_alloc(SIG_MS(3000));
   make_noise(y, SIG_MS(3000), WHITE, -60, 9);
-  sig_speechlike(g, SIG_MS(150), 140, 8);
-  sig_set_level(g, SIG_MS(150), -25);
-  sig_mix(y + SIG_MS(1000), g, SIG_MS(150), 1);
+  add_speech(y, SIG_MS(1000), SIG_MS(150), 140, -25, 8);
   run_vad(&DEFAULTS, y, SIG_MS(3000), NULL, &r, NULL);
   assert_int_equal(r.onsets, 1);
   assert_int_equal(r.discards, 1);
   assert_int_equal(r.ends, 0);
-  free(g);
   free(y);
   free(x);
 }
@@ -279,14 +278,10 @@ static void echo_level_is_discounted(void **state) {
   run_vad(&DEFAULTS, x, n, NULL, &r, NULL);
   assert_int_equal(r.onsets, 1);
   /* a caller talking 15 dB over the echo still gets through */
-  float *caller = sig_alloc(SIG_MS(1500));
-  sig_speechlike(caller, SIG_MS(1500), 110, 33);
-  sig_set_level(caller, SIG_MS(1500), -20);
-  sig_mix(x + SIG_MS(2000), caller, SIG_MS(1500), 1);
+  add_speech(x, SIG_MS(2000), SIG_MS(1500), 110, -20, 33);
   run_vad(&DEFAULTS, x, n, edb, &r, NULL);
   assert_int_equal(r.onsets, 1);
   assert_true(r.onset_at[0] > 2000 && r.onset_at[0] <= 2100);
-  free(caller);
   free(edb);
   free(echo);
   free(x);
