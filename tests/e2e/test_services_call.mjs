@@ -3,10 +3,6 @@
 // chat completions service, the reply to an OpenAI-compatible speech
 // service, all three played by the fixture server. The page must get the
 // fixture's transcript, then the fixture LLM's reply, and hear reply audio.
-//
-// Named .pending.mjs so CTest does not run it until the server hands its
-// HTTP client to the engines (engine_env.http); rename to
-// test_services_call.mjs then.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, launchBrowser, tempDir, speechWav, envelope, hangUp } from '../lib/harness.mjs';
