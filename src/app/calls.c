@@ -123,6 +123,7 @@ static char *answer_for(struct calls *calls, struct call_entry *e, const char *u
   ap.ice_ufrag = ufrag;
   ap.ice_pwd = pwd;
   ap.fingerprint = media_pool_fingerprint(calls->pool);
+  ap.ice_lite = 1; /* we answer checks and never send them: RFC 8445 section 2.5 */
   ap.ssrc = e->ssrc;
   ap.cname = e->id;
   ap.port = media_pool_port(calls->pool, e->worker);
