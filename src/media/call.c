@@ -3,9 +3,13 @@
  *
  * Inbound, a packet goes: UDP -> ICE (STUN checks) or DTLS (handshake) or
  * SRTP -> RTP -> receive statistics -> jitter buffer. Outbound, every 20 ms
- * tick: jitter buffer -> one 48 kHz frame -> the agent hears it -> the agent
- * speaks one frame (or silence) -> Opus -> RTP -> SRTP -> UDP to the path
- * the browser nominated. When the agent has a reply's first audio between
+ * tick, in two passes over the worker's calls: first every call's frame
+ * goes out (the agent speaks one frame, or silence -> Opus -> RTP -> SRTP ->
+ * UDP to the path the browser nominated), then every call hears one frame
+ * (jitter buffer -> decoder -> the agent). Sending first keeps the
+ * outbound pacing tight however long the listening work takes; what the
+ * agent decides while listening (a barge-in pause) shows in the next tick's
+ * frame. When the agent has a reply's first audio between
  * ticks, that frame is sent at once and the next tick sends none, so a
  * reply never waits for the pacing grid while the stream keeps its rate. About once a second an RTCP sender report goes
  * out, and the browser's reports steer our encoder's FEC and bitrate.
@@ -279,24 +283,30 @@ static void send_frame(struct media_call *c, const int16_t *pcm, int marker) {
   send_to_peer(c, c->pkt, len);
 }
 
-static void media_tick(struct media_call *c) {
-  int16_t in[OPUSC_FRAME], out[OPUSC_FRAME];
-  const int16_t *heard = jitter_get(c->jb, in) ? in : NULL;
+/* The frame of this tick goes out. */
+static void speak_tick(struct media_call *c) {
+  int16_t out[OPUSC_FRAME];
   int speaking;
+  if (c->sent_early) { /* this tick's frame already went out */
+    c->sent_early = 0;
+    return;
+  }
   if (c->voice) {
-    voice_agent_hear(c->voice, heard);
-    if (c->sent_early) { /* this tick's frame already went out */
-      c->sent_early = 0;
-      return;
-    }
     speaking = voice_agent_speak(c->voice, out);
   } else {
-    echo_agent_hear(c->agent, heard);
     speaking = echo_agent_speak(c->agent, out);
     if (!speaking) memset(out, 0, sizeof out);
   }
   send_frame(c, out, speaking && !c->speaking); /* marker: the start of a talkspurt */
   c->speaking = speaking;
+}
+
+void media_call_tick_in(struct media_call *c) {
+  if (c->end_reason[0] || !c->connected) return;
+  int16_t in[OPUSC_FRAME];
+  const int16_t *heard = jitter_get(c->jb, in) ? in : NULL;
+  if (c->voice) voice_agent_hear(c->voice, heard);
+  else echo_agent_hear(c->agent, heard);
 }
 
 static uint64_t wall_ms(void) {
@@ -327,7 +337,7 @@ void media_call_tick(struct media_call *c, uint64_t now_ms) {
     if (now_ms > c->created_ms && now_ms - c->created_ms > DTLS_TIMEOUT_MS) end_call(c, "dtls timeout");
     return;
   }
-  media_tick(c);
+  speak_tick(c);
   if (now_ms >= c->next_rtcp_ms) {
     send_rtcp(c, now_ms);
     c->next_rtcp_ms = now_ms + RTCP_INTERVAL_MS / 2 + (uint64_t)(rand_r(&c->seed) % RTCP_INTERVAL_MS);

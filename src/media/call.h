@@ -51,6 +51,8 @@ void media_call_on_packet(struct media_call *c, uint8_t *pkt, size_t len,
                           const struct sockaddr *from, uint64_t now_ms);
 /* Every 20 ms: one frame out, timers, reports. */
 void media_call_tick(struct media_call *c, uint64_t now_ms);
+/* Every 20 ms, after every call's media_call_tick: one frame heard. */
+void media_call_tick_in(struct media_call *c);
 
 /* Non-NULL once the call has ended by itself (ICE timeout, DTLS failure...). */
 const char *media_call_end_reason(const struct media_call *c);

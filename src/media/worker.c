@@ -190,11 +190,14 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 
 /* --- the 20 ms tick ------------------------------------------------------------- */
 
+/* Two passes: every call's frame goes out first, so the outbound pacing
+ * does not depend on how long the listening work of other calls takes. */
 static void tick_calls(struct worker *w, uint64_t now) {
+  for (struct call_node *n = w->calls; n; n = n->next) media_call_tick(n->call, now);
   struct call_node **pp = &w->calls;
   while (*pp) {
     struct media_call *c = (*pp)->call;
-    media_call_tick(c, now);
+    media_call_tick_in(c);
     if (media_call_take_connected(c)) post_event(w, MEDIA_EV_CONNECTED, media_call_id(c), NULL, NULL, NULL);
     const char *reason = media_call_end_reason(c);
     if (reason) remove_call(w, pp, reason, 1);
