@@ -10,6 +10,9 @@
  * canceller on the far side treats it like the real thing. Never choose it
  * for real calls.
  *
+ * The phrase is kept at 48 kHz, the rate calls send at, so that playing it
+ * costs the server no resampling either.
+ *
  * One closure per sentence carries every chunk; it checks between chunks
  * whether a callback has released the job, so cancellation still stops the
  * audio at the next chunk.
@@ -20,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audio/resample.h"
 #include "engines/tts.h"
 #include "engines/tts/flite_voices.h"
 
@@ -27,6 +31,7 @@
 #define TONE_MS_PER_CHAR 60
 #define TONE_CHUNK_MS 20
 #define TONE_SILENCE 300 /* samples quieter than this at either end are cut */
+#define TONE_RATE 48000
 
 extern const struct tts_backend tts_tone;
 
@@ -58,6 +63,26 @@ static void trim_silence(struct tone_engine *e) {
   e->n = end - first;
 }
 
+/* The phrase at the rate calls send at. */
+static int to_send_rate(struct tone_engine *e) {
+  if (e->rate == TONE_RATE) return 0;
+  struct resampler *r;
+  size_t cap = e->n * TONE_RATE / (size_t)e->rate + 64;
+  int16_t *out = malloc(cap * sizeof *out);
+  int rc = out ? resampler_new(&r, e->rate, TONE_RATE, 5) : -ENOMEM;
+  if (rc) {
+    free(out);
+    return rc;
+  }
+  size_t n = resampler_process(r, e->pcm, e->n, out, cap);
+  resampler_free(r);
+  free(e->pcm);
+  e->pcm = out;
+  e->n = n;
+  e->rate = TONE_RATE;
+  return 0;
+}
+
 static int tone_open(void **engine, const struct engine_env *env, char *err, size_t errlen) {
   struct tone_engine *e = calloc(1, sizeof *e);
   if (!e) return -ENOMEM;
@@ -68,6 +93,7 @@ static int tone_open(void **engine, const struct engine_env *env, char *err, siz
     tts_flite_voices_release();
   }
   if (rc == 0) trim_silence(e);
+  if (rc == 0 && e->n) rc = to_send_rate(e);
   if (rc == 0 && (e->n == 0 || e->rate <= 0)) rc = -EIO;
   if (rc) {
     snprintf(err, errlen, "tone: could not synthesise its phrase with flite");
