@@ -53,6 +53,22 @@ int svc_conf_init(struct svc_conf *c, const struct engine_env *env, const char *
   return 0;
 }
 
+int svc_conf_new(struct svc_conf **out, const struct engine_env *env, const char *service,
+                 const char *base_url, const char *default_base, const char *model,
+                 const char *default_model, const char *key_env, const char *default_env,
+                 char *err, size_t errlen) {
+  struct svc_conf *c = calloc(1, sizeof *c);
+  if (!c) return -ENOMEM;
+  int rc = svc_conf_init(c, env, service, base_url, default_base, model, default_model, key_env,
+                         default_env, err, errlen);
+  if (rc) {
+    free(c);
+    return rc;
+  }
+  *out = c;
+  return 0;
+}
+
 struct warm_msg {
   struct mailbox_run run;
   struct http_client *http;
@@ -76,6 +92,23 @@ void svc_conf_warm(const struct svc_conf *c) {
   m->service = c->service;
   memcpy(m->url, c->base_url, n + 1);
   mailbox_post(c->control, &m->run.hdr);
+}
+
+/* ---- building a request ---- */
+
+void svc_request_post(const struct svc_conf *c, struct http_request *out) {
+  memset(out, 0, sizeof *out);
+  out->method = "POST";
+  out->service = c->service;
+}
+
+int svc_request_json(struct http_request *out, json_t *root) {
+  if (!root) return -EINVAL;
+  out->body = json_dumps(root, JSON_COMPACT);
+  json_decref(root);
+  if (!out->body) return -ENOMEM;
+  out->body_len = strlen(out->body);
+  return http_request_add_header(out, "Content-Type: application/json");
 }
 
 /* ---- a request on the control loop ---- */
@@ -376,5 +409,20 @@ int svc_tts_speak(const struct svc_conf *c, const struct tts_backend *be, int sa
   }
   s->base.job.on_cancel = tts_cancel;
   *out = &s->base;
+  return 0;
+}
+
+int svc_tts_open(void **out, const struct engine_env *env, const char *service, const char *default_base,
+                 const char *default_model, const char *default_key_env, const char *default_voice,
+                 char *err, size_t errlen) {
+  const struct config *cfg = env->cfg;
+  struct svc_conf *c;
+  int rc = svc_conf_new(&c, env, service, cfg->tts_base_url, default_base, default_model ? cfg->tts_model : "",
+                        default_model ? default_model : "", cfg->tts_api_key_env, default_key_env, err, errlen);
+  if (rc) return rc;
+  copy(c->voice, sizeof c->voice, cfg->tts_voice[0] ? cfg->tts_voice : default_voice);
+  c->rate = cfg->tts_rate;
+  svc_conf_warm(c);
+  *out = c;
   return 0;
 }

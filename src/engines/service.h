@@ -21,6 +21,7 @@
 #ifndef TS_ENGINES_SERVICE_H
 #define TS_ENGINES_SERVICE_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,8 +58,28 @@ int svc_conf_init(struct svc_conf *c, const struct engine_env *env, const char *
                   const char *default_model, const char *key_env, const char *default_env,
                   char *err, size_t errlen);
 
+/*
+ * The same, into a conf of its own: a service backend's engine is its conf,
+ * closed with free(). On failure *out is untouched.
+ */
+int svc_conf_new(struct svc_conf **out, const struct engine_env *env, const char *service,
+                 const char *base_url, const char *default_base, const char *model,
+                 const char *default_model, const char *key_env, const char *default_env,
+                 char *err, size_t errlen);
+
 /* Opens a kept-alive connection to the service now (on the control loop). */
 void svc_conf_warm(const struct svc_conf *c);
+
+/* ---- building a request ---- */
+
+/* Clears out and makes it a POST to the service c names. */
+void svc_request_post(const struct svc_conf *c, struct http_request *out);
+/*
+ * Sets root (taken, may be NULL) as the compact JSON body and adds
+ * Content-Type: application/json. Returns 0, -EINVAL (no root) or -ENOMEM;
+ * on failure the caller clears out.
+ */
+int svc_request_json(struct http_request *out, json_t *root);
 
 /* ---- one request for one job ---- */
 
@@ -113,6 +134,15 @@ typedef int (*svc_tts_build_fn)(const struct svc_conf *c, const struct tts_param
 int svc_tts_speak(const struct svc_conf *c, const struct tts_backend *be, int sample_rate,
                   svc_tts_build_fn build, const struct tts_params *p, struct mailbox *home,
                   const struct tts_cb *cb, struct tts_job **out);
+
+/*
+ * Opens a TTS backend's engine (a struct svc_conf, closed with free()) from
+ * the tts_* settings: the voice is tts_voice or `default_voice`; a service
+ * that takes no model passes default_model NULL.
+ */
+int svc_tts_open(void **out, const struct engine_env *env, const char *service, const char *default_base,
+                 const char *default_model, const char *default_key_env, const char *default_voice,
+                 char *err, size_t errlen);
 
 /* ---- the backends and their request builders ---- */
 

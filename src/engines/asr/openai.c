@@ -22,14 +22,10 @@
 #define MAX_SECONDS 120 /* longer utterances are cut: no service takes unbounded uploads */
 #define MAX_REPLY (1024 * 1024)
 
-struct engine {
-  struct svc_conf conf;
-};
-
 struct session {
   struct asr_session base; /* first: the eng_job is at offset 0 */
   struct svc_call call;
-  struct engine *e;
+  const struct svc_conf *conf;
   char language[16];
   int16_t *pcm;
   size_t n, cap;
@@ -52,9 +48,7 @@ static void add_field(FILE *f, const char *boundary, const char *name, const cha
 
 int asr_openai_build(const struct svc_conf *c, const char *language, const int16_t *pcm, size_t n,
                      struct http_request *out) {
-  memset(out, 0, sizeof *out);
-  out->method = "POST";
-  out->service = c->service;
+  svc_request_post(c, out);
   char boundary[64], lang[16];
   snprintf(boundary, sizeof boundary, "tingshuo-%016llx",
            (unsigned long long)(uv_hrtime() ^ ((uintptr_t)pcm * 0x9E3779B97F4A7C15ull)));
@@ -160,17 +154,17 @@ static void session_cancel(struct eng_job *j) {
 
 static int start(void *engine, const struct asr_params *p, struct mailbox *home, const struct asr_cb *cb,
                  struct asr_session **out) {
-  struct engine *e = engine;
+  const struct svc_conf *c = engine;
   struct session *s = calloc(1, sizeof *s);
   if (!s) return -ENOMEM;
   eng_job_init(&s->base.job, home, session_destroy);
   s->base.be = &asr_openai;
   s->base.cb = *cb;
   s->base.job.on_cancel = session_cancel;
-  s->e = e;
-  snprintf(s->language, sizeof s->language, "%s", e->conf.language[0] ? e->conf.language
+  s->conf = c;
+  snprintf(s->language, sizeof s->language, "%s", c->language[0] ? c->language
                                                    : p && p->language ? p->language : "");
-  svc_call_init(&s->call, &s->base.job, &e->conf, &ops);
+  svc_call_init(&s->call, &s->base.job, c, &ops);
   *out = &s->base;
   return 0;
 }
@@ -180,7 +174,7 @@ static void feed(struct asr_session *base, const int16_t *pcm, size_t n) {
   if (s->finished) return;
   size_t room = (size_t)MAX_SECONDS * ASR_RATE - s->n;
   if (n > room) {
-    if (!s->truncated) log_warn("asr", "%s: utterance longer than %d s is cut", s->e->conf.service, MAX_SECONDS);
+    if (!s->truncated) log_warn("asr", "%s: utterance longer than %d s is cut", s->conf->service, MAX_SECONDS);
     s->truncated = 1;
     n = room;
   }
@@ -200,42 +194,35 @@ static void finish(struct asr_session *base) {
   struct session *s = (struct session *)base;
   if (s->finished) return;
   s->finished = 1;
-  int rc = asr_openai_build(&s->e->conf, s->language, s->pcm, s->n, &s->call.req);
+  int rc = asr_openai_build(s->conf, s->language, s->pcm, s->n, &s->call.req);
   free(s->pcm); /* the request holds its own copy now */
   s->pcm = NULL;
   s->n = s->cap = 0;
   if (!rc) rc = svc_call_start(&s->call);
   if (rc) {
     char msg[256];
-    snprintf(msg, sizeof msg, "%s: could not build the request (%s)", s->e->conf.service, strerror(-rc));
+    snprintf(msg, sizeof msg, "%s: could not build the request (%s)", s->conf->service, strerror(-rc));
     svc_post_text(&s->base.job, deliver_error, msg, strlen(msg));
   }
 }
 
 static int open_engine(void **out, const struct engine_env *env, char *err, size_t errlen) {
   const struct config *cfg = env->cfg;
-  struct engine *e = calloc(1, sizeof *e);
-  if (!e) return -ENOMEM;
-  int rc = svc_conf_init(&e->conf, env, "OpenAI transcriptions", cfg->asr_base_url,
-                         "https://api.openai.com/v1", cfg->asr_model, "whisper-1", cfg->asr_api_key_env,
-                         "OPENAI_API_KEY", err, errlen);
-  if (rc) {
-    free(e);
-    return rc;
-  }
-  snprintf(e->conf.language, sizeof e->conf.language, "%s", cfg->asr_language);
-  snprintf(e->conf.prompt, sizeof e->conf.prompt, "%s", cfg->asr_prompt);
-  svc_conf_warm(&e->conf);
-  *out = e;
+  struct svc_conf *c;
+  int rc = svc_conf_new(&c, env, "OpenAI transcriptions", cfg->asr_base_url, "https://api.openai.com/v1",
+                        cfg->asr_model, "whisper-1", cfg->asr_api_key_env, "OPENAI_API_KEY", err, errlen);
+  if (rc) return rc;
+  snprintf(c->language, sizeof c->language, "%s", cfg->asr_language);
+  snprintf(c->prompt, sizeof c->prompt, "%s", cfg->asr_prompt);
+  svc_conf_warm(c);
+  *out = c;
   return 0;
 }
-
-static void close_engine(void *engine) { free(engine); }
 
 const struct asr_backend asr_openai = {
     .name = "openai",
     .open = open_engine,
-    .close = close_engine,
+    .close = free,
     .start = start,
     .feed = feed,
     .finish = finish,

@@ -40,9 +40,7 @@ static void xml_escape(FILE *f, const char *s) {
 }
 
 int tts_azure_build(const struct svc_conf *c, const struct tts_params *p, struct http_request *out) {
-  memset(out, 0, sizeof *out);
-  out->method = "POST";
-  out->service = c->service;
+  svc_request_post(c, out);
   const char *lang = p->language && *p->language ? p->language : "en";
   const char *locale = lang, *voice = p->voice && *p->voice ? p->voice : c->voice;
   for (size_t i = 0; i < sizeof voices / sizeof voices[0]; i++) {
@@ -88,27 +86,14 @@ static int speak(void *engine, const struct tts_params *p, struct mailbox *home,
 }
 
 static int open_engine(void **out, const struct engine_env *env, char *err, size_t errlen) {
-  const struct config *cfg = env->cfg;
-  struct svc_conf *c = calloc(1, sizeof *c);
-  if (!c) return -ENOMEM;
-  int rc = svc_conf_init(c, env, "Azure Speech", cfg->tts_base_url, "https://eastus.tts.speech.microsoft.com",
-                         "", "", cfg->tts_api_key_env, "AZURE_SPEECH_KEY", err, errlen);
-  if (rc) {
-    free(c);
-    return rc;
-  }
-  snprintf(c->voice, sizeof c->voice, "%s", cfg->tts_voice);
-  c->rate = cfg->tts_rate;
-  svc_conf_warm(c);
-  *out = c;
-  return 0;
+  /* no model: the voice and the output format say it all */
+  return svc_tts_open(out, env, "Azure Speech", "https://eastus.tts.speech.microsoft.com", NULL,
+                      "AZURE_SPEECH_KEY", "", err, errlen);
 }
-
-static void close_engine(void *engine) { free(engine); }
 
 const struct tts_backend tts_azure = {
     .name = "azure",
     .open = open_engine,
-    .close = close_engine,
+    .close = free,
     .speak = speak,
 };

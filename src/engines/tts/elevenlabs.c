@@ -17,9 +17,7 @@
 #define RATE 16000
 
 int tts_elevenlabs_build(const struct svc_conf *c, const struct tts_params *p, struct http_request *out) {
-  memset(out, 0, sizeof *out);
-  out->method = "POST";
-  out->service = c->service;
+  svc_request_post(c, out);
   const char *voice = p->voice && *p->voice ? p->voice : c->voice;
   for (const char *v = voice; *v; v++) /* voice ids are path segments: keep them plain */
     if (!isalnum((unsigned char)*v) && *v != '-' && *v != '_') return -EINVAL;
@@ -31,14 +29,10 @@ int tts_elevenlabs_build(const struct svc_conf *c, const struct tts_params *p, s
     json_object_set_new(root, "voice_settings",
                         json_pack("{s:f}", "speed", speed < 0.7 ? 0.7 : speed > 1.2 ? 1.2 : speed));
   }
-  out->body = json_dumps(root, JSON_COMPACT);
-  json_decref(root);
-  int rc = out->body ? 0 : -ENOMEM;
-  if (!rc) out->body_len = strlen(out->body);
+  int rc = svc_request_json(out, root);
   if (!rc)
     rc = http_request_set_url(out, "%s/v1/text-to-speech/%s/stream?output_format=pcm_%d", c->base_url,
                               voice, RATE);
-  if (!rc) rc = http_request_add_header(out, "Content-Type: application/json");
   if (!rc && c->key[0]) rc = http_request_add_header(out, "xi-api-key: %s", c->key);
   if (rc) http_request_clear(out);
   return rc;
@@ -50,29 +44,14 @@ static int speak(void *engine, const struct tts_params *p, struct mailbox *home,
 }
 
 static int open_engine(void **out, const struct engine_env *env, char *err, size_t errlen) {
-  const struct config *cfg = env->cfg;
-  struct svc_conf *c = calloc(1, sizeof *c);
-  if (!c) return -ENOMEM;
-  int rc = svc_conf_init(c, env, "ElevenLabs text-to-speech", cfg->tts_base_url, "https://api.elevenlabs.io",
-                         cfg->tts_model, "eleven_flash_v2_5", cfg->tts_api_key_env, "ELEVENLABS_API_KEY",
-                         err, errlen);
-  if (rc) {
-    free(c);
-    return rc;
-  }
-  /* "Rachel", one of the voices every account has */
-  snprintf(c->voice, sizeof c->voice, "%s", cfg->tts_voice[0] ? cfg->tts_voice : "21m00Tcm4TlvDq8ikWAM");
-  c->rate = cfg->tts_rate;
-  svc_conf_warm(c);
-  *out = c;
-  return 0;
+  /* the default voice is "Rachel", one every account has */
+  return svc_tts_open(out, env, "ElevenLabs text-to-speech", "https://api.elevenlabs.io", "eleven_flash_v2_5",
+                      "ELEVENLABS_API_KEY", "21m00Tcm4TlvDq8ikWAM", err, errlen);
 }
-
-static void close_engine(void *engine) { free(engine); }
 
 const struct tts_backend tts_elevenlabs = {
     .name = "elevenlabs",
     .open = open_engine,
-    .close = close_engine,
+    .close = free,
     .speak = speak,
 };

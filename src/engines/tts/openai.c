@@ -16,9 +16,7 @@
 #define RATE 24000
 
 int tts_openai_build(const struct svc_conf *c, const struct tts_params *p, struct http_request *out) {
-  memset(out, 0, sizeof *out);
-  out->method = "POST";
-  out->service = c->service;
+  svc_request_post(c, out);
   const char *voice = p->voice && *p->voice ? p->voice : c->voice;
   int rate = p->rate > 0 ? p->rate : c->rate;
   json_t *root = json_pack("{s:s,s:s,s:s,s:s}", "model", c->model, "input", p->text ? p->text : "",
@@ -28,12 +26,8 @@ int tts_openai_build(const struct svc_conf *c, const struct tts_params *p, struc
     double speed = rate / 100.0;
     json_object_set_new(root, "speed", json_real(speed < 0.25 ? 0.25 : speed > 4 ? 4 : speed));
   }
-  out->body = json_dumps(root, JSON_COMPACT);
-  json_decref(root);
-  int rc = out->body ? 0 : -ENOMEM;
-  if (!rc) out->body_len = strlen(out->body);
+  int rc = svc_request_json(out, root);
   if (!rc) rc = http_request_set_url(out, "%s/audio/speech", c->base_url);
-  if (!rc) rc = http_request_add_header(out, "Content-Type: application/json");
   if (!rc && c->key[0]) rc = http_request_add_header(out, "Authorization: Bearer %s", c->key);
   if (rc) http_request_clear(out);
   return rc;
@@ -45,27 +39,13 @@ static int speak(void *engine, const struct tts_params *p, struct mailbox *home,
 }
 
 static int open_engine(void **out, const struct engine_env *env, char *err, size_t errlen) {
-  const struct config *cfg = env->cfg;
-  struct svc_conf *c = calloc(1, sizeof *c);
-  if (!c) return -ENOMEM;
-  int rc = svc_conf_init(c, env, "OpenAI speech", cfg->tts_base_url, "https://api.openai.com/v1",
-                         cfg->tts_model, "tts-1", cfg->tts_api_key_env, "OPENAI_API_KEY", err, errlen);
-  if (rc) {
-    free(c);
-    return rc;
-  }
-  snprintf(c->voice, sizeof c->voice, "%s", cfg->tts_voice[0] ? cfg->tts_voice : "alloy");
-  c->rate = cfg->tts_rate;
-  svc_conf_warm(c);
-  *out = c;
-  return 0;
+  return svc_tts_open(out, env, "OpenAI speech", "https://api.openai.com/v1", "tts-1", "OPENAI_API_KEY",
+                      "alloy", err, errlen);
 }
-
-static void close_engine(void *engine) { free(engine); }
 
 const struct tts_backend tts_openai = {
     .name = "openai",
     .open = open_engine,
-    .close = close_engine,
+    .close = free,
     .speak = speak,
 };

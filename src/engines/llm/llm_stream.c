@@ -1,0 +1,154 @@
+/*
+ * llm_stream: one streamed chat reply, from the request leaving the home
+ * thread to the last token, done or error arriving back there.
+ *
+ * The job holds the HTTP call and the SSE parser. Bytes reach the parser on
+ * the control loop; each whole event goes to the protocol's handler. Once
+ * the reply has ended (`finished`) later events and the transfer's end are
+ * ignored, so exactly one done or error goes home. When the stream breaks,
+ * the first reason recorded (`err`) is the message; failing that, a clean
+ * body without the end event is "cut off", and anything else is the HTTP
+ * failure in svc_error's words.
+ */
+#include "engines/llm/llm_stream.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct llm_stream {
+  struct llm_job base; /* first: the eng_job is at offset 0 */
+  struct svc_call call;
+  const struct llm_stream_proto *proto;
+  struct sse_parser *sse;
+  int finished; /* done went home */
+  int complete; /* the protocol said the reply is whole */
+  char err[512]; /* why the stream was given up */
+};
+
+#define STREAM_OF_CALL(sc) ((struct llm_stream *)((char *)(sc) - offsetof(struct llm_stream, call)))
+
+/* ---- home thread ---- */
+
+static void deliver_token(struct eng_job *j, void *arg) {
+  struct llm_job *l = (struct llm_job *)j;
+  l->cb.token(l->cb.user, arg);
+}
+
+static void deliver_done(struct eng_job *j, void *arg) {
+  struct llm_job *l = (struct llm_job *)j;
+  l->cb.done(l->cb.user, 0);
+}
+
+static void deliver_error(struct eng_job *j, void *arg) {
+  struct llm_job *l = (struct llm_job *)j;
+  l->cb.error(l->cb.user, arg);
+}
+
+/* ---- control loop ---- */
+
+void llm_stream_token(struct llm_stream *s, const char *text) {
+  if (text && *text) svc_post_text(&s->base.job, deliver_token, text, strlen(text));
+}
+
+void llm_stream_end(struct llm_stream *s) {
+  s->finished = 1;
+  eng_job_post(&s->base.job, deliver_done, NULL);
+}
+
+void llm_stream_complete(struct llm_stream *s) { s->complete = 1; }
+
+int llm_stream_fail(struct llm_stream *s, const char *what) {
+  snprintf(s->err, sizeof s->err, "%s: %s", s->call.conf->service, what);
+  return -EBADMSG;
+}
+
+static int on_event(void *user, const struct sse_event *ev) {
+  struct llm_stream *s = user;
+  return s->finished ? 0 : s->proto->event(s, ev);
+}
+
+static int on_head(struct svc_call *sc, long status, const char *ct) {
+  struct llm_stream *s = STREAM_OF_CALL(sc);
+  if (strncasecmp(ct, "application/json", 16) == 0 || strncasecmp(ct, "text/html", 9) == 0)
+    return llm_stream_fail(s, "the response is not an event stream");
+  return 0;
+}
+
+static int on_data(struct svc_call *sc, const char *buf, size_t len) {
+  struct llm_stream *s = STREAM_OF_CALL(sc);
+  int rc = sse_feed(s->sse, buf, len);
+  if (rc == -EMSGSIZE) llm_stream_fail(s, "malformed stream (an event is too long)");
+  return rc;
+}
+
+static void on_done(struct svc_call *sc, const struct http_result *r) {
+  struct llm_stream *s = STREAM_OF_CALL(sc);
+  if (s->finished) return;
+  int ok = r->rc == 0 && r->status / 100 == 2;
+  if (ok && s->complete) {
+    eng_job_post(&s->base.job, deliver_done, NULL);
+    return;
+  }
+  char msg[768];
+  if (s->err[0]) snprintf(msg, sizeof msg, "%s", s->err);
+  else if (ok) snprintf(msg, sizeof msg, "%s: the stream was cut off before %s", sc->conf->service, s->proto->end_event);
+  else svc_error(sc->conf, r, msg, sizeof msg);
+  svc_scrub(sc->conf, msg, sizeof msg);
+  svc_post_text(&s->base.job, deliver_error, msg, strlen(msg));
+}
+
+static const struct svc_call_ops ops = {.head = on_head, .data = on_data, .done = on_done};
+
+/* ---- the job ---- */
+
+static void stream_destroy(struct eng_job *j) {
+  struct llm_stream *s = (struct llm_stream *)j;
+  svc_call_clear(&s->call);
+  sse_parser_free(s->sse);
+  free(s);
+}
+
+static void stream_cancel(struct eng_job *j) { svc_call_cancel(&((struct llm_stream *)j)->call); }
+
+int llm_stream_generate(const struct llm_stream_proto *proto, void *engine, const struct llm_params *p,
+                        struct mailbox *home, const struct llm_cb *cb, struct llm_job **out) {
+  struct svc_conf *c = engine;
+  struct llm_stream *s = calloc(1, sizeof *s);
+  if (!s) return -ENOMEM;
+  eng_job_init(&s->base.job, home, stream_destroy);
+  s->base.be = proto->be;
+  s->base.cb = *cb;
+  s->proto = proto;
+  svc_call_init(&s->call, &s->base.job, c, &ops);
+  int rc = sse_parser_new(&s->sse, on_event, s);
+  if (!rc) rc = proto->build(c, p, &s->call.req);
+  if (!rc) rc = svc_call_start(&s->call);
+  if (rc) {
+    eng_job_unref(&s->base.job);
+    return rc;
+  }
+  s->base.job.on_cancel = stream_cancel;
+  *out = &s->base;
+  return 0;
+}
+
+/* ---- the engine ---- */
+
+int llm_stream_open(void **out, const struct engine_env *env, const char *service, const char *default_base,
+                    const char *default_model, const char *default_key_env, char *err, size_t errlen) {
+  const struct config *cfg = env->cfg;
+  struct svc_conf *c;
+  int rc = svc_conf_new(&c, env, service, cfg->llm_base_url, default_base, cfg->llm_model, default_model,
+                        cfg->llm_api_key_env, default_key_env, err, errlen);
+  if (rc) return rc;
+  c->max_tokens = cfg->llm_max_tokens;
+  c->temperature = cfg->llm_temperature;
+  svc_conf_warm(c);
+  *out = c;
+  return 0;
+}
+
+void llm_stream_close(void *engine) { free(engine); }
