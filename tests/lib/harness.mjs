@@ -44,13 +44,19 @@ function cleanEnv() {
   return env;
 }
 
+const liveServers = new Set();
+
 export async function startServer({ args = [], env = {}, startTimeoutMs = 15000 } = {}) {
   const dataDir = tempDir();
   const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...args],
     { env: { ...cleanEnv(), ...env } });
   let stdout = '', stderr = '';
   child.stderr.on('data', (d) => { stderr += d; if (process.env.TS_VERBOSE) process.stderr.write(d); });
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  liveServers.add(child);
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => {
+    liveServers.delete(child);
+    resolve({ code, signal });
+  }));
   const url = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${stderr}`)), startTimeoutMs);
     child.stdout.on('data', (d) => {
@@ -92,11 +98,19 @@ export const CHROMIUM_FLAGS = [
 
 // wav: a WAV file Chromium's fake microphone plays (looping). Without it the
 // fake device produces a beep.
+// When the browser cannot start (playwright-core or chromium missing), the
+// servers this test started are killed, so the test fails at once instead of
+// waiting on a live child process until CTest's timeout.
 export async function launchBrowser({ wav, extraArgs = [] } = {}) {
-  const { chromium } = await import('playwright-core');
-  const args = [...CHROMIUM_FLAGS, ...extraArgs];
-  if (wav) args.push(`--use-file-for-fake-audio-capture=${wav}`);
-  return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args, headless: true });
+  try {
+    const { chromium } = await import('playwright-core');
+    const args = [...CHROMIUM_FLAGS, ...extraArgs];
+    if (wav) args.push(`--use-file-for-fake-audio-capture=${wav}`);
+    return await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args, headless: true });
+  } catch (err) {
+    for (const child of liveServers) child.kill('SIGKILL');
+    throw err;
+  }
 }
 
 // contextOptions: more playwright context options (e.g. locale). recordWs:
