@@ -111,6 +111,18 @@ int svc_request_json(struct http_request *out, json_t *root) {
   return http_request_add_header(out, "Content-Type: application/json");
 }
 
+int svc_request_memstream(struct http_request *out, FILE *f, char **body, size_t *len) {
+  int bad = ferror(f);
+  if (fclose(f) != 0 || bad) {
+    free(*body);
+    *body = NULL;
+    return -ENOMEM;
+  }
+  out->body = *body;
+  out->body_len = *len;
+  return 0;
+}
+
 /* ---- a request on the control loop ---- */
 
 static int on_head(void *user, long status, const char *ct) {

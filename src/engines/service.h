@@ -24,6 +24,7 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "engines/asr.h"
 #include "engines/engine.h"
@@ -80,6 +81,12 @@ void svc_request_post(const struct svc_conf *c, struct http_request *out);
  * on failure the caller clears out.
  */
 int svc_request_json(struct http_request *out, json_t *root);
+/*
+ * Closes `f`, an open_memstream(body, len) the body was written to, and
+ * makes *body the request's body. Returns 0, or -ENOMEM (a write or the
+ * close failed; *body is then freed).
+ */
+int svc_request_memstream(struct http_request *out, FILE *f, char **body, size_t *len);
 
 /* ---- one request for one job ---- */
 

@@ -71,13 +71,7 @@ int asr_openai_build(const struct svc_conf *c, const char *language, const int16
     fwrite(s, 1, 2, f);
   }
   fprintf(f, "\r\n--%s--\r\n", boundary);
-  int bad = ferror(f);
-  if (fclose(f) != 0 || bad) {
-    free(body);
-    return -ENOMEM;
-  }
-  out->body = body;
-  out->body_len = len;
+  if (svc_request_memstream(out, f, &body, &len)) return -ENOMEM;
   int rc = http_request_set_url(out, "%s/audio/transcriptions", c->base_url);
   if (!rc) rc = http_request_add_header(out, "Content-Type: multipart/form-data; boundary=%s", boundary);
   if (!rc) rc = http_request_add_header(out, "Accept: application/json");

@@ -65,13 +65,7 @@ int tts_azure_build(const struct svc_conf *c, const struct tts_params *p, struct
   xml_escape(f, p->text ? p->text : "");
   if (rate > 0 && rate != 100) fputs("</prosody>", f);
   fputs("</voice></speak>", f);
-  int bad = ferror(f);
-  if (fclose(f) != 0 || bad) {
-    free(body);
-    return -ENOMEM;
-  }
-  out->body = body;
-  out->body_len = len;
+  if (svc_request_memstream(out, f, &body, &len)) return -ENOMEM;
   int rc = http_request_set_url(out, "%s/cognitiveservices/v1", c->base_url);
   if (!rc) rc = http_request_add_header(out, "Content-Type: application/ssml+xml");
   if (!rc) rc = http_request_add_header(out, "X-Microsoft-OutputFormat: raw-16khz-16bit-mono-pcm");
