@@ -153,21 +153,21 @@ int playout_drained(const struct playout *p) {
   return 1;
 }
 
+/* A word starts here: a CJK character (a 3-byte UTF-8 lead), or ASCII after a space. */
+static int starts_word(const char *text, size_t i) {
+  unsigned char c = (unsigned char)text[i];
+  return (c >= 0xE0 && c < 0xF0) || (c != ' ' && c < 0x80 && (i == 0 || text[i - 1] == ' '));
+}
+
 /* Appends the first `share` (0..1) of the words of `text`; a CJK character counts as a word. */
 static void append_words(char *out, size_t cap, const char *text, double share) {
   size_t len = strlen(text), words = 0, cut = len;
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)text[i];
-    if ((c >= 0xE0 && c < 0xF0) || (c != ' ' && (i == 0 || text[i - 1] == ' ') && c < 0x80)) words++;
-  }
+  for (size_t i = 0; i < len; i++) words += (size_t)starts_word(text, i);
   size_t keep = (size_t)(share * (double)words + 0.5), seen = 0;
   for (size_t i = 0; i < len && keep < words; i++) {
-    unsigned char c = (unsigned char)text[i];
-    if ((c >= 0xE0 && c < 0xF0) || (c != ' ' && (i == 0 || text[i - 1] == ' ') && c < 0x80)) {
-      if (seen++ == keep) {
-        cut = i;
-        break;
-      }
+    if (starts_word(text, i) && seen++ == keep) {
+      cut = i;
+      break;
     }
   }
   while (cut > 0 && text[cut - 1] == ' ') cut--;
