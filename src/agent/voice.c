@@ -6,9 +6,9 @@
  * closures on the same worker thread, so the whole agent is single-threaded
  * and needs no lock.
  *
- * The caller's audio arrives at 16 kHz (Opus decodes straight to it) -> echo canceller (the AI's own
- * voice, which a speakerphone feeds back, is removed using what we sent as
- * the reference) -> VAD. Speech onset starts a recognition session, fed
+ * The caller's audio arrives at 16 kHz (Opus decodes straight to it) ->
+ * echo canceller (the AI's own voice, which a speakerphone feeds back, is
+ * removed using what we sent as the reference) -> VAD. Speech onset starts a recognition session, fed
  * with a little audio from before the onset so the first syllable is not
  * lost; the end of speech finishes it; the final text becomes the user's
  * turn. The reply streams: LLM tokens go through the sentence chunker, each
