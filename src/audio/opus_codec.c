@@ -6,12 +6,24 @@
  * copy of the previous frame, so a single lost packet can be rebuilt from
  * the next one instead of being guessed by packet-loss concealment.
  *
- * Our encoder is mono VOIP at 20 ms and adapts to what the browser's
- * receiver reports tell us: the expected loss percentage sets how much FEC
- * Opus embeds, and under loss the bitrate rises (32 -> up to 48 kbps) so the
- * FEC copy does not starve the primary frame. DTX stays off so the browser
- * keeps receiving a steady 50 packets a second and its jitter buffer never
- * mistakes silence for loss.
+ * An encoder is mono at 20 ms, in one of two kinds. A microphone
+ * (OPUSC_MIC) is coded as browsers code theirs: Opus's VOIP mode, SILK or
+ * hybrid, with in-band FEC. The agent's voice (OPUSC_AGENT) is synthesised
+ * speech sent to a browser, and there Opus's CELT layer alone does the job
+ * at a third of the CPU: at 32 kbps it codes speech full-band and well, and
+ * the encoder is the largest per-call cost of a server that talks to many
+ * callers at once (about 45 us a frame against 145 us for hybrid, with
+ * Debian's libopus on one core). CELT has no in-band FEC, so as soon as the
+ * browser's receiver reports loss, the agent's encoder is told its signal
+ * is voice and Opus moves to hybrid, whose SILK layer carries the FEC copy;
+ * when the loss clears it returns to CELT. Opus makes both switches itself,
+ * without a glitch.
+ *
+ * Both kinds adapt to what the receiver reports: the expected loss
+ * percentage sets how much FEC Opus embeds, and under loss the bitrate
+ * rises (32 -> up to 48 kbps) so the FEC copy does not starve the primary
+ * frame. DTX stays off so the receiver keeps getting a steady 50 packets a
+ * second and its jitter buffer never mistakes silence for loss.
  *
  * Silence is most of what a call sends (the AI listens more than it
  * talks), and running the encoder on digital silence gives the same few
@@ -43,6 +55,7 @@ struct opusc_enc {
   int silent_run;                /* digital-silence frames in a row */
   uint8_t silence[SILENCE_MAX];  /* the settled silence packet, when silence_len > 0 */
   int silence_len;
+  enum opusc_kind kind;
   int bitrate, base, loss;
 };
 
@@ -85,11 +98,18 @@ int opusc_recover(struct opusc_dec *d, const uint8_t *next, size_t len, int16_t 
   return r < 0 ? -EBADMSG : r;
 }
 
-struct opusc_enc *opusc_enc_new(int bitrate) {
+/* The agent's voice is coded as voice (hybrid, with FEC) only while there is loss. */
+static int signal_for(const struct opusc_enc *e) {
+  return e->kind == OPUSC_MIC || e->loss > 0 ? OPUS_SIGNAL_VOICE : OPUS_AUTO;
+}
+
+struct opusc_enc *opusc_enc_new(enum opusc_kind kind, int bitrate) {
   struct opusc_enc *e = calloc(1, sizeof *e);
   int err;
   if (!e) return NULL;
-  e->enc = opus_encoder_create(OPUSC_RATE, 1, OPUS_APPLICATION_VOIP, &err);
+  e->kind = kind;
+  e->enc = opus_encoder_create(OPUSC_RATE, 1,
+                               kind == OPUSC_MIC ? OPUS_APPLICATION_VOIP : OPUS_APPLICATION_AUDIO, &err);
   if (!e->enc) {
     free(e);
     return NULL;
@@ -100,8 +120,17 @@ struct opusc_enc *opusc_enc_new(int bitrate) {
   opus_encoder_ctl(e->enc, OPUS_SET_PACKET_LOSS_PERC(0));
   opus_encoder_ctl(e->enc, OPUS_SET_DTX(0));
   opus_encoder_ctl(e->enc, OPUS_SET_COMPLEXITY(5)); /* half the CPU of 10, near its quality for speech */
-  opus_encoder_ctl(e->enc, OPUS_SET_SIGNAL(OPUS_SIGNAL_VOICE));
+  opus_encoder_ctl(e->enc, OPUS_SET_SIGNAL(signal_for(e)));
   return e;
+}
+
+int opusc_enc_set_max_rate(struct opusc_enc *e, int hz) {
+  int bw = hz <= 0 || hz > 24000 ? OPUS_BANDWIDTH_FULLBAND
+           : hz > 16000          ? OPUS_BANDWIDTH_SUPERWIDEBAND
+           : hz > 12000          ? OPUS_BANDWIDTH_WIDEBAND
+           : hz > 8000           ? OPUS_BANDWIDTH_MEDIUMBAND
+                                 : OPUS_BANDWIDTH_NARROWBAND;
+  return opus_encoder_ctl(e->enc, OPUS_SET_MAX_BANDWIDTH(bw)) == OPUS_OK ? 0 : -EINVAL;
 }
 
 void opusc_enc_free(struct opusc_enc *e) {
@@ -140,6 +169,7 @@ void opusc_enc_adapt(struct opusc_enc *e, int fraction_lost) {
   e->loss = loss >= e->loss ? loss : (e->loss * 3 + loss) / 4;
   int bitrate = e->base + (MAX_BITRATE - e->base) * (e->loss > 10 ? 10 : e->loss) / 10;
   opus_encoder_ctl(e->enc, OPUS_SET_PACKET_LOSS_PERC(e->loss));
+  opus_encoder_ctl(e->enc, OPUS_SET_SIGNAL(signal_for(e)));
   if (bitrate != e->bitrate) opus_encoder_ctl(e->enc, OPUS_SET_BITRATE(bitrate));
   e->bitrate = bitrate;
 }

@@ -24,7 +24,14 @@ int opusc_conceal(struct opusc_dec *d, int16_t *pcm, int n);
 int opusc_recover(struct opusc_dec *d, const uint8_t *next, size_t len, int16_t *pcm, int n);
 
 struct opusc_enc;
-struct opusc_enc *opusc_enc_new(int bitrate);
+enum opusc_kind {
+  OPUSC_MIC,   /* a caller's microphone, coded as browsers do: SILK/hybrid, in-band FEC */
+  OPUSC_AGENT, /* the agent's voice: CELT (cheapest), hybrid with FEC while there is loss */
+};
+/* bitrate 0: 32 kbps. */
+struct opusc_enc *opusc_enc_new(enum opusc_kind kind, int bitrate);
+/* Keeps the coded band within what a receiver plays, its SDP maxplaybackrate (RFC 7587). */
+int opusc_enc_set_max_rate(struct opusc_enc *e, int hz);
 void opusc_enc_free(struct opusc_enc *e);
 /* Encodes one 20 ms frame; returns bytes written or a negative errno. */
 int opusc_encode(struct opusc_enc *e, const int16_t *pcm, uint8_t *out, size_t cap);

@@ -110,7 +110,7 @@ void loadgen_speech_free(struct loadgen_speech *s) {
 }
 
 static int encode_all(struct loadgen_speech *s) {
-  struct opusc_enc *enc = opusc_enc_new(0);
+  struct opusc_enc *enc = opusc_enc_new(OPUSC_MIC, 0);
   if (!enc) return -ENOMEM;
   int16_t zeros[OPUSC_FRAME] = {0};
   int rc = 0;
@@ -123,7 +123,7 @@ static int encode_all(struct loadgen_speech *s) {
   /* Silence from an encoder that has only ever heard silence: a packet
    * taken right after speech would carry the tail of the last frame, and
    * repeated, it would sound like a buzz, not a pause. */
-  if (rc || !(enc = opusc_enc_new(0))) return rc ? rc : -ENOMEM;
+  if (rc || !(enc = opusc_enc_new(OPUSC_MIC, 0))) return rc ? rc : -ENOMEM;
   for (int i = 0; i < 25 && rc == 0; i++) {
     int n = opusc_encode(enc, zeros, s->silence, MAX_PACKET);
     if (n <= 0) rc = -EIO;

@@ -494,7 +494,7 @@ static void send_audio(struct peer *p, const int16_t *pcm, const uint8_t *opus, 
     if (p->echo_ring) v += p->prm.echo_gain * p->echo_ring[(r + (size_t)i) % p->ring_len];
     mic[i] = sat16(v);
   }
-  if (!p->enc && !(p->enc = opusc_enc_new(0))) return;
+  if (!p->enc && !(p->enc = opusc_enc_new(OPUSC_MIC, 0))) return;
   uint8_t out[1500];
   int n = opusc_encode(p->enc, mic, out, sizeof out);
   if (n > 0) send_rtp(p, out, (size_t)n);

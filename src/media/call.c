@@ -131,7 +131,7 @@ struct media_call *media_call_new(const struct media_call_params *p, struct dtls
   c->dtls = dtls_session_new(dtls, p->remote_fp_alg, p->remote_fp, dtls_out, c);
   /* The voice agent listens at 16 kHz: Opus decodes straight to it. */
   c->jb = agent && agent->engines ? jitter_new_rate(VOICE_IN_RATE) : jitter_new();
-  c->enc = opusc_enc_new(0);
+  c->enc = opusc_enc_new(OPUSC_AGENT, 0);
   if (!c->ice || !c->dtls || !c->jb || !c->enc || make_agent(c, p, agent) != 0) {
     media_call_free(c);
     return NULL;

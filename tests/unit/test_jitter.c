@@ -27,7 +27,7 @@ static void speechlike(int16_t *pcm, int frame) {
 struct packet { uint8_t data[400]; int len; };
 
 static struct packet *encode_all(int16_t *orig, int loss_fraction) {
-  struct opusc_enc *enc = opusc_enc_new(32000);
+  struct opusc_enc *enc = opusc_enc_new(OPUSC_MIC, 32000);
   opusc_enc_adapt(enc, loss_fraction);
   struct packet *p = calloc(FRAMES, sizeof *p);
   for (int f = 0; f < FRAMES; f++) {
@@ -105,7 +105,7 @@ static void fec_beats_concealment(void **state) {
 
 static void reorder_duplicates_and_wrap(void **state) {
   int16_t orig[10 * OPUSC_FRAME], pcm[OPUSC_FRAME];
-  struct opusc_enc *enc = opusc_enc_new(32000);
+  struct opusc_enc *enc = opusc_enc_new(OPUSC_MIC, 32000);
   uint8_t pkt[10][400];
   int len[10];
   for (int f = 0; f < 10; f++) {
@@ -154,7 +154,7 @@ static void garbage_payloads_are_concealed(void **state) {
 }
 
 static void encoder_adapts_to_loss(void **state) {
-  struct opusc_enc *e = opusc_enc_new(0);
+  struct opusc_enc *e = opusc_enc_new(OPUSC_AGENT, 0);
   assert_int_equal(opusc_enc_bitrate(e), 32000);
   opusc_enc_adapt(e, 64); /* 25% */
   assert_int_equal(opusc_enc_loss_percent(e), 25);
