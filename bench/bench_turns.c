@@ -3,7 +3,7 @@
  * engines, in real time.
  *
  * One call's voice agent runs on a libuv loop exactly as on a media worker:
- * a 20 ms timer hears a frame and sends one, engine results arrive through
+ * a 20 ms timer hears a frame and makes the next one, engine results arrive through
  * the loop's mailbox between ticks, and a reply's first frame goes out at
  * once. The caller is simulated: questions spoken by a flite voice other
  * than the agent's, each followed by silence until the reply has been
@@ -51,7 +51,7 @@ struct bench {
   struct mailbox *home;
   struct voice_agent *va;
   int16_t *speech;  /* the question being asked, 16 kHz as the call decodes it */
-  int speech_frames, pos, silence, sent_early;
+  int speech_frames, pos, silence;
   int turn, turns, replies;
   double values[NFIG][MAX_TURNS];
   int counts[NFIG];
@@ -82,7 +82,7 @@ static void on_end(void *user, const char *reason) {}
 static void on_kick(void *user) {
   struct bench *b = user;
   int16_t out[F];
-  if (!b->sent_early && voice_agent_speak(b->va, out)) b->sent_early = 1;
+  voice_agent_speak_again(b->va, out);
 }
 
 static int16_t *say(const char *text, int *frames) {
@@ -123,8 +123,7 @@ static void on_tick(uv_timer_t *t) {
   const int16_t *in = NULL;
   if (b->speech && b->pos < b->speech_frames) in = b->speech + (size_t)b->pos++ * VOICE_IN_FRAME;
   voice_agent_hear(b->va, in);
-  if (b->sent_early) b->sent_early = 0;
-  else voice_agent_speak(b->va, out);
+  voice_agent_speak(b->va, out); /* the next tick's frame, made ahead as on a media worker */
   /* The next question comes 1.5 s after the reply to the last one (15 s at most). */
   if (b->speech && b->pos < b->speech_frames) return;
   b->silence++;

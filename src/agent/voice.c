@@ -13,8 +13,10 @@
  * lost; the end of speech finishes it; the final text becomes the user's
  * turn. The reply streams: LLM tokens go through the sentence chunker, each
  * sentence is synthesised in order, and audio is queued for the tick as it
- * arrives. The first frame of a reply is sent at once (the host's kick),
- * not at the next tick, so no turn waits up to 20 ms for the pacing grid.
+ * arrives. The host asks for each frame a tick before it is due; a reply's
+ * first frame is asked for again at once (the host's kick, then
+ * voice_agent_speak_again) and replaces the silence, so no turn waits up
+ * to 20 ms for the pacing grid.
  *
  * States: listening -> user_speaking -> thinking -> speaking -> listening.
  *
@@ -99,7 +101,8 @@ struct voice_agent {
   char reply_text[MAX_TEXT];
   struct playout *po;
   int paused, barge;
-  int ref_active; /* the last frame sent was speech */
+  int ref_active; /* the echo reference's last frame was speech */
+  int spoke;      /* the last frame spoken carried audio */
   struct history *hist;
 
   struct stamps t;
@@ -599,6 +602,7 @@ int voice_agent_speak(struct voice_agent *va, int16_t *pcm) {
   if (va->paused && va->t.ai_stopped == 0) va->t.ai_stopped = now_ms();
   if (!audio) memset(pcm, 0, VOICE_FRAME * sizeof *pcm);
   reference(va, pcm, audio);
+  va->spoke = audio;
   if (!audio) {
     if (va->reply_active && !va->paused) check_reply_done(va);
     return 0;
@@ -613,6 +617,12 @@ int voice_agent_speak(struct voice_agent *va, int16_t *pcm) {
     }
   }
   return 1;
+}
+
+int voice_agent_speak_again(struct voice_agent *va, int16_t *pcm) {
+  if (va->spoke || !va->reply_active || va->paused) return 0;
+  aec_unplay(va->aec); /* the silent frame never went out */
+  return voice_agent_speak(va, pcm);
 }
 
 /* --- life ------------------------------------------------------------------------------------ */

@@ -35,7 +35,8 @@ struct voice_host {
   void (*event)(void *user, char *json);
   /* The agent ends the call ("goodbye", "idle"). */
   void (*end)(void *user, const char *reason);
-  /* Audio to send became available between ticks: send a frame now. */
+  /* A reply's first audio became available between ticks: the host may
+   * send it now, through voice_agent_speak_again. */
   void (*kick)(void *user);
   void *user;
 };
@@ -55,5 +56,10 @@ void voice_agent_hear(struct voice_agent *va, const int16_t *pcm);
 
 /* One frame to send: 1 with speech, 0 for silence (pcm is then zeros). */
 int voice_agent_speak(struct voice_agent *va, int16_t *pcm);
+/* After a kick: the frame the last voice_agent_speak gave was silence and
+ * has not gone out. If a reply's audio is ready it takes that frame's place
+ * (1, pcm filled; the echo canceller's reference is corrected); else 0 and
+ * the silence stands. */
+int voice_agent_speak_again(struct voice_agent *va, int16_t *pcm);
 
 #endif

@@ -153,6 +153,10 @@ void aec_playback(struct aec *a, const int16_t *far) {
   a->far_pos += AEC_FRAME;
 }
 
+void aec_unplay(struct aec *a) {
+  if (a && a->far_pos >= AEC_FRAME) a->far_pos -= AEC_FRAME;
+}
+
 /* The sent sample `pos` (stream index), 0 outside the ring's reach. */
 static int16_t far_at(const struct aec *a, int64_t pos) {
   if (pos < 0 || (uint64_t)pos >= a->far_pos || a->far_pos - (uint64_t)pos > a->far_len) return 0;

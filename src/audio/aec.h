@@ -27,6 +27,8 @@ void aec_free(struct aec *a);
 
 /* One frame the caller is about to hear (what we sent). */
 void aec_playback(struct aec *a, const int16_t *far);
+/* Takes back the last frame given to aec_playback: it was replaced before it went out. */
+void aec_unplay(struct aec *a);
 
 /* One frame from the caller's microphone; writes it with the echo removed. */
 void aec_capture(struct aec *a, const int16_t *near, int16_t *out);

@@ -2,17 +2,22 @@
  * One call on a media worker.
  *
  * Inbound, a packet goes: UDP -> ICE (STUN checks) or DTLS (handshake) or
- * SRTP -> RTP -> receive statistics -> jitter buffer. Outbound, every 20 ms
- * tick, in two passes over the worker's calls: first every call's frame
- * goes out (the agent speaks one frame, or silence -> Opus -> RTP -> SRTP ->
- * UDP to the path the browser nominated), then every call hears one frame
- * (jitter buffer -> decoder -> the agent). Sending first keeps the
- * outbound pacing tight however long the listening work takes; what the
- * agent decides while listening (a barge-in pause) shows in the next tick's
- * frame. When the agent has a reply's first audio between
- * ticks, that frame is sent at once and the next tick sends none, so a
- * reply never waits for the pacing grid while the stream keeps its rate. About once a second an RTCP sender report goes
- * out, and the browser's reports steer our encoder's FEC and bitrate.
+ * SRTP -> RTP -> receive statistics -> jitter buffer. Outbound, a frame is
+ * made one tick ahead of its time: each 20 ms tick runs two passes over the
+ * worker's calls. First every call's ready frame goes out (SRTP, then into
+ * the worker's batch of datagrams, all sent by one system call); then every
+ * call hears one frame (jitter buffer -> decoder -> the agent) and makes
+ * the next tick's frame (the agent speaks one frame, or silence -> Opus ->
+ * RTP). So the moment a frame leaves does not depend on how long any
+ * call's listening, encoding or echo cancelling takes: the outbound pacing
+ * stays within a fraction of a millisecond at any load short of a full
+ * CPU. Nothing is delayed by it: a reply's audio is queued long before it
+ * is due, and what the agent decides while listening (a barge-in pause)
+ * shows in the very next frame. The one frame that cannot wait is a reply's
+ * first: when its audio arrives between ticks it takes the place of the
+ * ready frame (always silence then) and goes out at once, so a reply never
+ * waits for the pacing grid. About once a second an RTCP sender report
+ * goes out, and the browser's reports steer our encoder's FEC and bitrate.
  *
  * A call ends itself (media_call_end_reason) when the browser stops its
  * consent checks, DTLS fails or does not complete, or the browser says BYE.
@@ -51,7 +56,10 @@ struct media_call {
   struct opusc_enc *enc;
   struct echo_agent *agent;
   struct voice_agent *voice;
-  int sent_early; /* a frame went out between ticks: the next tick sends none */
+  uint8_t next[PKT_MAX]; /* the next tick's frame: RTP header and Opus, not yet protected */
+  size_t next_len;       /* 0: none ready */
+  size_t next_payload;   /* its Opus bytes, for the sender reports */
+  int next_audio;        /* it carries speech, not silence */
   struct rtp_stats rx;
   uint32_t peer_ssrc;
   int have_peer;
@@ -100,16 +108,20 @@ static void agent_event(void *user, char *json) {
 
 static void agent_end(void *user, const char *reason) { end_call(user, reason); }
 
-static void send_frame(struct media_call *c, const int16_t *pcm, int marker);
+static void make_frame(struct media_call *c, const int16_t *pcm, int audio);
+static void send_ready(struct media_call *c);
 
+/* A reply's first audio arrived between ticks: it replaces the ready
+ * silence (taking its sequence number and timestamp) and goes out now. */
 static void agent_kick(void *user) {
   struct media_call *c = user;
   int16_t out[OPUSC_FRAME];
-  if (!c->srtp || c->sent_early || c->end_reason[0]) return;
-  if (!voice_agent_speak(c->voice, out)) return;
-  send_frame(c, out, !c->speaking);
-  c->speaking = 1;
-  c->sent_early = 1;
+  if (!c->srtp || c->end_reason[0] || !c->next_len || c->next_audio) return;
+  if (!voice_agent_speak_again(c->voice, out)) return;
+  c->seq--;
+  c->ts -= OPUSC_FRAME;
+  make_frame(c, out, 1);
+  send_ready(c);
 }
 
 static int make_agent(struct media_call *c, const struct media_call_params *p,
@@ -270,43 +282,46 @@ void media_call_on_packet(struct media_call *c, uint8_t *pkt, size_t len,
 
 /* --- the tick ----------------------------------------------------------------------------- */
 
-static void send_frame(struct media_call *c, const int16_t *pcm, int marker) {
-  size_t hdr = rtp_write_header(c->pkt, marker, c->opus_pt, c->seq, c->ts, c->ssrc);
-  int n = opusc_encode(c->enc, pcm, c->pkt + hdr, sizeof c->pkt - hdr - SRTPCTX_MAX_OVERHEAD);
+/* The next tick's frame: Opus, behind an RTP header whose marker starts a talkspurt. */
+static void make_frame(struct media_call *c, const int16_t *pcm, int audio) {
+  size_t hdr = rtp_write_header(c->next, audio && !c->speaking, c->opus_pt, c->seq, c->ts, c->ssrc);
+  int n = opusc_encode(c->enc, pcm, c->next + hdr, sizeof c->next - hdr - SRTPCTX_MAX_OVERHEAD);
   c->seq++;
   c->ts += OPUSC_FRAME;
-  if (n < 0) return;
-  size_t len = hdr + (size_t)n;
-  if (srtpctx_protect_rtp(c->srtp, c->pkt, &len, sizeof c->pkt)) return;
-  c->packets++;
-  c->octets += (uint32_t)n;
-  send_to_peer(c, c->pkt, len);
+  c->speaking = audio;
+  c->next_len = n < 0 ? 0 : hdr + (size_t)n;
+  c->next_payload = n < 0 ? 0 : (size_t)n;
+  c->next_audio = audio;
 }
 
-/* The frame of this tick goes out. */
-static void speak_tick(struct media_call *c) {
-  int16_t out[OPUSC_FRAME];
-  int speaking;
-  if (c->sent_early) { /* this tick's frame already went out */
-    c->sent_early = 0;
-    return;
-  }
-  if (c->voice) {
-    speaking = voice_agent_speak(c->voice, out);
-  } else {
-    speaking = echo_agent_speak(c->agent, out);
-    if (!speaking) memset(out, 0, sizeof out);
-  }
-  send_frame(c, out, speaking && !c->speaking); /* marker: the start of a talkspurt */
-  c->speaking = speaking;
+/* The ready frame goes out, protected in c->pkt: a frame is protected only
+ * once its place is final, since SRTP must never encrypt two packets under
+ * one sequence number. */
+static void send_ready(struct media_call *c) {
+  size_t len = c->next_len;
+  if (!len) return;
+  c->next_len = 0;
+  memcpy(c->pkt, c->next, len);
+  if (srtpctx_protect_rtp(c->srtp, c->pkt, &len, sizeof c->pkt)) return;
+  c->packets++;
+  c->octets += (uint32_t)c->next_payload;
+  send_to_peer(c, c->pkt, len);
 }
 
 void media_call_tick_in(struct media_call *c) {
   if (c->end_reason[0] || !c->connected) return;
-  int16_t in[OPUSC_FRAME];
+  int16_t in[OPUSC_FRAME], out[OPUSC_FRAME];
   const int16_t *heard = jitter_get(c->jb, in) ? in : NULL;
-  if (c->voice) voice_agent_hear(c->voice, heard);
-  else echo_agent_hear(c->agent, heard);
+  int audio;
+  if (c->voice) {
+    voice_agent_hear(c->voice, heard);
+    audio = voice_agent_speak(c->voice, out);
+  } else {
+    echo_agent_hear(c->agent, heard);
+    audio = echo_agent_speak(c->agent, out);
+    if (!audio) memset(out, 0, sizeof out);
+  }
+  make_frame(c, out, audio);
 }
 
 static uint64_t wall_ms(void) {
@@ -337,7 +352,7 @@ void media_call_tick(struct media_call *c, uint64_t now_ms) {
     if (now_ms > c->created_ms && now_ms - c->created_ms > DTLS_TIMEOUT_MS) end_call(c, "dtls timeout");
     return;
   }
-  speak_tick(c);
+  send_ready(c);
   if (now_ms >= c->next_rtcp_ms) {
     send_rtcp(c, now_ms);
     c->next_rtcp_ms = now_ms + RTCP_INTERVAL_MS / 2 + (uint64_t)(rand_r(&c->seed) % RTCP_INTERVAL_MS);

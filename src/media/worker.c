@@ -8,10 +8,13 @@
  * address are routed to the same call through the address map.
  *
  * One timer per worker paces every call: each 20 ms tick, every call sends
- * exactly one frame (speech, or encoded silence), pulls one frame from its
- * jitter buffer, and runs its DTLS, RTCP and consent timers. The tick is
- * scheduled against an absolute clock so that it does not drift, and a late
- * tick catches up (up to 100 ms) so RTP timestamps keep real time.
+ * exactly one frame (speech, or encoded silence, made on the tick before),
+ * all of them in one sendmmsg; then every call pulls one frame from its
+ * jitter buffer, runs its DTLS, RTCP and consent timers and makes its next
+ * frame. The tick is scheduled against an absolute clock so that it does
+ * not drift, and a late tick catches up (up to 100 ms) so RTP timestamps
+ * keep real time. Workers tick out of phase with each other (two workers:
+ * 10 ms apart), so their busy moments do not compete for the same cores.
  *
  * Calls are created by the control thread and posted here; ends and ICE
  * restarts are requests posted the same way. A worker never blocks: no
@@ -28,6 +31,7 @@
 #include "core/log.h"
 #include "media/addrmap.h"
 #include "media/call.h"
+#include "net/udp_batch.h"
 #include "rtc/dtls.h"
 #include "rtc/rtp.h"
 #include "rtc/srtpctx.h"
@@ -57,6 +61,8 @@ struct worker {
   uv_thread_t thread;
   uv_loop_t loop;
   uv_udp_t udp;
+  struct udp_batch *batch; /* the tick's frames, sent together */
+  int batching;            /* in the tick's send pass: packets go to the batch */
   uv_timer_t tick;
   struct mailbox *mb;
   struct addrmap *addrs;
@@ -144,6 +150,10 @@ static void remove_call(struct worker *w, struct call_node **pp, const char *rea
 
 static void send_packet(void *user, const uint8_t *data, size_t len, const struct sockaddr *to) {
   struct worker *w = user;
+  if (w->batching) {
+    udp_batch_add(w->batch, data, len, to);
+    return;
+  }
   uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
   int rc = uv_udp_try_send(&w->udp, &b, 1, to);
   if (rc < 0 && rc != UV_EAGAIN) log_debug("media", "send failed: %s", uv_strerror(rc));
@@ -190,10 +200,14 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 
 /* --- the 20 ms tick ------------------------------------------------------------- */
 
-/* Two passes: every call's frame goes out first, so the outbound pacing
- * does not depend on how long the listening work of other calls takes. */
+/* Two passes: every call's ready frame goes out first, in one batch, so the
+ * outbound pacing does not depend on how long any call's work takes; then
+ * every call hears and makes its next frame. */
 static void tick_calls(struct worker *w, uint64_t now) {
+  w->batching = 1;
   for (struct call_node *n = w->calls; n; n = n->next) media_call_tick(n->call, now);
+  udp_batch_flush(w->batch);
+  w->batching = 0;
   struct call_node **pp = &w->calls;
   while (*pp) {
     struct media_call *c = (*pp)->call;
@@ -308,7 +322,10 @@ static int bind_udp(struct worker *w, const struct config *cfg, char *err, size_
   int len = sizeof bound;
   uv_udp_getsockname(&w->udp, (struct sockaddr *)&bound, &len);
   w->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
-  return 0;
+  uv_os_fd_t fd;
+  if ((rc = uv_fileno((uv_handle_t *)&w->udp, &fd)) == 0) rc = udp_batch_new(&w->batch, fd);
+  if (rc) snprintf(err, errlen, "media worker %d: cannot set up sending", w->index);
+  return rc;
 }
 
 static int worker_init(struct worker *w, const struct config *cfg, char *err, size_t errlen) {
@@ -329,8 +346,11 @@ static int worker_init(struct worker *w, const struct config *cfg, char *err, si
     return rc;
   }
   uv_udp_recv_start(&w->udp, on_alloc, on_recv);
-  w->next_tick_ms = uv_now(&w->loop) + TICK_MS;
-  uv_timer_start(&w->tick, on_tick, TICK_MS, 0);
+  /* Workers tick out of phase, so that their busy moments do not coincide
+   * and each finds a core free when its tick is due. */
+  uint64_t phase = TICK_MS + (uint64_t)(TICK_MS * w->index / w->pool->n);
+  w->next_tick_ms = uv_now(&w->loop) + phase;
+  uv_timer_start(&w->tick, on_tick, phase, 0);
   return 0;
 }
 
@@ -345,6 +365,7 @@ static void worker_abandon(struct worker *w) {
 }
 
 static void worker_free(struct worker *w) {
+  udp_batch_free(w->batch);
   addrmap_free(w->addrs);
   dtls_ctx_free(w->dtls);
 }
