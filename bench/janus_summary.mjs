@@ -60,6 +60,18 @@ for (const r of rows) {
   const max = r.max === undefined ? 'not found' : String(r.max);
   const res = r.rssMb === undefined ? '' : `, peak RSS ${r.rssMb.toFixed(1)} MB, CPU ${r.cpuS.toFixed(1)} s over the run`;
   console.log(`${r.name.padEnd(9)} --find-max: ${max} concurrent calls${res}`);
+  // Per call at the largest count: CPU over that round's steady part; memory
+  // against the idle server before the first round (a heap keeps what later
+  // rounds' idle readings would otherwise hide).
+  const rounds = r.report?.find_max?.rounds ?? [];
+  const at = rounds.find((x) => x.calls === r.max && x.pass);
+  const idleKb = rounds[0]?.server?.rss_idle_kb;
+  if (at?.server && idleKb !== undefined) {
+    const kb = (at.server.rss_peak_kb - idleKb) / at.calls;
+    console.log(`          at ${r.max} calls: server ${at.server.cpu_percent.toFixed(0)}% CPU, ` +
+      `${at.server.cpu_percent_per_call.toFixed(2)}% of a core and ${kb.toFixed(0)} KB per call, ` +
+      `p99 jitter ${at.outbound_jitter_ms.p99} ms`);
+  }
   if (r.error) console.log(`          (${r.error})`);
   else if (r.max === undefined) console.log(`          (no max_calls in the report; its keys: ${Object.keys(r.report).join(', ')})`);
 }

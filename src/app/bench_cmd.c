@@ -252,11 +252,13 @@ static int find_max(const struct bench_opts *o, const struct loadgen_speech *sp,
     int rc = run_round(o, sp, n, (unsigned)round + 1, &r, err, errlen);
     if (rc) return rc;
     int ok = passed(&r);
+    char cpu[48] = "";
+    if (r.server_cpu_percent >= 0) snprintf(cpu, sizeof cpu, ", server CPU %.0f%%", r.server_cpu_percent);
     printf("find-max: %4d calls: %s  (failed %d, lost %.3f%%, late %.3f%%, jitter p99 %.1f ms, "
-           "voice-to-voice p50 %.0f ms, server CPU %.0f%%)\n",
+           "voice-to-voice p50 %.0f ms%s)\n",
            n, ok ? "PASS" : "FAIL", r.failed, 100 * ratio(lost_of(&r), r.expected),
            100 * ratio(r.late, r.expected), stats_hist_pct(r.jitter, 99),
-           stats_samples_pct(&r.v2v_raw_ms, 50), r.server_cpu_percent);
+           stats_samples_pct(&r.v2v_raw_ms, 50), cpu);
     fflush(stdout);
     json_array_append_new(rounds, json_result(o, &r));
     loadgen_result_free(&r);
