@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/voice.h"
 #include "core/log.h"
 #include "core/mailbox.h"
 #include "core/pool.h"
@@ -124,6 +125,10 @@ static char *answer_for(struct calls *calls, struct call_entry *e, const char *u
   ap.ice_pwd = pwd;
   ap.fingerprint = media_pool_fingerprint(calls->pool);
   ap.ice_lite = 1; /* we answer checks and never send them: RFC 8445 section 2.5 */
+  /* The voice agent hears at 16 kHz: a browser that knows it codes only
+   * that band (SILK wideband), cheaper to encode, send and decode. The
+   * echo agent plays the caller back and wants the full band. */
+  if (calls->engines) ap.max_playback_rate = VOICE_IN_RATE;
   ap.ssrc = e->ssrc;
   ap.cname = e->id;
   ap.port = media_pool_port(calls->pool, e->worker);

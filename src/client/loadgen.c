@@ -8,7 +8,10 @@
  * The utterance is encoded once; every call sends the same Opus packets
  * (and a pre-encoded silence packet between turns), so a call costs the
  * client one Opus decode per received frame and no encode, unless the
- * speakerphone echo is on, which needs the real mix encoded per call.
+ * speakerphone echo is on, which needs the real mix encoded per call. It
+ * is encoded twice, as a browser would code it for the band the server's
+ * answer asks for: full band, and wideband for a server whose
+ * maxplaybackrate is 16 kHz or less.
  *
  * A call's script, one turn after another:
  *
@@ -55,13 +58,18 @@
 #define SAMPLE_MS 500
 #define MAX_PACKET 400
 
-struct loadgen_speech {
-  int16_t *pcm;
-  size_t frames;
+/* The utterance and a pause in Opus, for one coded band. */
+struct coding {
   uint8_t (*opus)[MAX_PACKET];
   uint16_t *len;
   uint8_t silence[MAX_PACKET];
   uint16_t silence_len;
+};
+
+struct loadgen_speech {
+  int16_t *pcm;
+  size_t frames;
+  struct coding full, wide; /* wide: for a server that plays 16 kHz or less */
 };
 
 enum step { NOT_STARTED, PAUSE, SPEAK, WAIT, REPLY, DONE };
@@ -104,30 +112,40 @@ static double frame_db(const int16_t *pcm) {
 void loadgen_speech_free(struct loadgen_speech *s) {
   if (!s) return;
   free(s->pcm);
-  free(s->opus);
-  free(s->len);
+  free(s->full.opus);
+  free(s->full.len);
+  free(s->wide.opus);
+  free(s->wide.len);
   free(s);
 }
 
-static int encode_all(struct loadgen_speech *s) {
+static struct opusc_enc *mic_encoder(int max_rate) {
   struct opusc_enc *enc = opusc_enc_new(OPUSC_MIC, 0);
+  if (enc) opusc_enc_set_max_rate(enc, max_rate);
+  return enc;
+}
+
+static int encode_all(const struct loadgen_speech *s, struct coding *k, int max_rate) {
+  k->opus = malloc(s->frames * sizeof *k->opus);
+  k->len = malloc(s->frames * sizeof *k->len);
+  struct opusc_enc *enc = k->opus && k->len ? mic_encoder(max_rate) : NULL;
   if (!enc) return -ENOMEM;
   int16_t zeros[OPUSC_FRAME] = {0};
   int rc = 0;
   for (size_t i = 0; i < s->frames && rc == 0; i++) {
-    int n = opusc_encode(enc, s->pcm + i * OPUSC_FRAME, s->opus[i], MAX_PACKET);
+    int n = opusc_encode(enc, s->pcm + i * OPUSC_FRAME, k->opus[i], MAX_PACKET);
     if (n <= 0) rc = -EIO;
-    else s->len[i] = (uint16_t)n;
+    else k->len[i] = (uint16_t)n;
   }
   opusc_enc_free(enc);
   /* Silence from an encoder that has only ever heard silence: a packet
    * taken right after speech would carry the tail of the last frame, and
    * repeated, it would sound like a buzz, not a pause. */
-  if (rc || !(enc = opusc_enc_new(OPUSC_MIC, 0))) return rc ? rc : -ENOMEM;
+  if (rc || !(enc = mic_encoder(max_rate))) return rc ? rc : -ENOMEM;
   for (int i = 0; i < 25 && rc == 0; i++) {
-    int n = opusc_encode(enc, zeros, s->silence, MAX_PACKET);
+    int n = opusc_encode(enc, zeros, k->silence, MAX_PACKET);
     if (n <= 0) rc = -EIO;
-    else s->silence_len = (uint16_t)n;
+    else k->silence_len = (uint16_t)n;
   }
   opusc_enc_free(enc);
   return rc;
@@ -145,14 +163,13 @@ int loadgen_speech_new(struct loadgen_speech **out, const int16_t *pcm, size_t n
   if (!s) return -ENOMEM;
   s->frames = last - first + 1;
   s->pcm = malloc(s->frames * OPUSC_FRAME * sizeof(int16_t));
-  s->opus = malloc(s->frames * sizeof *s->opus);
-  s->len = malloc(s->frames * sizeof *s->len);
-  if (!s->pcm || !s->opus || !s->len) {
+  if (!s->pcm) {
     loadgen_speech_free(s);
     return -ENOMEM;
   }
   memcpy(s->pcm, pcm + first * OPUSC_FRAME, s->frames * OPUSC_FRAME * sizeof(int16_t));
-  int rc = encode_all(s);
+  int rc = encode_all(s, &s->full, 0);
+  if (rc == 0) rc = encode_all(s, &s->wide, 16000);
   if (rc) {
     loadgen_speech_free(s);
     return rc;
@@ -267,22 +284,25 @@ static void begin_turn(struct lcall *c, uint64_t now, int barge) {
   c->barge_turn = barge;
   c->lg->r->turns++;
   if (barge) {
-    c->lg->r->barge_attempts++;
     c->barge_onset = mono_ms();
     c->barge_pending = 1;
   }
 }
 
+/* A barge-in counts once its outcome is known: one that the end of the
+ * call cuts short says nothing about the server. */
 static void follow_barge(struct lcall *c) {
   double now = mono_ms();
   if (c->barge_onset <= 0) return;
   if (now - c->last_voiced_rx >= BARGE_QUIET_MS) {
     double stop = c->last_voiced_rx - c->barge_onset;
     stats_samples_add(&c->lg->r->barge_stop_ms, stop > 0 ? stop : 0);
+    c->lg->r->barge_attempts++;
     c->lg->r->barge_stopped++;
     c->barge_onset = 0;
   } else if (now - c->barge_onset > BARGE_GIVE_UP_MS) {
-    c->barge_onset = 0; /* not stopped */
+    c->lg->r->barge_attempts++; /* not stopped */
+    c->barge_onset = 0;
   }
 }
 
@@ -317,12 +337,14 @@ static void script(struct lcall *c, uint64_t now) {
 
 static void send_frame(struct lcall *c, uint64_t now) {
   const struct loadgen_speech *sp = c->lg->p.speech;
+  int max_rate = peer_max_playback_rate(caller_peer(c->caller));
+  const struct coding *k = max_rate && max_rate <= 16000 ? &sp->wide : &sp->full;
   if (c->step != SPEAK) {
-    caller_tick(c->caller, now, NULL, sp->silence, sp->silence_len);
+    caller_tick(c->caller, now, NULL, k->silence, k->silence_len);
     return;
   }
   size_t i = c->frame++;
-  caller_tick(c->caller, now, sp->pcm + i * OPUSC_FRAME, sp->opus[i], sp->len[i]);
+  caller_tick(c->caller, now, sp->pcm + i * OPUSC_FRAME, k->opus[i], k->len[i]);
   if (c->frame >= sp->frames) {
     c->utt_end_ms = now;
     c->utt_end = mono_ms();

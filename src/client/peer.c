@@ -61,6 +61,7 @@ struct peer {
   struct opusc_dec *dec;
   struct jitter *jb;
   int opus_pt;
+  int max_rate; /* the answer's maxplaybackrate; 0: the full band */
   uint32_t ssrc, ts, packets, octets;
   uint16_t seq;
   uint64_t started_ms, next_rtcp_ms;
@@ -250,6 +251,17 @@ static int add_candidates(struct peer *p, const struct sdp_session *s) {
   return added;
 }
 
+/* The band the server asks us to code for (RFC 7587 maxplaybackrate), as a browser honours it. */
+static int answer_max_rate(const struct sdp_session *s) {
+  char v[16];
+  if (sdp_opus_param(s, "maxplaybackrate", v, sizeof v) != 0) return 0;
+  char *end;
+  long hz = strtol(v, &end, 10);
+  return *end == '\0' && hz >= 8000 && hz < 48000 ? (int)hz : 0;
+}
+
+int peer_max_playback_rate(const struct peer *p) { return p->max_rate; }
+
 int peer_answer(struct peer *p, const char *text, char *err, size_t errlen) {
   struct sdp_session *s = NULL;
   char why[200];
@@ -272,6 +284,7 @@ int peer_answer(struct peer *p, const char *text, char *err, size_t errlen) {
   else rc = 0;
   if (rc == 0) {
     p->opus_pt = sdp_opus_pt(s);
+    p->max_rate = answer_max_rate(s);
     icectl_set_remote(p->ice, sdp_ice_ufrag(s), sdp_ice_pwd(s));
     p->state = PEER_CHECKING;
     p->started_ms = uv_now(p->loop);
@@ -494,7 +507,10 @@ static void send_audio(struct peer *p, const int16_t *pcm, const uint8_t *opus, 
     if (p->echo_ring) v += p->prm.echo_gain * p->echo_ring[(r + (size_t)i) % p->ring_len];
     mic[i] = sat16(v);
   }
-  if (!p->enc && !(p->enc = opusc_enc_new(OPUSC_MIC, 0))) return;
+  if (!p->enc) {
+    if (!(p->enc = opusc_enc_new(OPUSC_MIC, 0))) return;
+    opusc_enc_set_max_rate(p->enc, p->max_rate);
+  }
   uint8_t out[1500];
   int n = opusc_encode(p->enc, mic, out, sizeof out);
   if (n > 0) send_rtp(p, out, (size_t)n);

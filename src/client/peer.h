@@ -74,6 +74,8 @@ void peer_tick(struct peer *p, uint64_t now_ms, const int16_t *pcm, const uint8_
                size_t opus_len);
 
 enum peer_state peer_state(const struct peer *p);
+/* The answer's maxplaybackrate: code the microphone for at most this rate; 0 = the full band. */
+int peer_max_playback_rate(const struct peer *p);
 /* Why the peer failed. */
 const char *peer_error(const struct peer *p);
 void peer_counters(const struct peer *p, struct peer_counters *c);

@@ -13,7 +13,8 @@
  *
  * The answer follows JSEP: the same number and order of m-sections, the
  * audio one accepted (ICE-lite, our host candidates, setup:passive, Opus
- * with minptime=10;useinbandfec=1, our SSRC), every other one rejected with
+ * with minptime=10;useinbandfec=1 and, when asked, the maxplaybackrate we
+ * want the browser to code for; our SSRC), every other one rejected with
  * port 0 and left out of BUNDLE.
  */
 #include "rtc/sdp.h"
@@ -318,7 +319,9 @@ static void audio_lines(struct buf *b, const struct sdp_answer_params *ap, const
   put(b, "a=fingerprint:sha-256 %s\r\na=setup:%s\r\na=%s\r\na=rtcp-mux\r\n", ap->fingerprint,
       ap->setup ? ap->setup : "passive", direction);
   if (rsize) put(b, "a=rtcp-rsize\r\n");
-  put(b, "a=rtpmap:%d opus/48000/2\r\na=fmtp:%d minptime=10;useinbandfec=1\r\n", pt, pt);
+  put(b, "a=rtpmap:%d opus/48000/2\r\na=fmtp:%d minptime=10;useinbandfec=1", pt, pt);
+  if (ap->max_playback_rate) put(b, ";maxplaybackrate=%d", ap->max_playback_rate);
+  put(b, "\r\n");
   if (te_pt >= 0) put(b, "a=rtpmap:%d telephone-event/48000\r\n", te_pt);
   put(b, "a=ssrc:%u cname:%s\r\na=msid:tingshuo audio\r\n", ap->ssrc, ap->cname);
   for (size_t i = 0; i < ap->ncandidates; i++) {

@@ -46,6 +46,7 @@ struct sdp_answer_params {
   const char *candidates[SDP_MAX_CANDIDATES]; /* IP addresses, all on `port` */
   size_t ncandidates;
   int ice_lite;
+  int max_playback_rate; /* 0, or the highest rate we play, asked of the sender (RFC 7587) */
 };
 
 /* Our answer to `offer`; *out is malloc'd and the caller's to free. */

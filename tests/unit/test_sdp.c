@@ -115,6 +115,25 @@ static void answers(void **state) {
   answer_round_trip("chrome_av_datachannel_offer.sdp", 3);
 }
 
+static void answer_asks_for_the_playback_rate_it_wants(void **state) {
+  struct sdp_session *offer = parse_fixture("chrome_offer.sdp");
+  struct sdp_answer_params ap = params();
+  char *answer = NULL, err[256], v[16];
+  assert_int_equal(sdp_build_answer(offer, &ap, &answer), 0);
+  assert_null(strstr(answer, "maxplaybackrate")); /* not asked: the full band */
+  free(answer);
+  ap.max_playback_rate = 16000;
+  assert_int_equal(sdp_build_answer(offer, &ap, &answer), 0);
+  assert_non_null(strstr(answer, "minptime=10;useinbandfec=1;maxplaybackrate=16000\r\n"));
+  struct sdp_session *back = NULL;
+  if (sdp_parse(answer, strlen(answer), &back, err, sizeof err)) fail_msg("%s", err);
+  assert_int_equal(sdp_opus_param(back, "maxplaybackrate", v, sizeof v), 0);
+  assert_string_equal(v, "16000");
+  sdp_session_free(back);
+  sdp_session_free(offer);
+  free(answer);
+}
+
 static void video_and_data_are_rejected_in_order(void **state) {
   struct sdp_session *offer = parse_fixture("chrome_av_datachannel_offer.sdp");
   struct sdp_answer_params ap = params();
@@ -233,7 +252,8 @@ static void client_offer_parses(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(chrome),  cmocka_unit_test(firefox), cmocka_unit_test(safari),
-      cmocka_unit_test(answers), cmocka_unit_test(video_and_data_are_rejected_in_order),
+      cmocka_unit_test(answers),
+      cmocka_unit_test(answer_asks_for_the_playback_rate_it_wants), cmocka_unit_test(video_and_data_are_rejected_in_order),
       cmocka_unit_test(ice_restart_has_new_credentials), cmocka_unit_test(unusable_offers),
       cmocka_unit_test(fuzz_fixtures), cmocka_unit_test(client_offer_parses),
   };
