@@ -411,6 +411,7 @@ static void sample(struct lg *lg, uint64_t now) {
   if (have && ps.rss_kb > lg->r->server_rss_peak_kb) lg->r->server_rss_peak_kb = ps.rss_kb;
   if (!lg->window_open && now >= lg->window_start_ms) {
     lg->window_open = 1;
+    lg->r->connected_at_measure = lg->r->connected;
     lg->server_cpu0 = have ? ps.cpu_s : -1;
     lg->client_cpu0 = self_cpu_s();
     lg->window_start_ms = now;

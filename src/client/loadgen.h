@@ -44,6 +44,7 @@ struct loadgen_params {
 
 struct loadgen_result {
   int calls, connected, failed;
+  int connected_at_measure; /* connected when the measured window opened: all, for N to be concurrent */
   char failures[LOADGEN_MAX_FAILURES][160]; /* distinct reasons, first ones */
   int nfailures;
   struct stats_samples setup_ms;        /* start -> media connected */
