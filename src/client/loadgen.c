@@ -98,6 +98,10 @@ struct lg {
   struct lcall *calls;
   int live, started;
   uint64_t t0, next_sample_ms, window_start_ms, window_end_ms;
+  /* The time of the tick being run. A late loop runs its missed ticks in a
+   * row with their own times, behind the clock; every call time is taken on
+   * this one, so that "now - then" never goes negative. */
+  uint64_t tick_ms;
   double server_cpu0, client_cpu0;
   int window_open, window_closed;
 };
@@ -223,7 +227,7 @@ static void on_rx(void *user, const struct peer_rx *rx) {
   double end = c->utt_end;
   if (rx->arrival_ms < end) return;
   c->step = REPLY;
-  c->reply_start_ms = uv_now(&c->lg->l.loop);
+  c->reply_start_ms = c->lg->tick_ms;
   if (!c->barge_turn) {
     c->last_raw = rx->arrival_ms - end;
     stats_samples_add(&c->lg->r->v2v_raw_ms, c->last_raw);
@@ -251,7 +255,7 @@ static void on_message(void *user, const char *type, json_t *msg) {
 
 static void on_connected(void *user) {
   struct lcall *c = user;
-  c->connected_ms = uv_now(&c->lg->l.loop);
+  c->connected_ms = c->lg->tick_ms;
   c->lg->r->connected++;
   stats_samples_add(&c->lg->r->setup_ms, (double)(c->connected_ms - c->started_ms));
   c->step = PAUSE;
@@ -267,7 +271,7 @@ static void on_connected(void *user) {
  */
 static uint64_t frames_expected(const struct lcall *c, const struct peer_counters *n) {
   if (!c->connected_ms) return n->expected;
-  uint64_t ms = uv_now(&c->lg->l.loop) - c->connected_ms, by_time = ms / 20;
+  uint64_t ms = c->lg->tick_ms - c->connected_ms, by_time = ms / 20;
   by_time = by_time > MEDIA_START_FRAMES ? by_time - MEDIA_START_FRAMES : 0;
   return n->expected > by_time ? n->expected : by_time;
 }
@@ -426,6 +430,7 @@ static void sample(struct lg *lg, uint64_t now) {
 
 static void on_tick(void *user, uint64_t now) {
   struct lg *lg = user;
+  lg->tick_ms = now;
   for (int i = 0; i < lg->p.calls; i++) {
     struct lcall *c = &lg->calls[i];
     if (c->ended) continue;
