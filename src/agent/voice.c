@@ -101,8 +101,7 @@ struct voice_agent {
   char reply_text[MAX_TEXT];
   struct playout *po;
   int paused, barge;
-  int ref_active; /* the echo reference's last frame was speech */
-  int spoke;      /* the last frame spoken carried audio */
+  int spoke; /* the last frame spoken (and given to the echo reference) carried audio */
   struct history *hist;
 
   struct stamps t;
@@ -580,17 +579,16 @@ void voice_agent_hear(struct voice_agent *va, const int16_t *pcm) {
   idle_tick(va);
 }
 
-/* What we send is the echo canceller's reference; silence needs no resampling. */
+/* What we send is the echo canceller's reference; silence needs no
+ * resampling. Called before va->spoke takes this frame's value. */
 static void reference(struct voice_agent *va, const int16_t *pcm, int audio) {
   if (!va->aec) return;
   int16_t out16[FRAME16 + 16] = {0};
   if (audio) {
     size_t n = resampler_process(va->down_out, pcm, VOICE_FRAME, out16, sizeof out16 / 2);
     if (n < FRAME16) memset(out16 + n, 0, (FRAME16 - n) * sizeof *out16);
-    va->ref_active = 1;
-  } else if (va->ref_active) {
+  } else if (va->spoke) {
     resampler_reset(va->down_out); /* the next talkspurt starts clean */
-    va->ref_active = 0;
   }
   aec_playback(va->aec, out16);
 }

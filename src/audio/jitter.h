@@ -26,7 +26,7 @@ void jitter_free(struct jitter *jb);
 void jitter_put(struct jitter *jb, uint16_t seq, const uint8_t *payload, size_t len,
                 uint64_t arrival_ms);
 
-/* One 20 ms frame (OPUSC_FRAME samples at 48 kHz) into pcm: 1 with audio, 0 when
+/* One 20 ms frame (rate / 50 samples: OPUSC_FRAME at 48 kHz) into pcm: 1 with audio, 0 when
  * there is nothing to play yet (before the stream starts, while
  * buffering, or after the sender went quiet). */
 int jitter_get(struct jitter *jb, int16_t *pcm);

@@ -59,7 +59,6 @@ struct media_call {
   uint8_t next[PKT_MAX]; /* the next tick's frame: RTP header and Opus, not yet protected */
   size_t next_len;       /* 0: none ready */
   size_t next_payload;   /* its Opus bytes, for the sender reports */
-  int next_audio;        /* it carries speech, not silence */
   struct rtp_stats rx;
   uint32_t peer_ssrc;
   int have_peer;
@@ -71,7 +70,7 @@ struct media_call {
   int opus_pt;
   uint32_t ssrc, ts, packets, octets;
   uint16_t seq;
-  int speaking;
+  int speaking; /* the last frame made (the ready one, while next_len > 0) carries speech */
   unsigned seed; /* spreads RTCP reports in time */
   uint64_t created_ms, next_rtcp_ms;
   int connected, connected_reported;
@@ -116,7 +115,7 @@ static void send_ready(struct media_call *c);
 static void agent_kick(void *user) {
   struct media_call *c = user;
   int16_t out[OPUSC_FRAME];
-  if (!c->srtp || c->end_reason[0] || !c->next_len || c->next_audio) return;
+  if (!c->srtp || c->end_reason[0] || !c->next_len || c->speaking) return;
   if (!voice_agent_speak_again(c->voice, out)) return;
   c->seq--;
   c->ts -= OPUSC_FRAME;
@@ -291,7 +290,6 @@ static void make_frame(struct media_call *c, const int16_t *pcm, int audio) {
   c->speaking = audio;
   c->next_len = n < 0 ? 0 : hdr + (size_t)n;
   c->next_payload = n < 0 ? 0 : (size_t)n;
-  c->next_audio = audio;
 }
 
 /* The ready frame goes out, protected in c->pkt: a frame is protected only
