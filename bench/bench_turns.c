@@ -89,16 +89,13 @@ static int16_t *say(const char *text, int *frames) {
   int16_t *raw;
   size_t n_raw;
   int rate;
-  struct resampler *r;
+  int16_t *pcm;
+  size_t n;
   if (tts_flite_render(tts_flite_voice("awb"), text, &raw, &n_raw, &rate) ||
-      resampler_new(&r, rate, VOICE_IN_RATE, 3))
+      resampler_convert(raw, n_raw, rate, VOICE_IN_RATE, 3, &pcm, &n))
     exit(1);
-  size_t cap = n_raw * VOICE_IN_RATE / (size_t)rate + 2 * VOICE_IN_FRAME;
-  int16_t *pcm = calloc(cap, sizeof *pcm);
-  size_t n = resampler_process(r, raw, n_raw, pcm, cap);
-  resampler_free(r);
   free(raw);
-  *frames = (int)(n / VOICE_IN_FRAME) + 1;
+  *frames = (int)(n / VOICE_IN_FRAME) + 1; /* the last one rounded up: zeros follow */
   return pcm;
 }
 

@@ -64,6 +64,20 @@ size_t resampler_process(struct resampler *r, const int16_t *in, size_t n, int16
   return done_out;
 }
 
+int resampler_convert(const int16_t *in, size_t n, int in_rate, int out_rate, int quality,
+                      int16_t **out, size_t *out_n) {
+  struct resampler *r;
+  int rc = resampler_new(&r, in_rate, out_rate, quality);
+  if (rc) return rc;
+  size_t cap = n * (size_t)out_rate / (size_t)in_rate + 16 + (size_t)out_rate / 50;
+  int16_t *buf = calloc(cap, sizeof *buf);
+  if (buf) *out_n = resampler_process(r, in, n, buf, cap);
+  resampler_free(r);
+  if (!buf) return -ENOMEM;
+  *out = buf;
+  return 0;
+}
+
 void resampler_reset(struct resampler *r) {
   if (r) speex_resampler_reset_mem(r->st);
 }

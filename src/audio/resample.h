@@ -23,6 +23,15 @@ void resampler_free(struct resampler *r);
 size_t resampler_process(struct resampler *r, const int16_t *in, size_t n, int16_t *out,
                          size_t cap);
 
+/*
+ * Converts a whole buffer with a resampler of its own (the same samples
+ * resampler_process would give). *out is calloc'd and the caller's: *out_n
+ * samples, then at least one 20 ms frame of zeros at out_rate, so a caller
+ * cutting it into 20 ms frames may round the last one up.
+ */
+int resampler_convert(const int16_t *in, size_t n, int in_rate, int out_rate, int quality,
+                      int16_t **out, size_t *out_n);
+
 /* Forgets the history (between unrelated streams). */
 void resampler_reset(struct resampler *r);
 

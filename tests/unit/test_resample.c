@@ -1,5 +1,6 @@
 /* resample: tone frequency and level survive every rate pair the call path uses; a
- * stream cut into chunks converts exactly as in one piece; bad arguments are refused. */
+ * stream cut into chunks converts exactly as in one piece, and as a whole buffer does;
+ * bad arguments are refused. */
 #include <errno.h>
 #include <math.h>
 #include <setjmp.h>
@@ -123,6 +124,27 @@ static void small_output_is_bounded(void **state) {
   resampler_free(r);
 }
 
+static void a_whole_buffer_converts_as_a_stream_and_ends_in_a_frame_of_zeros(void **state) {
+  for (size_t p = 0; p < sizeof PAIRS / sizeof PAIRS[0]; p++) {
+    int in_rate = PAIRS[p][0], out_rate = PAIRS[p][1];
+    size_t n = (size_t)in_rate / 3;
+    int16_t *in = tone(in_rate, 440, 12000, n), *whole, *streamed;
+    size_t got, cap = n * (size_t)out_rate / (size_t)in_rate + 4096;
+    assert_non_null(streamed = malloc(cap * sizeof *streamed));
+    size_t want = convert_chunked(in_rate, out_rate, in, n, n, streamed, cap);
+    assert_int_equal(resampler_convert(in, n, in_rate, out_rate, 3, &whole, &got), 0);
+    assert_int_equal(got, want);
+    assert_memory_equal(whole, streamed, got * sizeof *whole);
+    for (int i = 0; i < out_rate / 50; i++) assert_int_equal(whole[got + (size_t)i], 0);
+    free(in);
+    free(whole);
+    free(streamed);
+  }
+  int16_t *out;
+  size_t got;
+  assert_int_equal(resampler_convert(NULL, 0, 0, 16000, 3, &out, &got), -EINVAL);
+}
+
 static void bad_arguments_refused(void **state) {
   struct resampler *r = (void *)1;
   assert_int_equal(resampler_new(&r, 0, 16000, 3), -EINVAL);
@@ -140,6 +162,7 @@ int main(void) {
       cmocka_unit_test(chunks_match_one_piece),
       cmocka_unit_test(reset_forgets_history),
       cmocka_unit_test(small_output_is_bounded),
+      cmocka_unit_test(a_whole_buffer_converts_as_a_stream_and_ends_in_a_frame_of_zeros),
       cmocka_unit_test(bad_arguments_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -137,12 +137,9 @@ static int16_t *caller_speech(const char *text, int *frames) {
   size_t n_raw;
   int rate;
   assert_int_equal(tts_flite_render(tts_flite_voice("awb"), text, &raw, &n_raw, &rate), 0);
-  struct resampler *r;
-  assert_int_equal(resampler_new(&r, rate, VOICE_IN_RATE, 3), 0);
-  size_t cap = n_raw * VOICE_IN_RATE / (size_t)rate + FI + 16;
-  int16_t *pcm = calloc(cap, sizeof *pcm);
-  size_t n = resampler_process(r, raw, n_raw, pcm, cap);
-  resampler_free(r);
+  int16_t *pcm;
+  size_t n;
+  assert_int_equal(resampler_convert(raw, n_raw, rate, VOICE_IN_RATE, 3, &pcm, &n), 0);
   free(raw);
   *frames = (int)(n / FI);
   return pcm;

@@ -66,16 +66,10 @@ static void trim_silence(struct tone_engine *e) {
 /* The phrase at the rate calls send at. */
 static int to_send_rate(struct tone_engine *e) {
   if (e->rate == TONE_RATE) return 0;
-  struct resampler *r;
-  size_t cap = e->n * TONE_RATE / (size_t)e->rate + 64;
-  int16_t *out = malloc(cap * sizeof *out);
-  int rc = out ? resampler_new(&r, e->rate, TONE_RATE, 5) : -ENOMEM;
-  if (rc) {
-    free(out);
-    return rc;
-  }
-  size_t n = resampler_process(r, e->pcm, e->n, out, cap);
-  resampler_free(r);
+  int16_t *out;
+  size_t n;
+  int rc = resampler_convert(e->pcm, e->n, e->rate, TONE_RATE, 5, &out, &n);
+  if (rc) return rc;
   free(e->pcm);
   e->pcm = out;
   e->n = n;
