@@ -8,11 +8,11 @@ cd "$(dirname "$0")/.."
 RUN_PKGS=(
   build-essential cmake pkg-config
   libuv1-dev libwebsockets-dev libssl-dev libsrtp2-dev libopus-dev libspeexdsp-dev
-  libcurl4-openssl-dev libjansson-dev openssl
+  libcurl4-openssl-dev libjansson-dev openssl libsqlite3-dev libpq-dev libogg-dev
   libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us flite1-dev libespeak-ng-dev espeak-ng-data
 )
 TEST_PKGS=(
-  libcmocka-dev chromium sox curl flite pocketsphinx
+  libcmocka-dev chromium sox curl flite pocketsphinx postgresql prometheus opus-tools sqlite3
 )
 
 mode=${1:-run}

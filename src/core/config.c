@@ -24,7 +24,10 @@
 
 #include "core/log.h"
 
-enum key_type { KEY_STRING, KEY_INT, KEY_DOUBLE, KEY_BOOL, KEY_ENUM, KEY_IP, KEY_ADDR, KEY_ADDR_OPT, KEY_ADDR_LIST };
+enum key_type {
+  KEY_STRING, KEY_INT, KEY_DOUBLE, KEY_BOOL, KEY_ENUM, KEY_IP, KEY_ADDR, KEY_ADDR_OPT,
+  KEY_ADDR_LIST, KEY_DB_URL, KEY_SECRET
+};
 
 struct key {
   const char *name;
@@ -78,6 +81,28 @@ static const struct key keys[] = {
      "A call whose browser stops sending connectivity checks for this long is ended."},
     {"resume_timeout_ms", INT(resume_timeout_ms), "30000", 0, 600000, NULL,
      "How long a call waits for its page to reconnect after the WebSocket drops."},
+
+    {"records", BOOL(records), "on", 0, 0, NULL,
+     "Store every call: times, end reason, engines, settings, and each turn's transcript, "
+     "reply and latency (on|off)."},
+    {"database_url", TYPED(KEY_DB_URL, database_url), "", 0, 0, NULL,
+     "Where records go: postgres://user:password@host:port/dbname (PostgreSQL); empty = "
+     "SQLite in data_dir/tingshuo.db. Prefer the environment for a URL with a password."},
+    {"records_queue", INT(records_queue), "20000", 100, 10000000, NULL,
+     "Record events held while the database is slow or down; past this the oldest turn "
+     "events are dropped (and counted), calls are never held up."},
+    {"retention_days", INT(retention_days), "0", 0, 36500, NULL,
+     "Calls older than this many days are deleted with their recordings, once a day; "
+     "0 = keep forever."},
+    {"record_calls", BOOL(record_calls), "off", 0, 0, NULL,
+     "Record both sides of every call to Ogg Opus in data_dir/recordings (on|off)."},
+    {"admin_token", TYPED(KEY_SECRET, admin_token), "", 0, 0, NULL,
+     "Bearer token that opens the history API, the history page and /metrics to remote "
+     "clients; empty = only loopback clients get in. Prefer the environment "
+     "(TINGSHUO_ADMIN_TOKEN)."},
+    {"metrics_listen", TYPED(KEY_ADDR_OPT, metrics_listen), "", 0, 0, NULL,
+     "Separate address (host:port) serving only /metrics, open to every client that reaches "
+     "it; empty = /metrics on the main listener, under the API's access rule."},
 
     {"language", STR(language), "en", 0, 0, NULL,
      "Language of a call unless the page picks one (en, zh, de, fr, ja, ...): what ASR "
@@ -276,6 +301,13 @@ static int apply(struct config *cfg, const struct key *k, const char *value, con
   case KEY_ADDR_LIST:
     rc = check_ip_list(value, why);
     break;
+  case KEY_DB_URL:
+    if (*value && strncmp(value, "postgres://", 11) != 0 && strncmp(value, "postgresql://", 13) != 0)
+      return *why = "expected postgres://... or empty for SQLite", -EINVAL;
+    break;
+  case KEY_SECRET:
+    if (*value && strlen(value) < 16) return *why = "too short: use at least 16 characters", -EINVAL;
+    break;
   case KEY_STRING:
     break;
   }
@@ -305,8 +337,10 @@ int config_set(struct config *cfg, const char *key, const char *value, const cha
   if (rc) {
     char extra[160];
     describe_choices(k, extra, sizeof extra);
-    snprintf(err, errlen, "%s: bad value \"%s\" for key \"%s\": %s%s", origin, value, key, why,
-             extra);
+    /* A secret, or a URL that may hold a password, is never repeated in a message. */
+    int hide = k->type == KEY_SECRET || k->type == KEY_DB_URL;
+    snprintf(err, errlen, "%s: bad value \"%s\" for key \"%s\": %s%s", origin,
+             hide ? "(hidden)" : value, key, why, extra);
   }
   return rc;
 }

@@ -30,6 +30,15 @@ struct config {
   int ice_timeout_ms;      /* no consent checks for this long ends a call */
   int resume_timeout_ms;   /* a call whose WebSocket dropped waits this long */
 
+  /* Records, recordings, access to them, metrics. */
+  int records;             /* 1 = every call is stored */
+  char database_url[1024]; /* postgres://... ; empty = SQLite in data_dir */
+  int records_queue;       /* record events waiting for the database, at most */
+  int retention_days;      /* calls older than this are purged daily; 0 = never */
+  int record_calls;        /* 1 = both sides of every call to Ogg Opus */
+  char admin_token[256];   /* lets remote clients reach the API; empty = loopback only */
+  char metrics_listen[256]; /* separate address for /metrics, host:port; empty = none */
+
   /* The voice agent. */
   char language[16];       /* the call's language unless the page picks one: en, zh, ... */
   char system_prompt[4096];
