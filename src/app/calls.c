@@ -338,6 +338,11 @@ void calls_detach(struct calls *calls, struct ws_conn *conn) {
 }
 
 int calls_count(const struct calls *calls) { return calls->count; }
+struct media_pool *calls_pool(const struct calls *calls) { return calls->pool; }
+struct http_client *calls_http(const struct calls *calls) { return calls->http; }
+struct engines *calls_engines(const struct calls *calls) { return calls->engines; }
+
+void calls_write_metrics(const struct calls *calls, struct prom_buf *b) {}
 
 static void free_msg(struct mailbox_msg *m) { media_event_free((struct media_event *)m); }
 

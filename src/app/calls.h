@@ -32,6 +32,15 @@ void calls_detach(struct calls *calls, struct ws_conn *conn);
 
 int calls_count(const struct calls *calls);
 
+/* What the calls run on, for /metrics; NULL where the agent has none (echo: no engines). */
+struct media_pool *calls_pool(const struct calls *calls);
+struct http_client *calls_http(const struct calls *calls);
+struct engines *calls_engines(const struct calls *calls);
+
+struct prom_buf;
+/* Calls started and ended (by reason), turns, and every latency figure as a histogram. */
+void calls_write_metrics(const struct calls *calls, struct prom_buf *b);
+
 /* Sends a JSON message and drops the reference. */
 void calls_send(struct ws_conn *conn, json_t *msg);
 void calls_send_error(struct ws_conn *conn, const char *code, const char *message);

@@ -78,6 +78,19 @@ struct media_call {
   uint8_t pkt[PKT_MAX];
 };
 
+void media_call_get_summary(const struct media_call *c, struct media_call_summary *out) {
+  memset(out, 0, sizeof *out);
+  struct jitter_stats js;
+  jitter_get_stats(c->jb, &js);
+  out->packets_received = c->rx.received;
+  if (c->rx.received) {
+    uint64_t expected = (uint64_t)c->rx.cycles + c->rx.max_seq - c->rx.base_seq + 1;
+    out->packets_lost = expected > c->rx.received ? expected - c->rx.received : 0;
+  }
+  out->late = js.late;
+  out->concealed = js.concealed;
+}
+
 /* --- sending ---------------------------------------------------------------- */
 
 static const struct sockaddr *destination(const struct media_call *c) {

@@ -54,6 +54,9 @@ void media_call_tick(struct media_call *c, uint64_t now_ms);
 /* Every 20 ms, after every call's media_call_tick: one frame heard. */
 void media_call_tick_in(struct media_call *c);
 
+/* The call's media so far, for its record. */
+void media_call_get_summary(const struct media_call *c, struct media_call_summary *out);
+
 /* Non-NULL once the call has ended by itself (ICE timeout, DTLS failure...). */
 const char *media_call_end_reason(const struct media_call *c);
 /* 1 exactly once, on the tick after media first flows. */

@@ -119,6 +119,16 @@ static void post_agent_event(void *user, const char *call_id, char *json) {
   mailbox_post(w->pool->control, &ev->hdr);
 }
 
+static void post_ended(struct worker *w, struct media_call *c, const char *reason) {
+  struct media_event *ev = calloc(1, sizeof *ev);
+  if (!ev) return;
+  ev->hdr.type = MEDIA_EV_ENDED;
+  snprintf(ev->call_id, sizeof ev->call_id, "%s", media_call_id(c));
+  snprintf(ev->reason, sizeof ev->reason, "%s", reason);
+  media_call_get_summary(c, &ev->summary);
+  mailbox_post(w->pool->control, &ev->hdr);
+}
+
 /* --- the call list ---------------------------------------------------------- */
 
 static struct call_node **find_node(struct worker *w, const char *call_id) {
@@ -140,7 +150,7 @@ static void remove_call(struct worker *w, struct call_node **pp, const char *rea
   *pp = n->next;
   addrmap_remove_value(w->addrs, n->call);
   atomic_fetch_sub(&w->ncalls, 1);
-  if (notify) post_event(w, MEDIA_EV_ENDED, media_call_id(n->call), reason, NULL, NULL);
+  if (notify) post_ended(w, n->call, reason);
   log_info("media", "call %s ended: %s", media_call_id(n->call), reason);
   media_call_free(n->call);
   free(n);

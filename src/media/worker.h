@@ -28,12 +28,20 @@ enum media_event_type {
   MEDIA_EV_AGENT,         /* an event of the call's agent for the page; `json` */
 };
 
+/* What a call's media came to, reported with MEDIA_EV_ENDED. */
+struct media_call_summary {
+  uint64_t packets_received, packets_lost; /* RTP from the caller (RFC 3550 counting) */
+  uint64_t late, concealed;                /* jitter buffer: too late to play; made up */
+  char recording[64];                      /* file name under data_dir/recordings, or "" */
+};
+
 struct media_event {
   struct mailbox_msg hdr; /* hdr.type is an enum media_event_type */
   char call_id[40];
   char reason[64];
   char ufrag[64], pwd[64];
   char *json; /* MEDIA_EV_AGENT: a JSON text (malloc), freed with the event */
+  struct media_call_summary summary; /* MEDIA_EV_ENDED */
 };
 
 /* Frees an event and what it carries. */
