@@ -134,7 +134,8 @@ static void emit_error(struct voice_agent *va, const char *engine, const char *m
   char text[512];
   snprintf(text, sizeof text, "%s: %s", engine, message);
   log_warn("agent", "call %s: %s", va->call_id, text);
-  emit(va, json_pack("{s:s,s:s,s:s}", "type", "error", "code", "engine", "message", text));
+  emit(va, json_pack("{s:s,s:s,s:s,s:s}", "type", "error", "code", "engine", "engine", engine,
+                     "message", text));
 }
 
 static void put_ms(json_t *ev, const char *name, double from, double to) {
@@ -162,6 +163,12 @@ static void emit_latency(struct voice_agent *va, int with_barge_in) {
     json_object_set_new(ev, "onset_lag_ms", json_integer(t->onset_lag));
   }
   emit(va, ev);
+}
+
+/* `turn` says which caller turn the reply answers; 0 for a greeting or prompt. */
+static void emit_reply(struct voice_agent *va, const char *text, int interrupted) {
+  emit(va, json_pack("{s:s,s:s,s:b,s:i}", "type", "reply", "text", text, "interrupted",
+                     interrupted, "turn", va->reply_is_turn ? va->turn : 0));
 }
 
 /* --- language-dependent phrases ---------------------------------------------------- */
@@ -371,7 +378,7 @@ static void check_reply_done(struct voice_agent *va) {
   if (va->reply_text[0]) {
     record_user_turn(va);
     history_add_assistant(va->hist, va->reply_text, 0);
-    emit(va, json_pack("{s:s,s:s,s:b}", "type", "reply", "text", va->reply_text, "interrupted", 0));
+    emit_reply(va, va->reply_text, 0);
   }
   int hang = va->hangup_after;
   va->reply_active = va->barge = 0;
@@ -413,7 +420,7 @@ static void interrupt_reply(struct voice_agent *va) {
     record_user_turn(va);
     history_add_assistant(va->hist, played, 1);
   }
-  emit(va, json_pack("{s:s,s:s,s:b}", "type", "reply", "text", played, "interrupted", 1));
+  emit_reply(va, played, 1);
   emit_latency(va, 1); /* a greeting or prompt has only barge_in_ms */
   cancel_reply(va);
 }
@@ -425,14 +432,28 @@ static void resume_reply(struct voice_agent *va) {
   check_reply_done(va);
 }
 
+/* The number of the turn the caller's next words make: the same one when
+ * they continue a turn whose reply was dropped before it was spoken. */
+static int next_turn(const struct voice_agent *va) {
+  return va->heard_before[0] ? va->turn : va->turn + 1;
+}
+
 /* A new turn of the caller's, with the times its recognition took. */
 static void answer(struct voice_agent *va, const char *text, const struct stamps *t) {
   snprintf(va->user_text, sizeof va->user_text, "%s", text);
+  va->turn = next_turn(va);
   va->heard_before[0] = '\0';
-  va->turn++;
   begin_reply(va, 1);
   va->t = (struct stamps){.last_voiced = t->last_voiced, .end = t->end, .final = t->final};
   ask_llm(va);
+}
+
+/* The final words of an utterance; `turn` when they start (or continue) a turn,
+ * absent when they were only a backchannel over the reply. */
+static void emit_final(struct voice_agent *va, const char *text, int is_turn) {
+  json_t *ev = json_pack("{s:s,s:s,s:b}", "type", "transcript", "text", text, "final", 1);
+  if (ev && is_turn) json_object_set_new(ev, "turn", json_integer(next_turn(va)));
+  emit(va, ev);
 }
 
 static void on_asr_final(void *user, const char *text) {
@@ -442,7 +463,7 @@ static void on_asr_final(void *user, const char *text) {
   double t_final = now_ms();
   char full[MAX_TEXT];
   join_text(full, sizeof full, va->heard_before, text);
-  if (full[0]) emit(va, json_pack("{s:s,s:s,s:b}", "type", "transcript", "text", full, "final", 1));
+  if (full[0]) emit_final(va, full, !(va->barge && (!text[0] || is_backchannel(text))));
   if (va->barge) {
     if (!text[0] || is_backchannel(text)) {
       resume_reply(va);
