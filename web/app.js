@@ -23,6 +23,7 @@
 const TEXT = {
   en: {
     tagline: 'Talk with an AI, by voice.', call: 'Call', hangup: 'Hang up', settings: 'Settings',
+    historyLink: 'History',
     switchTo: '中文', switchLabel: '切换到中文', callControls: 'Call controls',
     micLevel: 'Microphone level', serverLevel: 'What the server hears', conversation: 'Conversation',
     dismiss: 'Dismiss', empty: 'Press Call and start talking.',
@@ -55,6 +56,7 @@ const TEXT = {
   },
   zh: {
     tagline: '用声音和 AI 交谈。', call: '通话', hangup: '挂断', settings: '设置',
+    historyLink: '通话记录',
     switchTo: 'English', switchLabel: 'Switch to English', callControls: '通话控制',
     micLevel: '麦克风音量', serverLevel: '服务器听到的音量', conversation: '对话',
     dismiss: '关闭', empty: '点击“通话”，然后开始说话。',

@@ -133,7 +133,7 @@ static void set_state(struct voice_agent *va, enum vstate s) {
 static void emit_error(struct voice_agent *va, const char *engine, const char *message) {
   char text[512];
   snprintf(text, sizeof text, "%s: %s", engine, message);
-  log_warn("agent", "call %s: %s", va->call_id, text);
+  log_call_warn("agent", va->call_id, "%s", text);
   emit(va, json_pack("{s:s,s:s,s:s,s:s}", "type", "error", "code", "engine", "engine", engine,
                      "message", text));
 }
@@ -517,7 +517,7 @@ static void on_onset(struct voice_agent *va) {
     va->t.onset = now;
     va->t.onset_lag = lag;
     va->t.ai_stopped = 0;
-    log_debug("agent", "call %s: onset over the reply (began %d ms ago, %d ms voiced)", va->call_id,
+    log_call_debug("agent", va->call_id, "onset over the reply (began %d ms ago, %d ms voiced)",
               lag, vad_voiced_ms(va->vad));
   } else if (va->reply_active) {
     /* Still thinking: the caller was not done. Their words so far are kept. */
@@ -590,7 +590,7 @@ void voice_agent_hear(struct voice_agent *va, const int16_t *pcm) {
   if (va->barge && !va->paused && vad_in_speech(va->vad) &&
       vad_voiced_ms(va->vad) >= va->cfg->barge_in_min_ms) {
     va->paused = 1; /* the AI's audio stops with the next frame */
-    log_debug("agent", "call %s: caller speaks over the reply; paused", va->call_id);
+    log_call_debug("agent", va->call_id, "caller speaks over the reply; paused");
   }
   if (ev == VAD_END || ev == VAD_DISCARD) on_end_of_speech(va, ev == VAD_DISCARD);
   if (++va->level_count >= LEVEL_EVERY) {

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "agent/voice.h"
+#include "app/callrec.h"
 #include "core/log.h"
 #include "core/mailbox.h"
 #include "core/pool.h"
@@ -44,6 +45,7 @@ struct call_entry {
   struct sdp_session *offer; /* the offer being answered (kept for ICE restarts) */
   char held_ufrag[64], held_pwd[64]; /* an ICE restart answered while the page was away */
   uint32_t ssrc;
+  struct callrec *rec;
 };
 
 struct calls {
@@ -54,6 +56,8 @@ struct calls {
   struct pool *inference;   /* voice agent only */
   struct engines *engines;  /* voice agent only */
   struct http_client *http; /* voice agent only: requests to AI services */
+  struct store *store;      /* NULL when records are off */
+  struct callrec_metrics *metrics;
   struct call_entry *list;
   int count;
   char candidates[MAX_CANDIDATES][64];
@@ -112,7 +116,7 @@ static void request_end(struct call_entry *e, const char *reason) {
 
 static void on_resume_timeout(uv_timer_t *t) {
   struct call_entry *e = t->data;
-  log_info("calls", "call %s: no resume within %d ms", e->id, e->calls->cfg->resume_timeout_ms);
+  log_call_info("calls", e->id, "no resume within %d ms", e->calls->cfg->resume_timeout_ms);
   request_end(e, "resume timeout");
 }
 
@@ -148,6 +152,35 @@ static void send_answer(struct call_entry *e, const char *ufrag, const char *pwd
   }
   calls_send(e->conn, json_pack("{s:s,s:s,s:s}", "type", "answer", "sdp", sdp, "call_id", e->id));
   free(sdp);
+}
+
+/* Only services have a model worth recording; the embedded engines have one each. */
+static const char *service_model(const char *engine, const char *model) {
+  int service = strcmp(engine, "openai") == 0 || strcmp(engine, "anthropic") == 0 ||
+                strcmp(engine, "elevenlabs") == 0 || strcmp(engine, "azure") == 0;
+  return service && model[0] ? model : NULL;
+}
+
+static void start_record(struct calls *calls, struct call_entry *e, const struct voice_settings *s,
+                         json_t *msg) {
+  const struct config *cfg = calls->cfg;
+  json_t *settings = json_object_get(msg, "config");
+  char *settings_json = json_is_object(settings) ? json_dumps(settings, JSON_COMPACT) : NULL;
+  const char *language = s->language[0] ? s->language : cfg->language;
+  struct callrec_start st = {.id = e->id, .remote_addr = ws_conn_peer(e->conn),
+                             .user_agent = ws_conn_user_agent(e->conn), .agent = cfg->agent,
+                             .language = language, .settings_json = settings_json};
+  if (calls->engines) {
+    st.asr = engines_asr_name(calls->engines);
+    st.asr_model = service_model(st.asr, cfg->asr_model);
+    st.llm = engines_llm_name(calls->engines);
+    st.llm_model = service_model(st.llm, cfg->llm_model);
+    st.tts = engines_tts_name(calls->engines, language);
+    st.tts_model = service_model(st.tts, cfg->tts_model);
+    st.tts_voice = s->voice[0] ? s->voice : cfg->tts_voice[0] ? cfg->tts_voice : NULL;
+  }
+  e->rec = callrec_new(calls->store, calls->metrics, &st);
+  free(settings_json);
 }
 
 /* Copies an optional string setting; -1 (after telling the page) when it is not a fitting string. */
@@ -213,7 +246,7 @@ static struct sdp_session *parse_offer(struct ws_conn *conn, json_t *msg) {
 /* --- signaling ------------------------------------------------------------------------ */
 
 static void new_call(struct calls *calls, struct ws_conn *conn, struct sdp_session *offer,
-                     const struct voice_settings *settings) {
+                     const struct voice_settings *settings, json_t *msg) {
   struct call_entry *e = calloc(1, sizeof *e);
   if (!e) {
     sdp_session_free(offer);
@@ -249,7 +282,8 @@ static void new_call(struct calls *calls, struct ws_conn *conn, struct sdp_sessi
   calls->list = e;
   calls->count++;
   ws_conn_set_data(conn, e);
-  log_info("calls", "call %s from %s on worker %d", e->id, ws_conn_peer(conn), e->worker);
+  start_record(calls, e, settings, msg);
+  log_call_info("calls", e->id, "from %s on worker %d", ws_conn_peer(conn), e->worker);
   send_answer(e, ufrag, pwd);
 }
 
@@ -260,7 +294,7 @@ static void renegotiate(struct call_entry *e, struct sdp_session *offer) {
   sdp_session_free(e->offer);
   e->offer = offer;
   if (restart) {
-    log_info("calls", "call %s: ICE restart", e->id);
+    log_call_info("calls", e->id, "ICE restart");
     media_pool_restart_ice(e->calls->pool, e->worker, e->id, sdp_ice_ufrag(offer),
                            sdp_ice_pwd(offer));
   } else {
@@ -292,7 +326,7 @@ void calls_offer(struct calls *calls, struct ws_conn *conn, json_t *msg) {
   struct sdp_session *offer = parse_offer(conn, msg);
   if (!offer) return;
   if (jid) renegotiate(current, offer);
-  else new_call(calls, conn, offer, &settings);
+  else new_call(calls, conn, offer, &settings, msg);
 }
 
 void calls_hangup(struct calls *calls, struct ws_conn *conn) {
@@ -318,7 +352,7 @@ void calls_resume(struct calls *calls, struct ws_conn *conn, json_t *msg) {
   uv_timer_stop(&e->resume_timer);
   e->conn = conn;
   ws_conn_set_data(conn, e);
-  log_info("calls", "call %s resumed from %s", e->id, ws_conn_peer(conn));
+  log_call_info("calls", e->id, "resumed from %s", ws_conn_peer(conn));
   calls_send(conn, json_pack("{s:s,s:s}", "type", "resumed", "call_id", e->id));
   if (e->held_ufrag[0]) {
     send_answer(e, e->held_ufrag, e->held_pwd);
@@ -332,7 +366,7 @@ void calls_detach(struct calls *calls, struct ws_conn *conn) {
   e->conn = NULL;
   ws_conn_set_data(conn, NULL);
   if (e->ending) return;
-  log_info("calls", "call %s: page disconnected; waiting %d ms for it", e->id,
+  log_call_info("calls", e->id, "page disconnected; waiting %d ms for it",
            calls->cfg->resume_timeout_ms);
   uv_timer_start(&e->resume_timer, on_resume_timeout, (uint64_t)calls->cfg->resume_timeout_ms, 0);
 }
@@ -342,7 +376,9 @@ struct media_pool *calls_pool(const struct calls *calls) { return calls->pool; }
 struct http_client *calls_http(const struct calls *calls) { return calls->http; }
 struct engines *calls_engines(const struct calls *calls) { return calls->engines; }
 
-void calls_write_metrics(const struct calls *calls, struct prom_buf *b) {}
+void calls_write_metrics(const struct calls *calls, struct prom_buf *b) {
+  callrec_metrics_write(calls->metrics, calls->count, b);
+}
 
 static void free_msg(struct mailbox_msg *m) { media_event_free((struct media_event *)m); }
 
@@ -355,6 +391,7 @@ static void on_media_event(struct mailbox *mb, struct mailbox_msg *m, void *user
   if (e) {
     switch (ev->hdr.type) {
     case MEDIA_EV_CONNECTED:
+      callrec_connected(e->rec);
       calls_send(e->conn, json_pack("{s:s,s:s}", "type", "connected", "call_id", e->id));
       break;
     case MEDIA_EV_RESTARTED:
@@ -369,9 +406,12 @@ static void on_media_event(struct mailbox *mb, struct mailbox_msg *m, void *user
       if (e->conn && strcmp(ev->reason, "hangup") != 0)
         calls_send(e->conn, json_pack("{s:s,s:s,s:s}", "type", "end", "reason", ev->reason,
                                       "call_id", e->id));
+      callrec_end(e->rec, ev->reason, &ev->summary);
+      e->rec = NULL;
       unlink_entry(calls, e);
       break;
     case MEDIA_EV_AGENT:
+      callrec_agent_event(e->rec, ev->json);
       if (e->conn && ev->json) ws_conn_send(e->conn, ev->json, strlen(ev->json));
       break;
     }
@@ -452,19 +492,22 @@ static void close_engines(struct calls *calls) {
   calls->inference = NULL;
 }
 
-int calls_new(struct calls **out, uv_loop_t *loop, const struct config *cfg, char *err,
-              size_t errlen) {
+int calls_new(struct calls **out, uv_loop_t *loop, const struct config *cfg, struct store *store,
+              char *err, size_t errlen) {
   struct calls *calls = calloc(1, sizeof *calls);
   if (!calls) return -ENOMEM;
   calls->loop = loop;
   calls->cfg = cfg;
-  int rc = mailbox_new(&calls->events, loop, on_media_event, calls);
+  calls->store = store;
+  int rc = callrec_metrics_new(&calls->metrics);
+  if (rc == 0) rc = mailbox_new(&calls->events, loop, on_media_event, calls);
   if (rc == 0 && strcmp(cfg->agent, "voice") == 0) rc = open_engines(calls, err, errlen);
   if (rc == 0)
     rc = media_pool_start(&calls->pool, cfg, calls->events, calls->engines, err, errlen);
   if (rc) {
     close_engines(calls);
     if (calls->events) mailbox_close(calls->events, free_msg);
+    callrec_metrics_free(calls->metrics);
     free(calls);
     return rc;
   }
@@ -487,6 +530,8 @@ void calls_shutdown(struct calls *calls) {
     if (e->conn)
       calls_send(e->conn, json_pack("{s:s,s:s,s:s}", "type", "end", "reason",
                                     "server shutting down", "call_id", e->id));
+    callrec_end(e->rec, "server shutting down", NULL);
+    e->rec = NULL;
     unlink_entry(calls, e);
   }
   /* No worker is left to post: closing the mailbox lets the loop end. */
@@ -497,5 +542,6 @@ void calls_shutdown(struct calls *calls) {
 void calls_free(struct calls *calls) {
   if (!calls) return;
   calls_shutdown(calls);
+  callrec_metrics_free(calls->metrics);
   free(calls);
 }

@@ -17,8 +17,11 @@
 
 struct calls;
 
-int calls_new(struct calls **out, uv_loop_t *loop, const struct config *cfg, char *err,
-              size_t errlen);
+struct store;
+/* `store` (NULL when records are off) gets every call's record; the caller keeps it open
+ * until calls_free. */
+int calls_new(struct calls **out, uv_loop_t *loop, const struct config *cfg, struct store *store,
+              char *err, size_t errlen);
 /* Ends every call (telling each page) and stops the media workers. */
 void calls_shutdown(struct calls *calls);
 /* Shuts down if not done yet and frees everything; the loop must run afterwards. */

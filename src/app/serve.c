@@ -17,11 +17,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "app/api.h"
 #include "app/signaling.h"
 #include "core/log.h"
 #include "net/http_server.h"
+#include "store/store.h"
 
 #define SHUTDOWN_GRACE_MS 900
+/* Of the grace period, what the store may spend writing the last records. */
+#define STORE_FLUSH_MS 300
 
 struct serve {
   uv_loop_t loop;
@@ -29,6 +33,8 @@ struct serve {
   uv_timer_t grace;
   struct http_server *http;
   struct signaling *sig;
+  struct store *store; /* NULL when records are off */
+  struct api *api;
   int stopping;
 };
 
@@ -46,7 +52,10 @@ static void on_grace_expired(uv_timer_t *t) {
 static void begin_shutdown(struct serve *s) {
   s->stopping = 1;
   log_info("serve", "shutting down");
-  if (s->sig) signaling_shutdown(s->sig);
+  if (s->sig) signaling_shutdown(s->sig); /* the calls' last records are queued now */
+  api_stop(s->api);
+  store_close(s->store, STORE_FLUSH_MS);
+  s->store = NULL;
   if (s->http) http_server_stop(s->http);
   uv_timer_start(&s->grace, on_grace_expired, SHUTDOWN_GRACE_MS, 0);
   uv_unref((uv_handle_t *)&s->grace);
@@ -75,6 +84,8 @@ static void announce(struct serve *s) {
   const char *http = http_server_url(s->http), *https = http_server_https_url(s->http);
   log_info("serve", "tingshuo %s listening on %s%s%s", TINGSHUO_VERSION, http, *https ? " and " : "",
            https);
+  if (*http_server_metrics_url(s->http))
+    log_info("serve", "metrics on %smetrics", http_server_metrics_url(s->http));
   /* The one line meant for a person (and for the test harness) goes to stdout. */
   printf("tingshuo: open %s in a browser%s%s\n", http, *https ? "; from other machines use " : "",
          https);
@@ -84,10 +95,15 @@ static void announce(struct serve *s) {
 static int start(struct serve *s, const struct config *cfg) {
   char err[512];
   int rc = ensure_dir(cfg->data_dir);
-  if (rc == 0 && (rc = signaling_new(&s->sig, &s->loop, cfg, err, sizeof err)))
+  if (rc == 0 && cfg->records && (rc = store_open(&s->store, &s->loop, cfg, err, sizeof err)))
+    log_error("serve", "%s", err);
+  if (rc == 0 && (rc = signaling_new(&s->sig, &s->loop, cfg, s->store, err, sizeof err)))
+    log_error("serve", "%s", err);
+  if (rc == 0 && (rc = api_new(&s->api, cfg, s->sig, s->store, err, sizeof err)))
     log_error("serve", "%s", err);
   if (rc) return rc;
   struct http_handlers h = signaling_handlers(s->sig);
+  api_http_handlers(s->api, &h);
   rc = http_server_start(&s->http, &s->loop, cfg, &h, err, sizeof err);
   if (rc) log_error("serve", "%s", err);
   return rc;
@@ -105,6 +121,7 @@ static void finish(struct serve *s) {
     uv_run(&s->loop, UV_RUN_DEFAULT);
     uv_loop_close(&s->loop);
   }
+  api_free(s->api); /* last: the store's final answers went through it */
 }
 
 int serve_run(const struct config *cfg) {
@@ -123,6 +140,9 @@ int serve_run(const struct config *cfg) {
     uv_run(&s.loop, UV_RUN_DEFAULT);
   } else {
     if (s.sig) signaling_shutdown(s.sig);
+    api_stop(s.api);
+    store_close(s.store, STORE_FLUSH_MS);
+    s.store = NULL;
     if (s.http) http_server_stop(s.http);
   }
   finish(&s);

@@ -7,8 +7,8 @@
  * connection and any call on it go on. Each handler gets the parsed object
  * and owns nothing of it.
  *
- * This module also answers the server's dynamic GETs (/healthz), because
- * the figures they report (calls in progress) live here.
+ * This module also writes the body of /healthz (served by app/api.c),
+ * because the figures it reports (connections, calls in progress) live here.
  */
 #include "app/signaling.h"
 
@@ -106,34 +106,31 @@ static void ws_close(void *user, struct ws_conn *conn) {
   log_debug("ws", "%s disconnected", ws_conn_peer(conn));
 }
 
-static int http_get(void *user, const char *path, char *body, size_t cap) {
-  struct signaling *sig = user;
-  if (strcmp(path, "/healthz") == 0) {
-    /* CPU time and resident memory let a load test read the server's cost from outside. */
-    uv_rusage_t ru = {0};
-    size_t rss = 0;
-    uv_getrusage(&ru);
-    uv_resident_set_memory(&rss);
-    double cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-                   (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-    snprintf(body, cap,
-             "{\"status\":\"ok\",\"version\":\"%s\",\"uptime_s\":%llu,\"connections\":%u,"
-             "\"calls\":%d,\"cpu_s\":%.3f,\"rss_bytes\":%zu}",
-             TINGSHUO_VERSION, (unsigned long long)((uv_now(sig->loop) - sig->started_ms) / 1000),
-             sig->connections, calls_count(sig->calls), cpu_s, rss);
-    return 200;
-  }
-  return 404;
+void signaling_healthz(struct signaling *sig, char *body, size_t cap) {
+  /* CPU time and resident memory let a load test read the server's cost from outside. */
+  uv_rusage_t ru = {0};
+  size_t rss = 0;
+  uv_getrusage(&ru);
+  uv_resident_set_memory(&rss);
+  double cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                 (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+  snprintf(body, cap,
+           "{\"status\":\"ok\",\"version\":\"%s\",\"uptime_s\":%llu,\"connections\":%u,"
+           "\"calls\":%d,\"cpu_s\":%.3f,\"rss_bytes\":%zu}",
+           TINGSHUO_VERSION, (unsigned long long)((uv_now(sig->loop) - sig->started_ms) / 1000),
+           sig->connections, calls_count(sig->calls), cpu_s, rss);
 }
 
-int signaling_new(struct signaling **out, uv_loop_t *loop, const struct config *cfg, char *err,
-                  size_t errlen) {
+struct calls *signaling_calls(struct signaling *sig) { return sig->calls; }
+
+int signaling_new(struct signaling **out, uv_loop_t *loop, const struct config *cfg,
+                  struct store *store, char *err, size_t errlen) {
   struct signaling *sig = calloc(1, sizeof *sig);
   if (!sig) return -ENOMEM;
   sig->loop = loop;
   sig->cfg = cfg;
   sig->started_ms = uv_now(loop);
-  int rc = calls_new(&sig->calls, loop, cfg, err, errlen);
+  int rc = calls_new(&sig->calls, loop, cfg, store, err, errlen);
   if (rc) {
     free(sig);
     return rc;
@@ -151,6 +148,6 @@ void signaling_free(struct signaling *sig) {
 }
 
 struct http_handlers signaling_handlers(struct signaling *sig) {
-  return (struct http_handlers){.user = sig, .get = http_get, .ws_open = ws_open,
-                                .ws_message = ws_message, .ws_close = ws_close};
+  return (struct http_handlers){.user = sig, .ws_open = ws_open, .ws_message = ws_message,
+                                .ws_close = ws_close};
 }

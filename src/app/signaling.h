@@ -14,14 +14,21 @@
 
 struct signaling;
 
-/* Also starts the media workers; `err` says what failed. */
-int signaling_new(struct signaling **out, uv_loop_t *loop, const struct config *cfg, char *err,
-                  size_t errlen);
+struct store;
+/* Also starts the media workers; `err` says what failed. Calls are recorded in `store`
+ * (NULL: not recorded), which must stay open until signaling_free. */
+int signaling_new(struct signaling **out, uv_loop_t *loop, const struct config *cfg,
+                  struct store *store, char *err, size_t errlen);
 /* Ends every call, telling each page, and stops the media workers. */
 void signaling_shutdown(struct signaling *sig);
 void signaling_free(struct signaling *sig);
 
-/* The http_handlers that connect the HTTP server to this module. */
+/* The WebSocket side of the http_handlers: connects /ws to this module. */
 struct http_handlers signaling_handlers(struct signaling *sig);
+
+/* The /healthz JSON: version, uptime, connections, calls, CPU time, resident memory. */
+void signaling_healthz(struct signaling *sig, char *body, size_t cap);
+/* The call registry, for /metrics. */
+struct calls *signaling_calls(struct signaling *sig);
 
 #endif

@@ -52,6 +52,7 @@ struct jitter {
   int frame; /* samples per 20 ms at the decoder's rate */
   int16_t carry[OPUSC_MAX_FRAME];
   int carry_len, carry_pos;
+  const struct slot *last; /* the packet the last jitter_get decoded, or NULL */
   struct jitter_stats st;
 };
 
@@ -146,8 +147,11 @@ static void produce(struct jitter *jb) {
   int n = -1;
   if (s) {
     n = opusc_decode(jb->dec, s->data, s->len, jb->carry, OPUSC_MAX_FRAME);
-    s->used = 0;
-    if (n > 0) jb->st.played++;
+    s->used = 0; /* its bytes stay until a jitter_put reuses the slot */
+    if (n > 0) {
+      jb->st.played++;
+      jb->last = s;
+    }
   } else if (after) {
     n = opusc_recover(jb->dec, after->data, after->len, jb->carry, jb->frame);
     if (n > 0) jb->st.recovered++;
@@ -176,6 +180,7 @@ static int take_carry(struct jitter *jb, int16_t *pcm) {
 }
 
 int jitter_get(struct jitter *jb, int16_t *pcm) {
+  jb->last = NULL;
   if (jb->carry_pos < jb->carry_len) return take_carry(jb, pcm);
   if (!jb->started) return 0;
   int d = depth(jb);
@@ -197,6 +202,11 @@ int jitter_get(struct jitter *jb, int16_t *pcm) {
   }
   produce(jb);
   return take_carry(jb, pcm);
+}
+
+const uint8_t *jitter_last_packet(const struct jitter *jb, size_t *len) {
+  *len = jb->last ? jb->last->len : 0;
+  return jb->last ? jb->last->data : NULL;
 }
 
 void jitter_get_stats(const struct jitter *jb, struct jitter_stats *st) {

@@ -31,6 +31,11 @@ void jitter_put(struct jitter *jb, uint16_t seq, const uint8_t *payload, size_t 
  * buffering, or after the sender went quiet). */
 int jitter_get(struct jitter *jb, int16_t *pcm);
 
+/* The Opus packet the last jitter_get decoded, as it arrived; NULL when that
+ * frame was concealed, rebuilt from FEC, drained from a longer packet, or
+ * not played. Valid until the next jitter_put or jitter_get. */
+const uint8_t *jitter_last_packet(const struct jitter *jb, size_t *len);
+
 void jitter_get_stats(const struct jitter *jb, struct jitter_stats *st);
 
 #endif

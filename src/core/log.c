@@ -72,7 +72,11 @@ static void format_time(char *out, size_t cap) {
   snprintf(out + n, cap - n, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
-void log_vwrite(enum log_level level, const char *module, const char *fmt, va_list ap) {
+/* The one writer: `call` (NULL when the event is about no call) goes in front
+ * of the message as "call ID: " in text, and as its own field in JSON, so
+ * `grep ID` and a JSON query find the same lines. */
+static void write_event(enum log_level level, const char *module, const char *call,
+                        const char *fmt, va_list ap) {
   if (!log_enabled(level)) return;
   char msg[2048], line[4096], ts[40];
   vsnprintf(msg, sizeof msg, fmt, ap);
@@ -85,12 +89,16 @@ void log_vwrite(enum log_level level, const char *module, const char *fmt, va_li
     n = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"module\":\"", ts,
                          log_level_name(level));
     n = json_escape(line, sizeof line, n, module);
+    if (call) {
+      n += (size_t)snprintf(line + n, sizeof line - n, "\",\"call\":\"");
+      n = json_escape(line, sizeof line, n, call);
+    }
     n += (size_t)snprintf(line + n, sizeof line - n, "\",\"msg\":\"");
     n = json_escape(line, sizeof line, n, msg);
     n += (size_t)snprintf(line + n, sizeof line - n, "\"}\n");
   } else {
-    n = (size_t)snprintf(line, sizeof line, "%s %-5s %s: %s\n", ts, log_level_name(level), module,
-                         msg);
+    n = (size_t)snprintf(line, sizeof line, "%s %-5s %s: %s%s%s%s\n", ts, log_level_name(level),
+                         module, call ? "call " : "", call ? call : "", call ? ": " : "", msg);
   }
   if (n >= sizeof line) {
     n = sizeof line;
@@ -98,6 +106,18 @@ void log_vwrite(enum log_level level, const char *module, const char *fmt, va_li
   }
   ssize_t w = write(STDERR_FILENO, line, n);
   (void)w;
+}
+
+void log_vwrite(enum log_level level, const char *module, const char *fmt, va_list ap) {
+  write_event(level, module, NULL, fmt, ap);
+}
+
+void log_call_write(enum log_level level, const char *module, const char *call_id,
+                    const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  write_event(level, module, call_id, fmt, ap);
+  va_end(ap);
 }
 
 void log_write(enum log_level level, const char *module, const char *fmt, ...) {

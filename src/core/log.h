@@ -19,6 +19,21 @@ void log_write(enum log_level level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void log_vwrite(enum log_level level, const char *module, const char *fmt, va_list ap);
 
+/*
+ * An event about one call: the call id is part of every such line ("call ID: ..."
+ * in text, a "call" field in JSON), so one call's story can be grepped.
+ */
+void log_call_write(enum log_level level, const char *module, const char *call_id,
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+#define log_call_error(mod, id, ...) log_call_write(LOG_ERROR, mod, id, __VA_ARGS__)
+#define log_call_warn(mod, id, ...) log_call_write(LOG_WARN, mod, id, __VA_ARGS__)
+#define log_call_info(mod, id, ...) log_call_write(LOG_INFO, mod, id, __VA_ARGS__)
+#define log_call_debug(mod, id, ...)                                           \
+  do {                                                                         \
+    if (log_enabled(LOG_DEBUG)) log_call_write(LOG_DEBUG, mod, id, __VA_ARGS__); \
+  } while (0)
+
 #define log_error(mod, ...) log_write(LOG_ERROR, mod, __VA_ARGS__)
 #define log_warn(mod, ...) log_write(LOG_WARN, mod, __VA_ARGS__)
 #define log_info(mod, ...) log_write(LOG_INFO, mod, __VA_ARGS__)

@@ -36,6 +36,9 @@ struct asr_session {
   struct eng_job job;
   const struct asr_backend *be;
   struct asr_cb cb;
+  /* engines.c's: the requester's callbacks, while `cb` points at its meter */
+  struct asr_cb user_cb;
+  struct eng_meter meter;
 };
 
 struct asr_backend {

@@ -9,14 +9,27 @@
  * The embedded TTS pairing is a policy of this file: flite speaks English
  * only, so when it is chosen, espeak-ng is opened beside it and speaks every
  * other language.
+ *
+ * Every request goes through here, so this is where engine metrics are
+ * counted, the same way for every backend: after a backend has started a
+ * request, the request's callbacks are swapped for metering ones that count
+ * its end (result, error, timeout) and pass it on; releasing a request that
+ * had not ended counts it as cancelled. The swap is safe because callbacks
+ * only ever run on the requester's thread, never inside the start call, and
+ * backends read them from the request's base struct when they deliver.
+ * Counters are atomics: every media worker's calls count into them.
  */
 #include "engines/engines.h"
 #include "engines/service.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
+
+#include "core/prom.h"
 
 /* Backends compiled in. Each list is NULL-terminated. */
 extern const struct asr_backend asr_pocketsphinx, asr_scripted;
@@ -30,11 +43,21 @@ const struct tts_backend *const tts_backends[] = {&tts_flite,      &tts_espeak, 
                                                   &tts_elevenlabs, &tts_azure,  &tts_tone,
                                                   NULL};
 
+/* One backend's requests. */
+struct eng_stats {
+  const char *kind, *backend;
+  _Atomic uint64_t requests, errors, timeouts, cancelled;
+  struct prom_histogram duration; /* start (ASR: finish) -> result or error */
+};
+
+enum { ST_ASR, ST_LLM, ST_TTS, ST_TTS_OTHER, ST_N };
+
 struct engines {
   const struct asr_backend *asr;
   const struct llm_backend *llm;
   const struct tts_backend *tts, *tts_other;
   void *asr_state, *llm_state, *tts_state, *tts_other_state;
+  struct eng_stats stats[ST_N];
 };
 
 /* The backend lists share a layout: a pointer array whose elements start with `name`. */
@@ -59,6 +82,12 @@ static int open_tts(struct engines *e, const struct engine_env *env, char *err, 
   return e->tts_other ? e->tts_other->open(&e->tts_other_state, env, err, errlen) : 0;
 }
 
+static void stats_init(struct eng_stats *st, const char *kind, const char *backend) {
+  st->kind = kind;
+  st->backend = backend;
+  prom_histogram_init(&st->duration, prom_latency_bounds, prom_latency_nbounds);
+}
+
 int engines_open(struct engines **out, const struct engine_env *env, char *err, size_t errlen) {
   struct engines *e = calloc(1, sizeof *e);
   if (!e) return -ENOMEM;
@@ -76,6 +105,10 @@ int engines_open(struct engines **out, const struct engine_env *env, char *err, 
     engines_close(e);
     return rc;
   }
+  stats_init(&e->stats[ST_ASR], "asr", e->asr->name);
+  stats_init(&e->stats[ST_LLM], "llm", e->llm->name);
+  stats_init(&e->stats[ST_TTS], "tts", e->tts->name);
+  stats_init(&e->stats[ST_TTS_OTHER], "tts", e->tts_other ? e->tts_other->name : NULL);
   *out = e;
   return 0;
 }
@@ -89,14 +122,116 @@ void engines_close(struct engines *e) {
   free(e);
 }
 
+/* ---- metering ---- */
+
+static void count(_Atomic uint64_t *n) { atomic_fetch_add_explicit(n, 1, memory_order_relaxed); }
+
+/* A request was asked for and its start returned rc (a failed start is an error); rc. */
+static int count_start(struct eng_stats *st, int rc) {
+  count(&st->requests);
+  if (rc) count(&st->errors);
+  return rc;
+}
+
+static void meter_init(struct eng_meter *m, struct eng_stats *st) {
+  m->stats = st;
+  m->started_ns = uv_hrtime();
+}
+
+static void meter_end(struct eng_meter *m, struct eng_job *j, int failed) {
+  if (!m->stats || m->ended) return;
+  m->ended = 1;
+  if (failed) count(&m->stats->errors);
+  if (failed && atomic_load(&j->timed_out)) count(&m->stats->timeouts);
+  prom_histogram_observe(&m->stats->duration, (double)(uv_hrtime() - m->started_ns) / 1e9);
+}
+
+static void meter_release(struct eng_meter *m) {
+  if (m->stats && !m->ended) count(&m->stats->cancelled);
+}
+
+static void asr_partial_m(void *user, const char *text) {
+  struct asr_session *s = user;
+  s->user_cb.partial(s->user_cb.user, text);
+}
+
+static void asr_final_m(void *user, const char *text) {
+  struct asr_session *s = user;
+  meter_end(&s->meter, &s->job, 0);
+  s->user_cb.final(s->user_cb.user, text);
+}
+
+static void asr_error_m(void *user, const char *message) {
+  struct asr_session *s = user;
+  meter_end(&s->meter, &s->job, 1);
+  s->user_cb.error(s->user_cb.user, message);
+}
+
+static void llm_token_m(void *user, const char *text) {
+  struct llm_job *j = user;
+  j->user_cb.token(j->user_cb.user, text);
+}
+
+static void llm_done_m(void *user, int hangup) {
+  struct llm_job *j = user;
+  meter_end(&j->meter, &j->job, 0);
+  j->user_cb.done(j->user_cb.user, hangup);
+}
+
+static void llm_error_m(void *user, const char *message) {
+  struct llm_job *j = user;
+  meter_end(&j->meter, &j->job, 1);
+  j->user_cb.error(j->user_cb.user, message);
+}
+
+static void tts_audio_m(void *user, const int16_t *pcm, size_t n, int sample_rate) {
+  struct tts_job *j = user;
+  j->user_cb.audio(j->user_cb.user, pcm, n, sample_rate);
+}
+
+static void tts_done_m(void *user) {
+  struct tts_job *j = user;
+  meter_end(&j->meter, &j->job, 0);
+  j->user_cb.done(j->user_cb.user);
+}
+
+static void tts_error_m(void *user, const char *message) {
+  struct tts_job *j = user;
+  meter_end(&j->meter, &j->job, 1);
+  j->user_cb.error(j->user_cb.user, message);
+}
+
+/* A callback the requester left NULL stays NULL, since backends test for that. */
+#define METERED(cb, fn) ((cb) ? (fn) : NULL)
+
+/* ---- requests ---- */
+
 int engines_asr_start(struct engines *e, const struct asr_params *p, struct mailbox *home,
                       const struct asr_cb *cb, struct asr_session **out) {
-  return e->asr->start(e->asr_state, p, home, cb, out);
+  int rc = e->asr->start(e->asr_state, p, home, cb, out);
+  if (count_start(&e->stats[ST_ASR], rc)) return rc;
+  struct asr_session *s = *out;
+  meter_init(&s->meter, &e->stats[ST_ASR]);
+  s->user_cb = s->cb;
+  s->cb = (struct asr_cb){.partial = METERED(s->user_cb.partial, asr_partial_m),
+                          .final = METERED(s->user_cb.final, asr_final_m),
+                          .error = METERED(s->user_cb.error, asr_error_m),
+                          .user = s};
+  return 0;
 }
 
 int engines_llm_generate(struct engines *e, const struct llm_params *p, struct mailbox *home,
                          const struct llm_cb *cb, struct llm_job **out) {
-  return e->llm->generate(e->llm_state, p, home, cb, out);
+  int rc = e->llm->generate(e->llm_state, p, home, cb, out);
+  if (count_start(&e->stats[ST_LLM], rc)) return rc;
+  struct llm_job *j = *out;
+  meter_init(&j->meter, &e->stats[ST_LLM]);
+  j->user_cb = j->cb;
+  j->cb = (struct llm_cb){.token = METERED(j->user_cb.token, llm_token_m),
+                          .done = METERED(j->user_cb.done, llm_done_m),
+                          .error = METERED(j->user_cb.error, llm_error_m),
+                          .user = j};
+  return 0;
 }
 
 static int is_english(const char *language) {
@@ -105,9 +240,19 @@ static int is_english(const char *language) {
 
 int engines_tts_speak(struct engines *e, const struct tts_params *p, struct mailbox *home,
                       const struct tts_cb *cb, struct tts_job **out) {
-  if (e->tts_other && !is_english(p->language))
-    return e->tts_other->speak(e->tts_other_state, p, home, cb, out);
-  return e->tts->speak(e->tts_state, p, home, cb, out);
+  int other = e->tts_other && !is_english(p->language);
+  struct eng_stats *st = &e->stats[other ? ST_TTS_OTHER : ST_TTS];
+  int rc = other ? e->tts_other->speak(e->tts_other_state, p, home, cb, out)
+                 : e->tts->speak(e->tts_state, p, home, cb, out);
+  if (count_start(st, rc)) return rc;
+  struct tts_job *j = *out;
+  meter_init(&j->meter, st);
+  j->user_cb = j->cb;
+  j->cb = (struct tts_cb){.audio = METERED(j->user_cb.audio, tts_audio_m),
+                          .done = METERED(j->user_cb.done, tts_done_m),
+                          .error = METERED(j->user_cb.error, tts_error_m),
+                          .user = j};
+  return 0;
 }
 
 const char *engines_asr_name(const struct engines *e) { return e->asr->name; }
@@ -117,13 +262,57 @@ const char *engines_tts_name(const struct engines *e, const char *language) {
 }
 
 void asr_feed(struct asr_session *s, const int16_t *pcm, size_t n) { s->be->feed(s, pcm, n); }
-void asr_finish(struct asr_session *s) { s->be->finish(s); }
+void asr_finish(struct asr_session *s) {
+  /* Recognition time is what the caller waits for: from the end of speech. */
+  if (s->meter.stats && !s->meter.ended) s->meter.started_ns = uv_hrtime();
+  s->be->finish(s);
+}
 void asr_release(struct asr_session *s) {
-  if (s) eng_job_release(&s->job);
+  if (!s) return;
+  meter_release(&s->meter);
+  eng_job_release(&s->job);
 }
 void llm_release(struct llm_job *j) {
-  if (j) eng_job_release(&j->job);
+  if (!j) return;
+  meter_release(&j->meter);
+  eng_job_release(&j->job);
 }
 void tts_release(struct tts_job *j) {
-  if (j) eng_job_release(&j->job);
+  if (!j) return;
+  meter_release(&j->meter);
+  eng_job_release(&j->job);
+}
+
+/* ---- metrics ---- */
+
+/* One counter of struct eng_stats (at `offset`) for every backend opened. */
+static void write_counter(const struct engines *e, struct prom_buf *b, const char *name,
+                          const char *help, size_t offset) {
+  prom_family(b, name, "counter", help);
+  for (int i = 0; i < ST_N; i++) {
+    const struct eng_stats *st = &e->stats[i];
+    if (!st->backend) continue;
+    const _Atomic uint64_t *v = (const _Atomic uint64_t *)((const char *)st + offset);
+    prom_sample(b, name, (double)atomic_load_explicit(v, memory_order_relaxed), "kind", st->kind,
+                "backend", st->backend, NULL);
+  }
+}
+
+void engines_write_metrics(const struct engines *e, struct prom_buf *b) {
+  write_counter(e, b, "tingshuo_engine_requests_total", "Engine requests started.",
+                offsetof(struct eng_stats, requests));
+  write_counter(e, b, "tingshuo_engine_errors_total",
+                "Engine requests that failed (timeouts included).", offsetof(struct eng_stats, errors));
+  write_counter(e, b, "tingshuo_engine_timeouts_total",
+                "Engine requests that failed because a service did not answer in time.",
+                offsetof(struct eng_stats, timeouts));
+  write_counter(e, b, "tingshuo_engine_cancelled_total",
+                "Engine requests abandoned before their result (barge-in, hangup).",
+                offsetof(struct eng_stats, cancelled));
+  prom_family(b, "tingshuo_engine_request_duration_seconds", "histogram",
+              "Engine requests from start (ASR: the end of speech) to their result or error.");
+  for (int i = 0; i < ST_N; i++)
+    if (e->stats[i].backend)
+      prom_histogram_write(b, "tingshuo_engine_request_duration_seconds", &e->stats[i].duration,
+                           "kind", e->stats[i].kind, "backend", e->stats[i].backend, NULL);
 }

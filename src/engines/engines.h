@@ -28,4 +28,8 @@ const char *engines_asr_name(const struct engines *e);
 const char *engines_llm_name(const struct engines *e);
 const char *engines_tts_name(const struct engines *e, const char *language);
 
+struct prom_buf;
+/* Requests, errors, timeouts, cancellations and durations by kind and backend; any thread. */
+void engines_write_metrics(const struct engines *e, struct prom_buf *b);
+
 #endif

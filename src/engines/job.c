@@ -24,6 +24,7 @@ void eng_job_init(struct eng_job *j, struct mailbox *home, void (*destroy)(struc
   j->home = home;
   j->destroy = destroy;
   j->on_cancel = NULL;
+  atomic_init(&j->timed_out, 0);
 }
 
 void eng_job_ref(struct eng_job *j) { atomic_fetch_add(&j->refs, 1); }

@@ -21,6 +21,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/mailbox.h"
 
@@ -33,6 +34,20 @@ struct eng_job {
    * requester's reference goes, so work in flight can be stopped at once
    * (an HTTP transfer aborted, a synthesis told to stop). */
   void (*on_cancel)(struct eng_job *j);
+  /* Set by a service backend before it reports an error that was a timeout (for metrics). */
+  atomic_int timed_out;
+};
+
+/*
+ * How engines.c measures a request (in the backend's base struct, zeroed
+ * by the backend's calloc): which backend's counters it goes to, and when
+ * it started. Untouched for requests started without engines.c (tests).
+ */
+struct eng_stats;
+struct eng_meter {
+  struct eng_stats *stats;
+  uint64_t started_ns;
+  int ended; /* a result or an error was delivered */
 };
 
 /* One reference, held by the requester. */

@@ -45,6 +45,9 @@ struct llm_job {
   struct eng_job job;
   const struct llm_backend *be;
   struct llm_cb cb;
+  /* engines.c's: the requester's callbacks, while `cb` points at its meter */
+  struct llm_cb user_cb;
+  struct eng_meter meter;
 };
 
 struct llm_backend {

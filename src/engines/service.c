@@ -139,6 +139,7 @@ static void on_done(void *user, const struct http_result *r) {
   struct svc_call *sc = user;
   struct eng_job *job = sc->job;
   sc->t = NULL;
+  if (r->rc == -ETIMEDOUT) atomic_store(&job->timed_out, 1);
   if (r->rc != -ESHUTDOWN && !eng_job_cancelled(job)) sc->ops->done(sc, r);
   eng_job_unref(job); /* the transfer's reference; sc may be gone after this */
 }

@@ -35,6 +35,9 @@ struct tts_job {
   struct eng_job job;
   const struct tts_backend *be;
   struct tts_cb cb;
+  /* engines.c's: the requester's callbacks, while `cb` points at its meter */
+  struct tts_cb user_cb;
+  struct eng_meter meter;
 };
 
 struct tts_backend {

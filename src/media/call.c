@@ -19,6 +19,10 @@
  * waits for the pacing grid. About once a second an RTCP sender report
  * goes out, and the browser's reports steer our encoder's FEC and bitrate.
  *
+ * With record_calls on, each tick also copies the caller's packet just
+ * played and the frame that went out this tick to the call's recording
+ * (media/recorder.h), which writes them elsewhere, undecoded.
+ *
  * A call ends itself (media_call_end_reason) when the browser stops its
  * consent checks, DTLS fails or does not complete, or the browser says BYE.
  */
@@ -37,6 +41,7 @@
 #include "audio/jitter.h"
 #include "audio/opus_codec.h"
 #include "core/log.h"
+#include "media/recorder.h"
 #include "rtc/dtls.h"
 #include "rtc/ice.h"
 #include "rtc/rtcp.h"
@@ -59,6 +64,9 @@ struct media_call {
   uint8_t next[PKT_MAX]; /* the next tick's frame: RTP header and Opus, not yet protected */
   size_t next_len;       /* 0: none ready */
   size_t next_payload;   /* its Opus bytes, for the sender reports */
+  size_t sent;           /* RTP bytes of the frame sent since the last tick heard, still in next */
+  struct recorder *recorder; /* record_calls on: where the recording goes */
+  struct recorder_call *rec; /* the recording, from the first tick heard */
   struct rtp_stats rx;
   uint32_t peer_ssrc;
   int have_peer;
@@ -75,6 +83,10 @@ struct media_call {
   uint64_t created_ms, next_rtcp_ms;
   int connected, connected_reported;
   char end_reason[64];
+  /* Metrics: earlier streams' counts (the caller's SSRC changed), SRTP
+   * packets refused, and what the worker has been given already. */
+  uint64_t prior_received, prior_lost, srtp_failures;
+  struct media_counters reported;
   uint8_t pkt[PKT_MAX];
 };
 
@@ -89,6 +101,37 @@ void media_call_get_summary(const struct media_call *c, struct media_call_summar
   }
   out->late = js.late;
   out->concealed = js.concealed;
+  if (c->rec) recorder_file_name(c->id, out->recording, sizeof out->recording);
+}
+
+/* Packets of the current stream never received (RFC 3550 A.3; duplicates can make it negative). */
+static uint64_t stream_lost(const struct rtp_stats *rx) {
+  if (!rx->received) return 0;
+  uint32_t expected = rx->cycles + rx->max_seq - rx->base_seq + 1;
+  return expected > rx->received ? expected - rx->received : 0;
+}
+
+/* Counters only grow: a figure that went down (lost, after a late duplicate) adds nothing. */
+static void take(uint64_t now, uint64_t *reported, uint64_t *to) {
+  if (now <= *reported) return;
+  *to += now - *reported;
+  *reported = now;
+}
+
+void media_call_take_counters(struct media_call *c, struct media_counters *to) {
+  struct jitter_stats js;
+  jitter_get_stats(c->jb, &js);
+  struct media_counters *r = &c->reported;
+  take(c->prior_received + c->rx.received, &r->rtp_received, &to->rtp_received);
+  take(c->prior_lost + stream_lost(&c->rx), &r->rtp_lost, &to->rtp_lost);
+  take(js.late, &r->rtp_late, &to->rtp_late);
+  take(js.concealed, &r->concealed, &to->concealed);
+  take(js.recovered, &r->recovered, &to->recovered);
+  take(js.dropped, &r->dropped, &to->dropped);
+  take(c->srtp_failures, &r->srtp_failures, &to->srtp_failures);
+  uint32_t sent = c->packets - (uint32_t)r->rtp_sent; /* c->packets wraps at 2^32 */
+  to->rtp_sent += sent;
+  r->rtp_sent += sent;
 }
 
 /* --- sending ---------------------------------------------------------------- */
@@ -168,11 +211,13 @@ struct media_call *media_call_new(const struct media_call_params *p, struct dtls
   RAND_bytes((unsigned char *)&c->ts, sizeof c->ts);
   c->created_ms = now_ms;
   c->seed = c->ssrc;
+  c->recorder = agent ? agent->recorder : NULL;
   return c;
 }
 
 void media_call_free(struct media_call *c) {
   if (!c) return;
+  recorder_call_end(c->rec);
   ice_agent_free(c->ice);
   dtls_session_free(c->dtls);
   srtpctx_free(c->srtp);
@@ -252,9 +297,15 @@ static void on_dtls(struct media_call *c, const uint8_t *pkt, size_t len,
 
 static void on_rtp(struct media_call *c, uint8_t *pkt, size_t len, uint64_t now) {
   struct rtp_header h;
-  if (srtpctx_unprotect_rtp(c->srtp, pkt, &len) || rtp_parse(pkt, len, &h)) return;
+  if (srtpctx_unprotect_rtp(c->srtp, pkt, &len)) {
+    c->srtp_failures++;
+    return;
+  }
+  if (rtp_parse(pkt, len, &h)) return;
   if (h.pt != c->opus_pt || h.payload_len == 0) return; /* telephone-event, RED...: not played */
   if (!c->have_peer || h.ssrc != c->peer_ssrc) {
+    c->prior_received += c->rx.received;
+    c->prior_lost += stream_lost(&c->rx);
     c->peer_ssrc = h.ssrc;
     c->have_peer = 1;
     rtp_stats_init(&c->rx);
@@ -265,7 +316,11 @@ static void on_rtp(struct media_call *c, uint8_t *pkt, size_t len, uint64_t now)
 
 static void on_rtcp(struct media_call *c, uint8_t *pkt, size_t len, uint64_t now) {
   struct rtcp_info info;
-  if (srtpctx_unprotect_rtcp(c->srtp, pkt, &len) || rtcp_parse(pkt, len, &info)) return;
+  if (srtpctx_unprotect_rtcp(c->srtp, pkt, &len)) {
+    c->srtp_failures++;
+    return;
+  }
+  if (rtcp_parse(pkt, len, &info)) return;
   if (info.has_sr) {
     c->rx.last_sr_ntp_mid = info.sr_ntp_mid;
     c->rx.last_sr_arrival_ms = now;
@@ -309,20 +364,41 @@ static void make_frame(struct media_call *c, const int16_t *pcm, int audio) {
  * once its place is final, since SRTP must never encrypt two packets under
  * one sequence number. */
 static void send_ready(struct media_call *c) {
-  size_t len = c->next_len;
+  size_t len = c->next_len, plain = len;
   if (!len) return;
   c->next_len = 0;
   memcpy(c->pkt, c->next, len);
   if (srtpctx_protect_rtp(c->srtp, c->pkt, &len, sizeof c->pkt)) return;
+  c->sent = plain; /* the frame stays in c->next until the next make_frame: recorded from there */
   c->packets++;
   c->octets += (uint32_t)c->next_payload;
   send_to_peer(c, c->pkt, len);
+}
+
+static uint64_t wall_ms(void);
+
+/* The recording's tick: the caller's packet just played, beside the frame
+ * that went out to the caller this tick (made on the tick before, or a
+ * reply's first frame sent between ticks). Copies only: no coding. */
+static void record_tick(struct media_call *c) {
+  size_t sent = c->sent, heard_len;
+  c->sent = 0;
+  if (!c->recorder) return;
+  if (!c->rec && !(c->rec = recorder_call_new(c->recorder, c->id, wall_ms()))) {
+    log_warn("media", "call %s: cannot record this call", c->id);
+    c->recorder = NULL;
+    return;
+  }
+  const uint8_t *heard = jitter_last_packet(c->jb, &heard_len);
+  const uint8_t *spoken = sent ? c->next + sent - c->next_payload : NULL;
+  recorder_call_tick(c->rec, heard, heard_len, spoken, sent ? c->next_payload : 0);
 }
 
 void media_call_tick_in(struct media_call *c) {
   if (c->end_reason[0] || !c->connected) return;
   int16_t in[OPUSC_FRAME], out[OPUSC_FRAME];
   const int16_t *heard = jitter_get(c->jb, in) ? in : NULL;
+  record_tick(c);
   int audio;
   if (c->voice) {
     voice_agent_hear(c->voice, heard);

@@ -18,6 +18,7 @@
 
 struct dtls_ctx;
 struct media_call;
+struct recorder;
 
 typedef void (*media_send_fn)(void *user, const uint8_t *data, size_t len,
                               const struct sockaddr *to);
@@ -29,6 +30,7 @@ struct media_agent_env {
   const struct config *cfg;
   struct engines *engines;
   struct mailbox *home; /* the worker's mailbox, where engine results arrive */
+  struct recorder *recorder; /* record_calls on: the pool's recorder (media/recorder.h), else NULL */
 };
 
 struct media_call *media_call_new(const struct media_call_params *p, struct dtls_ctx *dtls,
@@ -53,6 +55,15 @@ void media_call_on_packet(struct media_call *c, uint8_t *pkt, size_t len,
 void media_call_tick(struct media_call *c, uint64_t now_ms);
 /* Every 20 ms, after every call's media_call_tick: one frame heard. */
 void media_call_tick_in(struct media_call *c);
+
+/* Running totals of what a call's media did, for the worker's metrics. */
+struct media_counters {
+  uint64_t rtp_received, rtp_lost, rtp_late, rtp_sent; /* RTP from (sent: to) the caller */
+  uint64_t concealed, recovered, dropped;              /* jitter buffer frames */
+  uint64_t srtp_failures;                              /* SRTP/SRTCP packets refused */
+};
+/* Adds to `to` what the call counted since it was last asked; on its worker's thread. */
+void media_call_take_counters(struct media_call *c, struct media_counters *to);
 
 /* The call's media so far, for its record. */
 void media_call_get_summary(const struct media_call *c, struct media_call_summary *out);

@@ -24,13 +24,17 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
 #include "core/log.h"
+#include "core/prom.h"
 #include "media/addrmap.h"
 #include "media/call.h"
+#include "media/recorder.h"
 #include "net/udp_batch.h"
 #include "rtc/dtls.h"
 #include "rtc/rtp.h"
@@ -39,6 +43,7 @@
 
 #define TICK_MS 20
 #define MAX_CATCHUP 5
+#define COLLECT_TICKS 50 /* calls' counters reach the worker's metrics once a second */
 
 enum worker_cmd { CMD_ADD = 1, CMD_END, CMD_RESTART, CMD_STOP };
 
@@ -55,6 +60,22 @@ struct call_node {
   struct media_call *call;
 };
 
+/*
+ * What /metrics reads of a worker. Only the worker's thread writes them
+ * (so a relaxed load and store is enough, no read-modify-write); calls
+ * count in plain fields of their own and hand the difference over once a
+ * second and when they end, so a packet costs nothing here.
+ */
+struct worker_metrics {
+  _Atomic uint64_t rtp_received, rtp_lost, rtp_late, rtp_sent;
+  _Atomic uint64_t concealed, recovered, dropped, srtp_failures;
+  _Atomic uint64_t ticks_dropped; /* 20 ms ticks given up after falling too far behind */
+  struct prom_histogram tick_lag; /* how late each tick ran after it was due */
+};
+
+/* Tick lag: a tick runs within a millisecond of its time unless the thread is starved. */
+static const double tick_lag_bounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25};
+
 struct worker {
   struct media_pool *pool;
   int index;
@@ -70,6 +91,8 @@ struct worker {
   atomic_int ncalls;
   struct dtls_ctx *dtls;
   uint64_t next_tick_ms;
+  unsigned ticks;
+  struct worker_metrics m;
   int port;
   int loop_ready, started, stopped;
   uint8_t rxbuf[2048];
@@ -83,6 +106,7 @@ struct media_pool {
   struct mailbox *control;
   struct dtls_cert *cert;
   int srtp_ready;
+  struct recorder *recorder; /* record_calls on: the thread that writes recordings */
 };
 
 /* --- events to the control loop ------------------------------------------ */
@@ -129,6 +153,25 @@ static void post_ended(struct worker *w, struct media_call *c, const char *reaso
   mailbox_post(w->pool->control, &ev->hdr);
 }
 
+/* --- metrics ---------------------------------------------------------------- */
+
+static void add(_Atomic uint64_t *a, uint64_t n) {
+  if (n) atomic_store_explicit(a, atomic_load_explicit(a, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
+static void collect(struct worker *w, struct media_call *c) {
+  struct media_counters d = {0};
+  media_call_take_counters(c, &d);
+  add(&w->m.rtp_received, d.rtp_received);
+  add(&w->m.rtp_lost, d.rtp_lost);
+  add(&w->m.rtp_late, d.rtp_late);
+  add(&w->m.rtp_sent, d.rtp_sent);
+  add(&w->m.concealed, d.concealed);
+  add(&w->m.recovered, d.recovered);
+  add(&w->m.dropped, d.dropped);
+  add(&w->m.srtp_failures, d.srtp_failures);
+}
+
 /* --- the call list ---------------------------------------------------------- */
 
 static struct call_node **find_node(struct worker *w, const char *call_id) {
@@ -149,6 +192,7 @@ static void remove_call(struct worker *w, struct call_node **pp, const char *rea
   struct call_node *n = *pp;
   *pp = n->next;
   addrmap_remove_value(w->addrs, n->call);
+  collect(w, n->call);
   atomic_fetch_sub(&w->ncalls, 1);
   if (notify) post_ended(w, n->call, reason);
   log_info("media", "call %s ended: %s", media_call_id(n->call), reason);
@@ -218,10 +262,12 @@ static void tick_calls(struct worker *w, uint64_t now) {
   for (struct call_node *n = w->calls; n; n = n->next) media_call_tick(n->call, now);
   udp_batch_flush(w->batch);
   w->batching = 0;
+  int collecting = ++w->ticks % COLLECT_TICKS == 0;
   struct call_node **pp = &w->calls;
   while (*pp) {
     struct media_call *c = (*pp)->call;
     media_call_tick_in(c);
+    if (collecting) collect(w, c);
     if (media_call_take_connected(c)) post_event(w, MEDIA_EV_CONNECTED, media_call_id(c), NULL, NULL, NULL);
     const char *reason = media_call_end_reason(c);
     if (reason) remove_call(w, pp, reason, 1);
@@ -233,7 +279,13 @@ static void on_tick(uv_timer_t *t) {
   struct worker *w = t->data;
   uv_update_time(&w->loop);
   uint64_t now = uv_now(&w->loop);
-  if (now > w->next_tick_ms + (uint64_t)TICK_MS * MAX_CATCHUP) w->next_tick_ms = now; /* too far behind */
+  /* uv_now is the same monotonic clock as uv_hrtime, in whole milliseconds. */
+  uint64_t due_ns = w->next_tick_ms * 1000000, now_ns = uv_hrtime();
+  prom_histogram_observe(&w->m.tick_lag, now_ns > due_ns ? (double)(now_ns - due_ns) / 1e9 : 0);
+  if (now > w->next_tick_ms + (uint64_t)TICK_MS * MAX_CATCHUP) { /* too far behind */
+    add(&w->m.ticks_dropped, (now - w->next_tick_ms) / TICK_MS);
+    w->next_tick_ms = now;
+  }
   while (w->next_tick_ms <= now) {
     tick_calls(w, w->next_tick_ms);
     w->next_tick_ms += TICK_MS;
@@ -339,6 +391,8 @@ static int bind_udp(struct worker *w, const struct config *cfg, char *err, size_
 }
 
 static int worker_init(struct worker *w, const struct config *cfg, char *err, size_t errlen) {
+  prom_histogram_init(&w->m.tick_lag, tick_lag_bounds,
+                      (int)(sizeof tick_lag_bounds / sizeof tick_lag_bounds[0]));
   int rc = uv_loop_init(&w->loop);
   if (rc) return rc;
   w->loop_ready = 1;
@@ -393,6 +447,8 @@ int media_pool_start(struct media_pool **out, const struct config *cfg, struct m
   if (rc == 0) pool->srtp_ready = 1;
   if (rc == 0) rc = dtls_cert_new(&pool->cert);
   if (rc) snprintf(err, errlen, "cannot create the DTLS certificate");
+  if (rc == 0 && cfg->record_calls)
+    rc = recorder_start(&pool->recorder, cfg->data_dir, 0, err, errlen);
   for (int i = 0; rc == 0 && i < pool->n; i++) {
     struct worker *w = &pool->w[i];
     w->pool = pool;
@@ -430,6 +486,7 @@ void media_pool_stop(struct media_pool *pool) {
     uv_loop_close(&w->loop);
     worker_free(w);
   }
+  recorder_stop(pool->recorder); /* after the workers: their calls' last ticks are queued */
   dtls_cert_free(pool->cert);
   if (pool->srtp_ready) srtpctx_global_shutdown();
   free(pool->w);
@@ -449,10 +506,61 @@ int media_pool_pick(const struct media_pool *pool) {
   return best;
 }
 
+int media_pool_recorder_stats(const struct media_pool *pool, struct recorder_stats *st) {
+  if (!pool->recorder) return -ENOENT;
+  recorder_get_stats(pool->recorder, st);
+  return 0;
+}
+
 int media_pool_calls(const struct media_pool *pool) {
   int n = 0;
   for (int i = 0; i < pool->n; i++) n += atomic_load(&pool->w[i].ncalls);
   return n;
+}
+
+/* One counter family, one sample per worker. */
+static void write_counter(struct prom_buf *b, const struct media_pool *pool, const char *name,
+                          const char *help, size_t offset) {
+  prom_family(b, name, "counter", help);
+  for (int i = 0; i < pool->n; i++) {
+    char worker[16];
+    snprintf(worker, sizeof worker, "%d", i);
+    const _Atomic uint64_t *v = (const _Atomic uint64_t *)((const char *)&pool->w[i].m + offset);
+    prom_sample(b, name, (double)atomic_load_explicit(v, memory_order_relaxed), "worker", worker, NULL);
+  }
+}
+
+#define COUNTER(name, field, help) write_counter(b, pool, name, help, offsetof(struct worker_metrics, field))
+
+void media_pool_write_metrics(const struct media_pool *pool, struct prom_buf *b) {
+  char worker[16];
+  prom_family(b, "tingshuo_media_calls_active", "gauge", "Calls on each media worker.");
+  for (int i = 0; i < pool->n; i++) {
+    snprintf(worker, sizeof worker, "%d", i);
+    prom_sample(b, "tingshuo_media_calls_active", atomic_load(&pool->w[i].ncalls), "worker", worker, NULL);
+  }
+  prom_family(b, "tingshuo_media_tick_lag_seconds", "histogram",
+              "How late each 20 ms media tick ran after it was due.");
+  for (int i = 0; i < pool->n; i++) {
+    snprintf(worker, sizeof worker, "%d", i);
+    prom_histogram_write(b, "tingshuo_media_tick_lag_seconds", &pool->w[i].m.tick_lag, "worker", worker, NULL);
+  }
+  COUNTER("tingshuo_media_ticks_dropped_total", ticks_dropped,
+          "Media ticks skipped because the worker fell more than 100 ms behind.");
+  COUNTER("tingshuo_rtp_packets_received_total", rtp_received, "RTP packets received from callers.");
+  COUNTER("tingshuo_rtp_packets_lost_total", rtp_lost,
+          "RTP packets from callers that never arrived (RFC 3550 counting).");
+  COUNTER("tingshuo_rtp_packets_late_total", rtp_late,
+          "RTP packets from callers that arrived after their time to play.");
+  COUNTER("tingshuo_rtp_packets_sent_total", rtp_sent, "RTP packets sent to callers.");
+  COUNTER("tingshuo_jitter_frames_concealed_total", concealed,
+          "20 ms frames the jitter buffer made up by packet-loss concealment.");
+  COUNTER("tingshuo_jitter_frames_recovered_total", recovered,
+          "20 ms frames the jitter buffer rebuilt from the next packet's forward error correction.");
+  COUNTER("tingshuo_jitter_frames_dropped_total", dropped,
+          "Frames the jitter buffer skipped to catch up after a burst.");
+  COUNTER("tingshuo_srtp_failures_total", srtp_failures,
+          "SRTP and SRTCP packets refused (failed authentication or replayed).");
 }
 
 int media_pool_add_call(struct media_pool *pool, int worker, const struct media_call_params *p,
@@ -460,7 +568,7 @@ int media_pool_add_call(struct media_pool *pool, int worker, const struct media_
   struct worker *w = &pool->w[worker];
   struct worker_msg *msg = calloc(1, sizeof *msg);
   if (!msg) return -ENOMEM;
-  struct media_agent_env agent = {pool->cfg, pool->engines, w->mb};
+  struct media_agent_env agent = {pool->cfg, pool->engines, w->mb, pool->recorder};
   msg->call = media_call_new(p, w->dtls, &agent, uv_now(&w->loop));
   if (!msg->call) {
     free(msg);

@@ -30,6 +30,29 @@
 #include <strings.h>
 
 #include "core/log.h"
+#include "core/prom.h"
+
+/*
+ * Metrics, per service host (the host[:port] of the URL, never the path):
+ * at most MAX_METRIC_HOSTS of them, then "other", so a misconfiguration
+ * cannot grow the label set without bound. Only the loop's thread touches
+ * them, /metrics included, so they are plain fields (the histograms are
+ * atomic anyway). Keep-warm HEAD requests open connections and are counted
+ * as such, but are not requests anyone waits for: they stay out of
+ * in-flight, outcomes and latency.
+ */
+#define MAX_METRIC_HOSTS 16
+
+enum outcome { OUT_OK, OUT_HTTP_ERROR, OUT_TIMEOUT, OUT_ERROR, OUT_N };
+static const char *const outcome_names[OUT_N] = {"ok", "http_error", "timeout", "error"};
+
+struct host_metrics {
+  char host[128];
+  int in_flight;
+  uint64_t cancelled, retries, connects;
+  struct prom_histogram first_byte; /* request started -> first byte of a response body */
+  struct prom_histogram duration[OUT_N]; /* request started -> done, by outcome */
+};
 
 struct warm {
   char *origin;  /* scheme://host[:port] */
@@ -59,6 +82,8 @@ struct http_client {
   int handles; /* uv handles not yet closed */
   int closing;
   struct http_client_stats stats;
+  struct host_metrics **hosts;
+  size_t nhosts;
 };
 
 struct http_transfer {
@@ -68,6 +93,10 @@ struct http_transfer {
   struct curl_slist *hdrs;
   struct http_request req;
   struct http_callbacks cb;
+  struct host_metrics *hm; /* NULL when no memory was left for it */
+  int metered;             /* not a keep-warm request */
+  int first_byte_seen;
+  uint64_t started_ns;
   uv_timer_t timer; /* first-byte deadline, then retry delay */
   int in_multi;
   int attempts;
@@ -84,6 +113,7 @@ struct http_transfer {
 };
 
 static uint64_t now_ms(const struct http_client *c) { return uv_now(c->loop); }
+static double seconds_since(uint64_t ns) { return (double)(uv_hrtime() - ns) / 1e9; }
 
 /* ---- requests ---- */
 
@@ -269,6 +299,10 @@ static size_t on_body(char *buf, size_t size, size_t n, void *user) {
     t->got_byte = 1;
     uv_timer_stop(&t->timer);
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
+    if (t->metered && t->hm && !t->first_byte_seen) {
+      t->first_byte_seen = 1;
+      prom_histogram_observe(&t->hm->first_byte, seconds_since(t->started_ns));
+    }
   }
   if (t->status < 200 || t->status > 299) {
     size_t room = HTTP_ERROR_BODY_MAX - t->ebody_len, take = len < room ? len : room;
@@ -306,9 +340,20 @@ static void transfer_closed(uv_handle_t *h) {
   handle_gone(c);
 }
 
+/* The request is over: out of flight, and into its outcome's histogram, or
+ * counted as cancelled (outcome -1). Once per request. */
+static void meter_end(struct http_transfer *t, int outcome) {
+  if (!t->metered || !t->hm) return;
+  t->metered = 0;
+  t->hm->in_flight--;
+  if (outcome < 0) t->hm->cancelled++;
+  else prom_histogram_observe(&t->hm->duration[outcome], seconds_since(t->started_ns));
+}
+
 /* Unlinks and frees (the memory itself goes when the timer has closed). */
 static void transfer_destroy(struct http_transfer *t) {
   struct http_client *c = t->c;
+  meter_end(t, -1); /* still running: cancelled, or the client is shutting down */
   if (t->in_multi) curl_multi_remove_handle(c->multi, t->easy);
   t->in_multi = 0;
   curl_easy_cleanup(t->easy);
@@ -382,6 +427,7 @@ static void finish_attempt(struct http_transfer *t, CURLcode code) {
   long conns = 0;
   curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &conns);
   c->stats.connects += (uint64_t)conns;
+  if (t->hm) t->hm->connects += (uint64_t)conns;
   if (!t->got_byte || t->status == 0) curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
   t->msg[0] = '\0';
   int rc = map_error(t, code);
@@ -391,6 +437,7 @@ static void finish_attempt(struct http_transfer *t, CURLcode code) {
     if (rc) log_info("http", "%s; retrying in %d ms", t->msg, delay);
     else log_info("http", "%s: HTTP %ld; retrying in %d ms", t->req.service, t->status, delay);
     c->stats.retries++;
+    if (t->hm) t->hm->retries++;
     uv_timer_start(&t->timer, on_retry_timer, (uint64_t)delay, 0);
     return;
   }
@@ -405,6 +452,10 @@ static void finish_attempt(struct http_transfer *t, CURLcode code) {
       .retry_after_ms = t->retry_after_ms,
       .attempts = t->attempts,
   };
+  meter_end(t, rc == -ETIMEDOUT ? OUT_TIMEOUT
+               : rc                ? OUT_ERROR
+               : t->status / 100 == 2 ? OUT_OK
+                                      : OUT_HTTP_ERROR);
   if (t->cb.done) t->cb.done(t->cb.user, &r);
   transfer_destroy(t);
 }
@@ -496,8 +547,86 @@ static void touch_warm(struct http_client *c, const char *url) {
   }
 }
 
-int http_start(struct http_client *c, struct http_request *req, const struct http_callbacks *cb,
-               struct http_transfer **out) {
+/* ---- metrics ---- */
+
+/* The host[:port] of a URL, without user info; "" when it has none. */
+static void url_host(const char *url, char *out, size_t cap) {
+  const char *p = strstr(url, "://");
+  p = p ? p + 3 : url;
+  size_t n = strcspn(p, "/?#");
+  const char *at = memchr(p, '@', n);
+  while (at) { /* the last '@' ends the user info */
+    n -= (size_t)(at + 1 - p);
+    p = at + 1;
+    at = memchr(p, '@', n);
+  }
+  snprintf(out, cap, "%.*s", (int)n, p);
+}
+
+static struct host_metrics *host_new(const char *host) {
+  struct host_metrics *h = calloc(1, sizeof *h);
+  if (!h) return NULL;
+  snprintf(h->host, sizeof h->host, "%s", host);
+  prom_histogram_init(&h->first_byte, prom_latency_bounds, prom_latency_nbounds);
+  for (int i = 0; i < OUT_N; i++)
+    prom_histogram_init(&h->duration[i], prom_latency_bounds, prom_latency_nbounds);
+  return h;
+}
+
+/* The metrics of the URL's host, made on first use; NULL without memory. */
+static struct host_metrics *host_metrics(struct http_client *c, const char *url) {
+  char host[128];
+  url_host(url, host, sizeof host);
+  if (c->nhosts >= MAX_METRIC_HOSTS) snprintf(host, sizeof host, "other");
+  for (size_t i = 0; i < c->nhosts; i++)
+    if (strcmp(c->hosts[i]->host, host) == 0) return c->hosts[i];
+  struct host_metrics **list = realloc(c->hosts, (c->nhosts + 1) * sizeof *list);
+  if (!list) return NULL;
+  c->hosts = list;
+  struct host_metrics *h = host_new(host);
+  if (h) c->hosts[c->nhosts++] = h;
+  return h;
+}
+
+void http_client_write_metrics(const struct http_client *c, struct prom_buf *b) {
+  prom_family(b, "tingshuo_http_client_requests_in_flight", "gauge",
+              "Requests to AI services that have started and not ended, by service host.");
+  for (size_t i = 0; i < c->nhosts; i++)
+    prom_sample(b, "tingshuo_http_client_requests_in_flight", c->hosts[i]->in_flight, "host",
+                c->hosts[i]->host, NULL);
+  prom_family(b, "tingshuo_http_client_request_duration_seconds", "histogram",
+              "Requests to AI services from start (first attempt) to end (last attempt), by host "
+              "and outcome: ok (2xx), http_error (other status), timeout, error.");
+  for (size_t i = 0; i < c->nhosts; i++)
+    for (int o = 0; o < OUT_N; o++)
+      prom_histogram_write(b, "tingshuo_http_client_request_duration_seconds", &c->hosts[i]->duration[o],
+                           "host", c->hosts[i]->host, "outcome", outcome_names[o], NULL);
+  prom_family(b, "tingshuo_http_client_first_byte_seconds", "histogram",
+              "Requests to AI services from start to the first byte of a response body, by host.");
+  for (size_t i = 0; i < c->nhosts; i++)
+    prom_histogram_write(b, "tingshuo_http_client_first_byte_seconds", &c->hosts[i]->first_byte, "host",
+                         c->hosts[i]->host, NULL);
+  prom_family(b, "tingshuo_http_client_requests_cancelled_total", "counter",
+              "Requests to AI services abandoned before they ended (a barge-in, a hangup), by host.");
+  for (size_t i = 0; i < c->nhosts; i++)
+    prom_sample(b, "tingshuo_http_client_requests_cancelled_total", (double)c->hosts[i]->cancelled, "host",
+                c->hosts[i]->host, NULL);
+  prom_family(b, "tingshuo_http_client_retries_total", "counter",
+              "Requests to AI services tried a second time, by host.");
+  for (size_t i = 0; i < c->nhosts; i++)
+    prom_sample(b, "tingshuo_http_client_retries_total", (double)c->hosts[i]->retries, "host",
+                c->hosts[i]->host, NULL);
+  prom_family(b, "tingshuo_http_client_connections_total", "counter",
+              "Connections opened to AI services (keep-warm included), by host.");
+  for (size_t i = 0; i < c->nhosts; i++)
+    prom_sample(b, "tingshuo_http_client_connections_total", (double)c->hosts[i]->connects, "host",
+                c->hosts[i]->host, NULL);
+}
+
+/* ---- starting ---- */
+
+static int start_transfer(struct http_client *c, struct http_request *req,
+                          const struct http_callbacks *cb, struct http_transfer **out, int metered) {
   struct http_transfer *t = NULL;
   int rc = -EINVAL;
   if (!c || c->closing || !req->url || !req->method || !cb) goto fail;
@@ -520,6 +649,10 @@ int http_start(struct http_client *c, struct http_request *req, const struct htt
   if (c->transfers) c->transfers->prev = t;
   c->transfers = t;
   c->stats.requests++;
+  t->hm = host_metrics(c, t->req.url);
+  t->metered = metered;
+  t->started_ns = uv_hrtime();
+  if (t->metered && t->hm) t->hm->in_flight++;
   touch_warm(c, t->req.url);
   log_debug("http", "%s %s (%s)", t->req.method, t->req.url, t->req.service);
   if (out) *out = t;
@@ -534,6 +667,11 @@ fail_t:
 fail:
   http_request_clear(req);
   return rc;
+}
+
+int http_start(struct http_client *c, struct http_request *req, const struct http_callbacks *cb,
+               struct http_transfer **out) {
+  return start_transfer(c, req, cb, out, 1);
 }
 
 void http_cancel(struct http_transfer *t) {
@@ -555,7 +693,7 @@ static void warm_one(struct http_client *c, struct warm *w) {
   req.url = strdup(w->url);
   struct http_callbacks cb = {.done = warm_done, .user = w};
   struct http_transfer *t;
-  if (req.url && http_start(c, &req, &cb, &t) == 0) w->in_flight = 1;
+  if (req.url && start_transfer(c, &req, &cb, &t, 0) == 0) w->in_flight = 1;
   w->last_used_ms = now_ms(c);
 }
 
@@ -654,6 +792,8 @@ static void handle_gone(struct http_client *c) {
     free(c->warm[i]);
   }
   free(c->warm);
+  for (size_t i = 0; i < c->nhosts; i++) free(c->hosts[i]);
+  free(c->hosts);
   free(c);
   curl_global_cleanup();
 }

@@ -119,6 +119,15 @@ struct http_client_stats {
 };
 void http_client_stats(const struct http_client *c, struct http_client_stats *out);
 
+struct prom_buf;
+/*
+ * Per service host (host[:port] of the URL): requests in flight, duration
+ * by outcome (ok, http_error, timeout, error), time to first byte,
+ * cancellations, retries, connections. Keep-warm requests count only as
+ * connections. On the loop's thread, like everything here.
+ */
+void http_client_write_metrics(const struct http_client *c, struct prom_buf *b);
+
 /*
  * Copies one "Name: value" header line into out, masking the value when the
  * name is a credential (Authorization, x-api-key, api-key, xi-api-key,

@@ -8,9 +8,9 @@
  * down the events wait, bounded by cfg->records_queue: past the bound the
  * oldest turn events are dropped and counted, never a caller blocked.
  *
- * Reads (the history API) are queued to the same thread ahead of the
- * writes and answered on the loop given to store_open, through a mailbox, as
- * JSON ready to send (shapes in docs/api.md).
+ * Reads (the history API) are queued to the same thread, ahead of any
+ * backlog of writes, and answered on the loop given to store_open, through
+ * a mailbox, as JSON ready to send (shapes in docs/api.md).
  *
  * Times are milliseconds since the Unix epoch (UTC).
  */
@@ -31,7 +31,7 @@ struct store_call {
   const char *id;
   int64_t created_ms, connected_ms, ended_ms; /* 0 = not (yet) */
   const char *end_reason;
-  const char *node;        /* the server that ran it (host name) */
+  const char *node;        /* the server that ran it (host name); NULL = store_node() */
   const char *remote_addr; /* the caller's address as signaling saw it */
   const char *user_agent;
   const char *agent;       /* voice | echo */
@@ -72,6 +72,7 @@ struct store_stats {
   uint64_t written;     /* events written since start */
   uint64_t dropped;     /* turn events dropped because the queue was full */
   uint64_t errors;      /* failed database operations (each retried) */
+  uint64_t purged;      /* calls deleted by retention since start */
   int connected;        /* 1 while the database answers */
 };
 
@@ -88,12 +89,25 @@ int store_open(struct store **out, uv_loop_t *loop, const struct config *cfg, ch
                size_t errlen);
 /*
  * On the loop's thread: writes what is queued (for at most `flush_ms`),
- * stops the thread, and frees the store once the loop has run the
- * mailbox's close. Reads not yet answered get -ECANCELED.
+ * stops the thread and frees the store; its mailbox is freed once the loop
+ * has run the mailbox's close. Reads not yet answered get -ECANCELED (their
+ * callbacks run on the loop after this returns). Takes at most about
+ * flush_ms + 50 ms, whatever the database is doing. No writer may call in
+ * after it (stop the media workers first). NULL is ignored.
  */
 void store_close(struct store *st, int flush_ms);
 
-/* Writes: from any thread; never block on the database; copy what they are given. */
+/*
+ * This server's name (its host name): the node of calls begun without one,
+ * and the node whose calls a start after a crash closes.
+ */
+const char *store_node(const struct store *st);
+
+/*
+ * Writes: from any thread; never block on the database; copy what they are
+ * given. `st` may be NULL (records off): they do nothing. A call without
+ * an id, or a turn without a call id or with a negative index, is ignored.
+ */
 void store_call_begin(struct store *st, const struct store_call *c);
 void store_call_connected(struct store *st, const char *call_id, int64_t at_ms);
 /* Sets ended_ms, end_reason, the packet counts and the recording of the call. */
@@ -102,19 +116,29 @@ void store_turn_put(struct store *st, const struct store_turn *t);
 
 void store_get_stats(struct store *st, struct store_stats *out);
 
-/* The history API's filters; zero/NULL fields do not filter. */
+/*
+ * The history API's filters; zero/NULL/"" fields do not filter. Negative
+ * times, to_ms <= from_ms, a limit outside 0..200, a malformed cursor, an
+ * end_reason over 128 bytes or a text over 256 bytes (or either not UTF-8)
+ * are -EINVAL.
+ */
 struct store_query {
   int64_t from_ms, to_ms;  /* created_ms in [from_ms, to_ms) */
-  const char *end_reason;
+  const char *end_reason;  /* exactly */
   const char *text;        /* substring of a transcript or reply, any case */
   const char *cursor;      /* next_cursor of the previous page */
   int limit;               /* 1..200; 0 = 50 */
 };
 
 /*
- * Answer of a read, on the store's loop: status 0 with `result` (owned by
- * the callback), or -ENOENT (no such call), -EINVAL (bad cursor or filter),
- * -EIO (the database failed or is down), -ECANCELED (closing).
+ * Answer of a read, on the store's loop, always after the call that asked
+ * returned: status 0 with `result` (owned by the callback), or -ENOENT (no
+ * such call), -EINVAL (bad cursor or filter), -EIO (the database failed
+ * or is down), -ENOMEM (at once, when even the request cannot be
+ * allocated), -ECANCELED (closing). A read sees every event queued before
+ * it while the database keeps up; behind a backlog of more than one
+ * transaction (500 events), or while writes are failing, it is served
+ * first and may not see the newest ones.
  */
 typedef void (*store_result_cb)(void *user, int status, json_t *result);
 
@@ -125,7 +149,11 @@ void store_get_call(struct store *st, const char *call_id, store_result_cb cb, v
 /* Removes the call, its turns and its recording file; result {"deleted":id}. */
 void store_delete_call(struct store *st, const char *call_id, store_result_cb cb, void *user);
 
-/* data_dir/recordings/<file>; "" when `file` is not a plain file name. */
+/*
+ * data_dir/recordings/<file>: 0; or "" and -EINVAL when `file` is not a
+ * plain file name (letters, digits, '.', '_', '-', not starting with '.',
+ * no "..", at most 255 bytes), -ENOSPC when it does not fit `cap`.
+ */
 int store_recording_path(const struct config *cfg, const char *file, char *out, size_t cap);
 
 #endif

@@ -46,8 +46,9 @@ function cleanEnv() {
 
 const liveServers = new Set();
 
-export async function startServer({ args = [], env = {}, startTimeoutMs = 15000 } = {}) {
-  const dataDir = tempDir();
+// dataDir: reuse a data directory (a restart); it is then kept when the server stops.
+export async function startServer({ args = [], env = {}, startTimeoutMs = 15000, dataDir: reuse } = {}) {
+  const dataDir = reuse || tempDir();
   const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...args],
     { env: { ...cleanEnv(), ...env } });
   let stdout = '', stderr = '';
@@ -81,7 +82,7 @@ export async function startServer({ args = [], env = {}, startTimeoutMs = 15000 
       const { code, signal } = await exited;
       clearTimeout(kill);
       const ms = Date.now() - t0;
-      rmSync(dataDir, { recursive: true, force: true });
+      if (!reuse) rmSync(dataDir, { recursive: true, force: true });
       if (expectClean) assert.equal(code, 0, `server exit status ${code} (${signal}); stderr:\n${stderr}`);
       return { code, ms, stderr };
     },

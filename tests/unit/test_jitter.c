@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <opus/opus.h>
 
 #include "audio/jitter.h"
 #include "audio/opus_codec.h"
@@ -153,6 +154,66 @@ static void garbage_payloads_are_concealed(void **state) {
   jitter_free(jb);
 }
 
+/* jitter_last_packet names the packet each frame was decoded from, and nothing for frames
+ * that were recovered, concealed, drained from a longer packet, or not played. */
+static void last_packet_is_the_one_played(void **state) {
+  int16_t pcm[OPUSC_FRAME], orig[OPUSC_FRAME];
+  struct opusc_enc *enc = opusc_enc_new(OPUSC_MIC, 32000);
+  opusc_enc_adapt(enc, 51);
+  uint8_t pkt[12][400];
+  int len[12];
+  for (int f = 0; f < 12; f++) {
+    speechlike(orig, f);
+    len[f] = opusc_encode(enc, orig, pkt[f], 400);
+  }
+  opusc_enc_free(enc);
+  const int lost[12] = {[5] = 1, [8] = 1, [9] = 1};
+  struct jitter *jb = jitter_new();
+  size_t n = 99;
+  assert_int_equal(jitter_get(jb, pcm), 0);
+  assert_null(jitter_last_packet(jb, &n));
+  assert_int_equal(n, 0);
+  for (int i = 0; i < 12; i++) {
+    if (!lost[i]) jitter_put(jb, (uint16_t)(700 + i), pkt[i], (size_t)len[i], (uint64_t)i * 20);
+    if (i == 0) continue;
+    assert_int_equal(jitter_get(jb, pcm), 1); /* plays frame i - 1 */
+    const uint8_t *p = jitter_last_packet(jb, &n);
+    if (lost[i - 1]) {
+      assert_null(p);
+      assert_int_equal(n, 0);
+    } else {
+      assert_int_equal(n, (size_t)len[i - 1]);
+      assert_memory_equal(p, pkt[i - 1], n);
+    }
+  }
+  jitter_free(jb);
+
+  /* 40 ms packets: the packet on its first frame, nothing on the second. */
+  int err;
+  OpusEncoder *e = opus_encoder_create(48000, 1, OPUS_APPLICATION_VOIP, &err);
+  int16_t two[2 * OPUSC_FRAME];
+  speechlike(two, 0);
+  speechlike(two + OPUSC_FRAME, 1);
+  uint8_t big[2][400];
+  int blen[2];
+  for (int i = 0; i < 2; i++) blen[i] = opus_encode(e, two, 2 * OPUSC_FRAME, big[i], 400);
+  opus_encoder_destroy(e);
+  jb = jitter_new();
+  jitter_put(jb, 1, big[0], (size_t)blen[0], 0);
+  jitter_put(jb, 2, big[1], (size_t)blen[1], 40);
+  for (int f = 0; f < 4; f++) {
+    assert_int_equal(jitter_get(jb, pcm), 1);
+    const uint8_t *p = jitter_last_packet(jb, &n);
+    if (f % 2) {
+      assert_null(p);
+    } else {
+      assert_int_equal(n, (size_t)blen[f / 2]);
+      assert_memory_equal(p, big[f / 2], n);
+    }
+  }
+  jitter_free(jb);
+}
+
 static void encoder_adapts_to_loss(void **state) {
   struct opusc_enc *e = opusc_enc_new(OPUSC_AGENT, 0);
   assert_int_equal(opusc_enc_bitrate(e), 32000);
@@ -170,6 +231,7 @@ int main(void) {
       cmocka_unit_test(fec_beats_concealment),
       cmocka_unit_test(reorder_duplicates_and_wrap),
       cmocka_unit_test(garbage_payloads_are_concealed),
+      cmocka_unit_test(last_packet_is_the_one_played),
       cmocka_unit_test(encoder_adapts_to_loss),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,371 @@
+/*
+ * A call's record, built from its agent's events.
+ *
+ * The record is a list of rows in conversation order: a caller's turn with
+ * the reply to it, or a reply alone (the greeting, an idle prompt, an
+ * apology). The voice agent numbers caller turns in its events (`turn` on
+ * the final transcript, the reply and the latency figures; 0 for a reply
+ * alone), so a row is found by that number, not by guessing from the order
+ * of events — which matters at a barge-in, where the new turn's transcript
+ * arrives before the interrupted reply it cut short.
+ *
+ * A row is stored as soon as it has something (the transcript when the
+ * caller stops speaking) and again each time it grows, so a crash loses at
+ * most the row in progress; the store replaces a row stored twice.
+ *
+ * An engine error belongs to the row in progress when there is one (an LLM
+ * failing during a turn), else to the next row (an ASR failure: the apology
+ * that follows is a reply alone).
+ */
+#include "app/callrec.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* The latency figures of a `latency` event, in the order of struct store_turn. */
+static const char *const figure_names[] = {
+    "endpoint_ms",       "asr_ms",      "llm_first_token_ms", "llm_first_sentence_ms",
+    "tts_first_audio_ms", "voice_to_voice_ms", "overhead_ms", "barge_in_ms", "onset_lag_ms",
+};
+#define NFIG (sizeof figure_names / sizeof figure_names[0])
+enum { FIG_VOICE_TO_VOICE = 5, FIG_OVERHEAD = 6, FIG_BARGE_IN = 7, FIG_ONSET_LAG = 8 };
+
+/* Stages shown by /metrics as tingshuo_turn_stage_seconds{stage}: the first five and overhead. */
+static const char *const stage_labels[] = {
+    "endpoint", "asr", "llm_first_token", "llm_first_sentence", "tts_first_audio", "overhead",
+};
+#define NSTAGE (sizeof stage_labels / sizeof stage_labels[0])
+
+#define MAX_REASONS 24
+
+struct callrec_metrics {
+  uint64_t started, turns, interrupted;
+  struct {
+    char reason[40];
+    uint64_t n;
+  } ended[MAX_REASONS];
+  int nreasons;
+  struct prom_histogram stage[NSTAGE], voice_to_voice, barge_in, onset_lag;
+};
+
+struct row {
+  int used;
+  int index, turn_no;
+  int64_t at_ms;
+  char *transcript, *reply, *error;
+  int interrupted;
+  double fig[NFIG];
+};
+
+/* Caller turns kept open: at a barge-in the new turn begins before the one it
+ * interrupted has its reply, so two are open at once; four leave room. */
+#define OPEN_TURNS 4
+
+struct callrec {
+  struct store *st;
+  struct callrec_metrics *m;
+  char id[40];
+  int next_index;
+  struct row turns[OPEN_TURNS]; /* caller turn n in slot n % OPEN_TURNS */
+  int last_turn;                /* the latest caller turn's number, 0 before the first */
+  struct row alone;             /* the latest reply alone */
+  char *pending_error;
+  int64_t reply_started_ms; /* first sentence of the reply being spoken began */
+};
+
+int64_t callrec_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- metrics ---------------------------------------------------------------------- */
+
+int callrec_metrics_new(struct callrec_metrics **out) {
+  struct callrec_metrics *m = calloc(1, sizeof *m);
+  if (!m) return -ENOMEM;
+  for (size_t i = 0; i < NSTAGE; i++)
+    prom_histogram_init(&m->stage[i], prom_latency_bounds, prom_latency_nbounds);
+  prom_histogram_init(&m->voice_to_voice, prom_latency_bounds, prom_latency_nbounds);
+  prom_histogram_init(&m->barge_in, prom_latency_bounds, prom_latency_nbounds);
+  prom_histogram_init(&m->onset_lag, prom_latency_bounds, prom_latency_nbounds);
+  *out = m;
+  return 0;
+}
+
+void callrec_metrics_free(struct callrec_metrics *m) { free(m); }
+
+/* End reasons are a small set of fixed strings; anything past MAX_REASONS counts as "other". */
+static void count_end(struct callrec_metrics *m, const char *reason) {
+  int i = 0;
+  while (i < m->nreasons && strcmp(m->ended[i].reason, reason) != 0) i++;
+  if (i == m->nreasons) {
+    if (m->nreasons == MAX_REASONS) reason = "other", i = MAX_REASONS - 1;
+    else snprintf(m->ended[m->nreasons++].reason, sizeof m->ended[0].reason, "%s", reason);
+  }
+  m->ended[i].n++;
+}
+
+static void observe_latency(struct callrec_metrics *m, const double *fig) {
+  if (fig[FIG_BARGE_IN] >= 0) {
+    /* The second report of an interrupted turn: its stages were counted by the first. */
+    prom_histogram_observe(&m->barge_in, fig[FIG_BARGE_IN] / 1000);
+    if (fig[FIG_ONSET_LAG] >= 0) prom_histogram_observe(&m->onset_lag, fig[FIG_ONSET_LAG] / 1000);
+    return;
+  }
+  for (size_t i = 0; i < NSTAGE; i++) {
+    double v = fig[i < 5 ? i : FIG_OVERHEAD];
+    if (v >= 0) prom_histogram_observe(&m->stage[i], v / 1000);
+  }
+  if (fig[FIG_VOICE_TO_VOICE] >= 0)
+    prom_histogram_observe(&m->voice_to_voice, fig[FIG_VOICE_TO_VOICE] / 1000);
+}
+
+void callrec_metrics_write(const struct callrec_metrics *m, int active, struct prom_buf *b) {
+  prom_family(b, "tingshuo_calls_active", "gauge", "Calls in progress.");
+  prom_sample(b, "tingshuo_calls_active", active, NULL);
+  prom_family(b, "tingshuo_calls_started_total", "counter", "Calls started (offers answered).");
+  prom_sample(b, "tingshuo_calls_started_total", (double)m->started, NULL);
+  prom_family(b, "tingshuo_calls_ended_total", "counter", "Calls ended, by end reason.");
+  for (int i = 0; i < m->nreasons; i++)
+    prom_sample(b, "tingshuo_calls_ended_total", (double)m->ended[i].n, "reason",
+                m->ended[i].reason, NULL);
+  prom_family(b, "tingshuo_turns_total", "counter", "Caller turns answered.");
+  prom_sample(b, "tingshuo_turns_total", (double)m->turns, NULL);
+  prom_family(b, "tingshuo_replies_interrupted_total", "counter",
+              "Replies the caller cut short by speaking.");
+  prom_sample(b, "tingshuo_replies_interrupted_total", (double)m->interrupted, NULL);
+  prom_family(b, "tingshuo_turn_stage_seconds", "histogram",
+              "Time each stage of a turn took (docs/agent.md defines them).");
+  for (size_t i = 0; i < NSTAGE; i++)
+    prom_histogram_write(b, "tingshuo_turn_stage_seconds", &m->stage[i], "stage",
+                         stage_labels[i], NULL);
+  prom_family(b, "tingshuo_voice_to_voice_seconds", "histogram",
+              "Last voiced frame of the caller received to first reply frame sent.");
+  prom_histogram_write(b, "tingshuo_voice_to_voice_seconds", &m->voice_to_voice, NULL);
+  prom_family(b, "tingshuo_barge_in_stop_seconds", "histogram",
+              "Caller's speech onset over a reply to the reply's last frame sent.");
+  prom_histogram_write(b, "tingshuo_barge_in_stop_seconds", &m->barge_in, NULL);
+  prom_family(b, "tingshuo_barge_in_onset_lag_seconds", "histogram",
+              "How long the caller had been speaking when the onset was declared.");
+  prom_histogram_write(b, "tingshuo_barge_in_onset_lag_seconds", &m->onset_lag, NULL);
+}
+
+/* --- rows --------------------------------------------------------------------------- */
+
+static void row_clear(struct row *w) {
+  free(w->transcript);
+  free(w->reply);
+  free(w->error);
+  memset(w, 0, sizeof *w);
+}
+
+static void row_start(struct callrec *r, struct row *w, int turn_no, int64_t at_ms) {
+  row_clear(w);
+  w->used = 1;
+  w->index = r->next_index++;
+  w->turn_no = turn_no;
+  w->at_ms = at_ms;
+  for (size_t i = 0; i < NFIG; i++) w->fig[i] = STORE_ABSENT;
+  w->error = r->pending_error;
+  r->pending_error = NULL;
+}
+
+static void set_text(char **field, const char *text) {
+  char *copy = text ? strdup(text) : NULL;
+  if (text && !copy) return; /* out of memory: the row keeps what it had */
+  free(*field);
+  *field = copy;
+}
+
+/* "a" then "b": a second error in the same row is added, not lost. */
+static void add_error(char **field, const char *msg) {
+  if (!*field) {
+    set_text(field, msg);
+    return;
+  }
+  size_t n = strlen(*field) + strlen(msg) + 3;
+  char *joined = malloc(n);
+  if (!joined) return;
+  snprintf(joined, n, "%s; %s", *field, msg);
+  free(*field);
+  *field = joined;
+}
+
+static void row_put(struct callrec *r, const struct row *w) {
+  if (!r->st || !w->used) return;
+  struct store_turn t;
+  store_turn_init(&t);
+  t.call_id = r->id;
+  t.index = w->index;
+  t.at_ms = w->at_ms;
+  t.transcript = w->transcript;
+  t.reply = w->reply;
+  t.interrupted = w->interrupted;
+  t.error = w->error;
+  double *figs[NFIG] = {&t.endpoint_ms,       &t.asr_ms,      &t.llm_first_token_ms,
+                        &t.llm_first_sentence_ms, &t.tts_first_audio_ms, &t.voice_to_voice_ms,
+                        &t.overhead_ms,       &t.barge_in_ms, &t.onset_lag_ms};
+  for (size_t i = 0; i < NFIG; i++) *figs[i] = w->fig[i];
+  store_turn_put(r->st, &t);
+}
+
+/* The row a `turn` number names: a caller turn still open, or the latest reply alone for 0. */
+static struct row *row_for(struct callrec *r, int turn_no) {
+  if (turn_no == 0) return r->alone.used ? &r->alone : NULL;
+  struct row *w = &r->turns[turn_no % OPEN_TURNS];
+  return w->used && w->turn_no == turn_no ? w : NULL;
+}
+
+/* A new row for caller turn n (its slot's previous turn is long finished). */
+static struct row *start_turn(struct callrec *r, int turn_no, int64_t at_ms) {
+  struct row *w = &r->turns[turn_no % OPEN_TURNS];
+  row_start(r, w, turn_no, at_ms);
+  if (turn_no > r->last_turn) r->last_turn = turn_no;
+  return w;
+}
+
+/* --- events ------------------------------------------------------------------------- */
+
+static int turn_of(json_t *ev) {
+  json_t *t = json_object_get(ev, "turn");
+  return json_is_integer(t) ? (int)json_integer_value(t) : -1;
+}
+
+static void on_transcript(struct callrec *r, json_t *ev) {
+  int n = turn_of(ev);
+  const char *text = json_string_value(json_object_get(ev, "text"));
+  if (!json_is_true(json_object_get(ev, "final")) || n <= 0 || !text) return;
+  struct row *w = row_for(r, n); /* the same turn again: the caller went on before the reply */
+  if (!w) {
+    w = start_turn(r, n, callrec_now_ms());
+    r->m->turns++;
+  }
+  set_text(&w->transcript, text);
+  row_put(r, w);
+}
+
+static void on_reply(struct callrec *r, json_t *ev) {
+  int n = turn_of(ev);
+  const char *text = json_string_value(json_object_get(ev, "text"));
+  int64_t started = r->reply_started_ms ? r->reply_started_ms : callrec_now_ms();
+  r->reply_started_ms = 0;
+  if (n < 0 || !text) return;
+  struct row *w = n > 0 ? row_for(r, n) : NULL;
+  if (!w && n > 0) {
+    w = start_turn(r, n, started); /* a turn whose transcript never came */
+  } else if (!w) {
+    w = &r->alone;
+    row_start(r, w, 0, started);
+  }
+  set_text(&w->reply, text);
+  w->interrupted = json_is_true(json_object_get(ev, "interrupted"));
+  if (w->interrupted) r->m->interrupted++;
+  row_put(r, w);
+}
+
+static void on_latency(struct callrec *r, json_t *ev) {
+  double fig[NFIG];
+  for (size_t i = 0; i < NFIG; i++) {
+    json_t *v = json_object_get(ev, figure_names[i]);
+    fig[i] = json_is_number(v) ? json_number_value(v) : STORE_ABSENT;
+  }
+  observe_latency(r->m, fig);
+  int n = turn_of(ev);
+  struct row *w = n >= 0 ? row_for(r, n) : NULL;
+  if (!w) return;
+  for (size_t i = 0; i < NFIG; i++)
+    if (fig[i] != STORE_ABSENT) w->fig[i] = fig[i];
+  row_put(r, w);
+}
+
+static void on_error(struct callrec *r, json_t *ev) {
+  const char *msg = json_string_value(json_object_get(ev, "message"));
+  const char *code = json_string_value(json_object_get(ev, "code"));
+  if (!msg || !code || strcmp(code, "engine") != 0) return;
+  struct row *w = row_for(r, r->last_turn);
+  if (w && !w->reply) { /* the turn being answered */
+    add_error(&w->error, msg);
+    row_put(r, w);
+  } else {
+    add_error(&r->pending_error, msg);
+  }
+}
+
+/* The event's type, read from its first field without parsing the whole text. */
+static int type_is(const char *json, const char *type) {
+  static const char prefix[] = "{\"type\":\"";
+  size_t n = strlen(type);
+  return strncmp(json, prefix, sizeof prefix - 1) == 0 &&
+         strncmp(json + sizeof prefix - 1, type, n) == 0 && json[sizeof prefix - 1 + n] == '"';
+}
+
+void callrec_agent_event(struct callrec *r, const char *json) {
+  if (!r || !json) return;
+  if (type_is(json, "reply_partial")) {
+    if (!r->reply_started_ms) r->reply_started_ms = callrec_now_ms();
+    return;
+  }
+  static const struct {
+    const char *type;
+    void (*fn)(struct callrec *r, json_t *ev);
+  } handlers[] = {{"transcript", on_transcript}, {"reply", on_reply},
+                  {"latency", on_latency},       {"error", on_error}};
+  for (size_t i = 0; i < sizeof handlers / sizeof handlers[0]; i++) {
+    if (!type_is(json, handlers[i].type)) continue;
+    json_t *ev = json_loads(json, 0, NULL);
+    if (json_is_object(ev)) handlers[i].fn(r, ev);
+    json_decref(ev);
+    return;
+  }
+}
+
+/* --- the call ------------------------------------------------------------------------- */
+
+struct callrec *callrec_new(struct store *st, struct callrec_metrics *m,
+                            const struct callrec_start *s) {
+  struct callrec *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->st = st;
+  r->m = m;
+  snprintf(r->id, sizeof r->id, "%s", s->id);
+  m->started++;
+  if (!st) return r;
+  struct store_call c = {
+      .id = s->id, .created_ms = callrec_now_ms(),
+      .remote_addr = s->remote_addr, .user_agent = s->user_agent, .agent = s->agent,
+      .asr = s->asr, .asr_model = s->asr_model, .llm = s->llm, .llm_model = s->llm_model,
+      .tts = s->tts, .tts_model = s->tts_model, .tts_voice = s->tts_voice,
+      .language = s->language, .settings_json = s->settings_json};
+  store_call_begin(st, &c);
+  return r;
+}
+
+void callrec_connected(struct callrec *r) {
+  if (r && r->st) store_call_connected(r->st, r->id, callrec_now_ms());
+}
+
+void callrec_end(struct callrec *r, const char *reason, const struct media_call_summary *s) {
+  if (!r) return;
+  count_end(r->m, reason);
+  if (r->pending_error) { /* an error with nothing after it still belongs to the call */
+    row_start(r, &r->alone, 0, callrec_now_ms());
+    row_put(r, &r->alone);
+  }
+  if (r->st) {
+    struct store_call c = {.id = r->id, .ended_ms = callrec_now_ms(), .end_reason = reason};
+    if (s) {
+      c.packets_received = (int64_t)s->packets_received;
+      c.packets_lost = (int64_t)s->packets_lost;
+      c.recording = s->recording[0] ? s->recording : NULL;
+    }
+    store_call_end(r->st, &c);
+  }
+  for (int i = 0; i < OPEN_TURNS; i++) row_clear(&r->turns[i]);
+  row_clear(&r->alone);
+  free(r->pending_error);
+  free(r);
+}
