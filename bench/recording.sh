@@ -6,19 +6,20 @@
 #
 # Starts `tingshuo serve` with the load engines (scripted ASR, fixed LLM
 # reply, tone TTS) on loopback, runs `tingshuo bench URL --calls N --duration
-# S --server-pid PID` against it, stops it, and does so K times each with
-# record_calls off and on, alternating (off, on, off, on, ...) so that a
-# change in the machine's load over the run falls on both. Each run gets a
-# fresh server and data directory. The server CPU per call is the client's
-# figure: the server's CPU time over the steady part of the run (every call
-# connected, none ended), in percent of one core, divided by N. On a shared
-# machine that figure moves by several percent from run to run, more than
-# recording costs; so the recorder thread's own CPU time (thread
-# "ts-recorder", from /proc) is printed too, per call: the part of the cost
-# that is not the workers' copying. Prints each run, the mean of each mode
-# and the difference, and the disk the recordings took per call-minute;
-# writes the same as JSON (default
+# S --server-pid PID` against it and stops it; K rounds, each with a run of
+# record_calls off and one on, in the order off on, on off, off on, ... so
+# that a steady drift in the machine's load falls on both alike. Every run
+# gets a fresh server and data directory. The server CPU per call is the
+# load client's figure: the server's CPU time over the steady part of the
+# run (every call connected, none ended), in percent of one core, divided
+# by N. On a shared machine that figure moves from run to run by more than
+# recording costs, so the recorder thread's own CPU time (thread
+# "ts-recorder", read from /proc) is printed too, per call: all of the cost
+# except the workers' copying of packets. Prints each run, the mean of each
+# mode and the difference, and the disk the recordings took per
+# call-minute; writes the same as JSON (default
 # bench/out/recording-<date>.json). Defaults: 100 calls, 30 s, 2 rounds.
+# Not run by the tests: it takes minutes and measures the machine as well.
 # Every process started here is stopped on exit, however the script ends.
 set -euo pipefail
 
@@ -35,7 +36,7 @@ while [ $# -gt 0 ]; do
     --duration) duration=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --json) json=$2; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "recording.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -109,7 +110,9 @@ stop_server() {
 
 runs=()
 for ((i = 1; i <= rounds; i++)); do
-  for mode in off on; do
+  order="off on"
+  [ $((i % 2)) -eq 0 ] && order="on off"
+  for mode in $order; do
     name=$mode-$i
     start_server "$mode" "$name"
     echo "== round $i, record_calls $mode: $calls calls for $duration s"

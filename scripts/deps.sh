@@ -13,6 +13,7 @@ RUN_PKGS=(
 )
 TEST_PKGS=(
   libcmocka-dev chromium sox curl flite pocketsphinx postgresql prometheus opus-tools sqlite3
+  fonts-wqy-microhei
 )
 
 mode=${1:-run}

@@ -53,6 +53,8 @@ const TEXT = {
     'r_ice timeout': 'the network path was lost', 'r_dtls failed': 'the secure connection failed',
     'r_fingerprint mismatch': 'the secure connection failed',
     'r_resume timeout': 'the page was away too long', 'r_server shutting down': 'the server is shutting down',
+    'r_dtls timeout': 'the secure connection never completed', 'r_ICE restart failed': 'the network path could not be renewed',
+    'r_internal error': 'the server failed', 'r_out of memory': 'the server ran out of memory',
   },
   zh: {
     tagline: '用声音和 AI 交谈。', call: '通话', hangup: '挂断', settings: '设置',
@@ -86,6 +88,8 @@ const TEXT = {
     'r_ice timeout': '网络连接中断', 'r_dtls failed': '安全连接失败',
     'r_fingerprint mismatch': '安全连接失败',
     'r_resume timeout': '页面离开太久', 'r_server shutting down': '服务器正在关闭',
+    'r_dtls timeout': '安全连接未能建立', 'r_ICE restart failed': '网络路径无法恢复',
+    'r_internal error': '服务器出错', 'r_out of memory': '服务器内存不足',
   },
 };
 

@@ -45,7 +45,7 @@ const TEXT = {
     confirmText: 'Its transcript, latency figures and recording are removed for good.',
     cancel: 'Cancel', deleted: 'The call was deleted.', deleteFailed: 'The call could not be deleted: {message}',
     callOn: 'Call on {when}',
-    f_when: 'Started', f_connected: 'Connected', f_connectedAfter: 'after {s} s', f_notConnected: 'never',
+    f_when: 'Started', f_connected: 'Connected', f_connectedAfter: 'after {after}', f_notConnected: 'never',
     f_duration: 'Duration', f_agent: 'Agent', f_engines: 'Engines', f_language: 'Language',
     f_caller: 'Caller', f_ua: 'Browser', f_packets: 'Packets', f_node: 'Server', f_settings: 'Call settings',
     packets: '{received} received · {lost} lost ({pct})', voice: 'voice', echo: 'echo',
@@ -54,7 +54,7 @@ const TEXT = {
     recPlayer: 'Recording of the call',
     conversation: 'Conversation', legend: 'Latency chart legend', noTurns: 'Nothing was said in this call.',
     caller: 'Caller', ai: 'AI', interrupted: 'interrupted', engineError: 'Engine error: {error}',
-    turnN: 'Turn {n}', noReply: 'no reply',
+    turnN: 'Turn {n}',
     l_v2v: 'Voice to voice', l_endpoint: 'Endpoint', l_asr: 'ASR', l_llm: 'LLM 1st sentence',
     l_tts: 'TTS 1st audio', l_other: 'Other', s_v2v: 'Total', s_llm: 'LLM', s_tts: 'TTS', l_token: 'LLM 1st token', l_barge: 'Barge-in stop',
     otherHint: 'The rest of voice to voice: time the server itself added',
@@ -92,7 +92,7 @@ const TEXT = {
     confirmText: '它的文字记录、延迟数据和录音将被永久删除。',
     cancel: '取消', deleted: '通话已删除。', deleteFailed: '无法删除通话：{message}',
     callOn: '{when} 的通话',
-    f_when: '开始', f_connected: '接通', f_connectedAfter: '{s} 秒后', f_notConnected: '未接通',
+    f_when: '开始', f_connected: '接通', f_connectedAfter: '{after}后', f_notConnected: '未接通',
     f_duration: '时长', f_agent: '代理', f_engines: '引擎', f_language: '语言',
     f_caller: '来电地址', f_ua: '浏览器', f_packets: '数据包', f_node: '服务器', f_settings: '通话设置',
     packets: '收到 {received} · 丢失 {lost}（{pct}）', voice: '语音', echo: '回声',
@@ -101,7 +101,7 @@ const TEXT = {
     recPlayer: '通话录音',
     conversation: '对话', legend: '延迟图例', noTurns: '这通通话里没有人说话。',
     caller: '来电者', ai: 'AI', interrupted: '已打断', engineError: '引擎错误：{error}',
-    turnN: '第 {n} 轮', noReply: '没有回复',
+    turnN: '第 {n} 轮',
     l_v2v: '语音到语音', l_endpoint: '断句', l_asr: '语音识别', l_llm: 'LLM 首句',
     l_tts: 'TTS 首音', l_other: '其他', s_v2v: '总计', s_llm: 'LLM', s_tts: 'TTS', l_token: 'LLM 首字', l_barge: '打断停止',
     otherHint: '语音到语音中剩下的部分：服务器自身增加的时间',
@@ -186,7 +186,10 @@ class HttpError extends Error {
 // Returns the parsed JSON body (or null); throws AuthError on 401, HttpError
 // on any other failure status, TypeError when the server is unreachable.
 async function api(path, { method = 'GET', body } = {}) {
-  const opts = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
+  // The server refuses a POST or DELETE without this page's Origin (CSRF), and
+  // under a no-referrer policy browsers send "Origin: null": same-origin sends it.
+  const opts = { method, credentials: 'same-origin', referrerPolicy: 'same-origin',
+    headers: { Accept: 'application/json' } };
   if (body !== undefined) {
     opts.headers['Content-Type'] = 'application/json';
     opts.body = JSON.stringify(body);
@@ -238,7 +241,7 @@ const sameDay = (a, b) => a.getFullYear() === b.getFullYear() && a.getMonth() ==
 function fmtWhen(d) {
   if (!d) return '–';
   const now = new Date(), yest = new Date(now.getFullYear(), now.getMonth(), now.getDate() - 1);
-  const time = d.toLocaleTimeString(locale(), { hour: '2-digit', minute: '2-digit' });
+  const time = d.toLocaleTimeString(locale(), { hour: 'numeric', minute: '2-digit' });
   if (sameDay(d, now)) return `${t('today')} ${time}`;
   if (sameDay(d, yest)) return `${t('yesterday')} ${time}`;
   const opts = { month: 'short', day: 'numeric' };
@@ -249,7 +252,7 @@ function fmtWhen(d) {
 function fmtFull(d) {
   if (!d) return '–';
   return d.toLocaleString(locale(), { weekday: 'short', year: 'numeric', month: 'short', day: 'numeric',
-    hour: '2-digit', minute: '2-digit', second: '2-digit' });
+    hour: 'numeric', minute: '2-digit', second: '2-digit' });
 }
 
 function fmtDuration(s) {
@@ -668,7 +671,7 @@ function renderFacts(c) {
   if (created) when.dateTime = created.toISOString();
   rows.push(fact(t('f_when'), when));
   rows.push(fact(t('f_connected'), connected && created
-    ? t('f_connectedAfter', { s: ((connected - created) / 1000).toFixed(1) }) : t('f_notConnected')));
+    ? t('f_connectedAfter', { after: fmtSeconds(connected - created) }) : t('f_notConnected')));
   rows.push(fact(t('f_duration'), fmtDuration(c.duration_s)));
   const agent = str(c.agent);
   if (agent) rows.push(fact(t('f_agent'), agentName(agent)));
@@ -679,7 +682,8 @@ function renderFacts(c) {
   const rx = num(c.packets_received), lost = num(c.packets_lost);
   if (rx !== null || lost !== null) {
     const total = (rx ?? 0) + (lost ?? 0);
-    const pct = total ? `${((lost ?? 0) * 100 / total).toFixed(lost && (lost * 100 / total) < 0.1 ? 2 : 1)}\u00a0%` : '–';
+    const share = total ? (lost ?? 0) * 100 / total : 0;
+    const pct = !total ? '–' : `${share === 0 ? '0' : share.toFixed(share < 0.1 ? 2 : 1)}\u00a0%`;
     rows.push(fact(t('f_packets'), t('packets', { received: fmtInt(rx ?? 0), lost: fmtInt(lost ?? 0), pct })));
   }
   if (str(c.node)) rows.push(fact(t('f_node'), c.node));
@@ -870,7 +874,15 @@ function svg(tag, attrs = {}, text) {
   return e;
 }
 
-const msText = (v) => (v === null ? '–' : `${fmtInt(Math.round(v))} ms`);
+// Below 10 ms a tenth still says something (a local LLM answers in well under one).
+// What each drawn chart was drawn from, to draw it again at another width.
+const charts = new WeakMap();
+
+const msText = (v) => (v === null ? '–' : v < 10 ? `${new Intl.NumberFormat(locale(), { maximumFractionDigits: 1 }).format(v)} ms`
+  : `${fmtInt(Math.round(v))} ms`);
+
+// "43 ms", "1.2 s".
+const fmtSeconds = (ms) => (ms < 1000 ? `${Math.max(0, Math.round(ms))} ms` : `${(ms / 1000).toFixed(1)} s`);
 
 function waterfall(turn, n, scale) {
   const f = stagesOf(turn);
@@ -880,8 +892,7 @@ function waterfall(turn, n, scale) {
   fig.dataset.turn = String(n);
   fig.append(drawChart(f, n, scale, ui.turns.clientWidth || 600));
   if (barge !== null) fig.append(el('figcaption', 'wf-note', `${t('l_barge')}: ${msText(barge)}`));
-  fig._figures = f; // redrawn on resize
-  fig._scale = scale;
+  charts.set(fig, { f, n, scale });
   return fig;
 }
 
@@ -957,8 +968,8 @@ function redrawCharts() {
   if (!w || Math.abs(w - state.chartWidth) < 1) return;
   state.chartWidth = w;
   for (const fig of ui.turns.querySelectorAll('figure.wf-wrap')) {
-    const old = fig.querySelector('svg.wf');
-    if (old && fig._figures) old.replaceWith(drawChart(fig._figures, Number(fig.dataset.turn), fig._scale, w));
+    const old = fig.querySelector('svg.wf'), c = charts.get(fig);
+    if (old && c) old.replaceWith(drawChart(c.f, c.n, c.scale, w));
   }
 }
 

@@ -492,7 +492,7 @@ static void on_asr_error(void *user, const char *message) {
 static void start_recognition(struct voice_agent *va, int lag_ms) {
   asr_release(va->asr);
   va->asr = NULL;
-  struct asr_params p = {.language = va->language};
+  struct asr_params p = {.language = va->language, .call_id = va->call_id};
   struct asr_cb cb = {on_asr_partial, on_asr_final, on_asr_error, va};
   if (engines_asr_start(va->eng, &p, va->home, &cb, &va->asr) != 0) {
     emit_error(va, "asr", "could not start recognition");

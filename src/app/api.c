@@ -69,11 +69,11 @@
 /* Every dynamic answer: never cached, never sniffed. */
 #define COMMON_HEADERS "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
 #define PAGE_HEADERS                                                                             \
-  COMMON_HEADERS "X-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\n"                     \
+  COMMON_HEADERS "X-Frame-Options: DENY\r\nReferrer-Policy: same-origin\r\n"                     \
                  "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; "     \
                  "form-action 'self'; frame-ancestors 'none'\r\n"
 /* The history page itself: its scripts and styles are its own files. */
-#define HISTORY_HEADERS COMMON_HEADERS "X-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\n"
+#define HISTORY_HEADERS COMMON_HEADERS "X-Frame-Options: DENY\r\nReferrer-Policy: same-origin\r\n"
 #define TYPE_JSON "application/json"
 #define TYPE_HTML "text/html; charset=utf-8"
 
@@ -410,22 +410,33 @@ struct page_text {
 };
 
 static const struct page_text page_en = {
-    "en", "Sign in · tingshuo", "Call history is private. Enter the admin token set on the server.",
-    "Admin token", "Sign in", "That token is not right.",
-    "Call history answers only on the server itself (loopback) while no admin token is set. "
-    "Set admin_token to open it to other machines."};
+    .lang = "en",
+    .title = "Sign in · tingshuo",
+    .lead = "Call history is private. Enter the admin token set on the server.",
+    .label = "Admin token",
+    .button = "Sign in",
+    .wrong = "That token is not right.",
+    .loopback = "Call history answers only on the server itself (loopback) while no admin token "
+                "is set. Set admin_token to open it to other machines.",
+};
 static const struct page_text page_zh = {
-    "zh-CN", "登录 · tingshuo", "通话记录是私密的。请输入服务器上设置的管理令牌。", "管理令牌", "登录",
-    "令牌不正确。",
-    "未设置管理令牌时，通话记录只对本机（回环地址）开放。设置 admin_token 后才能从其他机器访问。"};
+    .lang = "zh-CN",
+    .title = "登录 · tingshuo",
+    .lead = "通话记录是私密的。请输入服务器上设置的管理令牌。",
+    .label = "管理令牌",
+    .button = "登录",
+    .wrong = "令牌不正确。",
+    .loopback = "未设置管理令牌时，通话记录只对本机（回环地址）开放。"
+                "设置 admin_token 后才能从其他机器访问。",
+};
 
 /* Where a signed-in form returns: /history or /history/<id>, nothing else (no open redirect). */
 static const char *safe_next(const char *next) {
   if (!next || strncmp(next, "/history", 8) != 0) return "/history";
   const char *rest = next + 8;
   if (*rest == '\0') return next;
-  if (*rest == '/' && strlen(rest + 1) <= ID_MAX && strspn(rest + 1, "0123456789abcdef") == strlen(rest + 1))
-    return next;
+  size_t idlen = strlen(rest + 1);
+  if (*rest == '/' && idlen <= ID_MAX && strspn(rest + 1, "0123456789abcdef") == idlen) return next;
   return "/history";
 }
 
@@ -434,7 +445,8 @@ static const char PAGE_STYLE[] =
     "min-height:100vh;background:#f6f7f9;color:#1b1f24}"
     "main{background:#fff;padding:2rem;border-radius:12px;box-shadow:0 1px 4px #0002;"
     "max-width:22rem;width:calc(100% - 4rem)}"
-    "h1{font-size:1.25rem;margin:0 0 .5rem}label{display:block;font-weight:600;margin:1rem 0 .25rem}"
+    "h1{font-size:1.25rem;margin:0 0 .5rem}"
+    "label{display:block;font-weight:600;margin:1rem 0 .25rem}"
     "input{width:100%;box-sizing:border-box;padding:.5rem;font:inherit;border:1px solid #8a939e;"
     "border-radius:6px}button{margin-top:1rem;padding:.5rem 1.25rem;font:inherit;border:0;"
     "border-radius:6px;background:#0b5cad;color:#fff;cursor:pointer}"
@@ -458,8 +470,8 @@ static int reply_login_page(struct http_req *req, int status, const char *next, 
                    "<button type=\"submit\">%s</button></form></main></body></html>",
                    t->lang, t->title, PAGE_STYLE, t->title, t->lead, next, t->label,
                    wrong ? " aria-invalid=\"true\" aria-describedby=\"err\"" : "",
-                   wrong ? "<p id=\"err\" class=\"err\" role=\"alert\">" : "", wrong ? t->wrong : "",
-                   wrong ? "</p>" : "", t->button);
+                   wrong ? "<p id=\"err\" class=\"err\" role=\"alert\">" : "",
+                   wrong ? t->wrong : "", wrong ? "</p>" : "", t->button);
   char headers[1024];
   snprintf(headers, sizeof headers, PAGE_HEADERS "%s", status == 401 ? WWW_AUTH : "");
   if (n < 0) return reply_error(req, 500, "out of memory", NULL);
@@ -482,7 +494,9 @@ static int reply_loopback_page(struct http_req *req) {
 /* ---- login and logout ---- */
 
 static int hexval(int c) {
-  return isdigit(c) ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+  if (isdigit(c)) return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
 /* A field of an application/x-www-form-urlencoded body, decoded into out; -1 when absent or bad. */
@@ -530,7 +544,8 @@ static void session_cookie(const struct api *api, const struct http_req *req, in
 
 static int on_login(struct api *api, struct http_req *req) {
   if (http_req_method(req) != HTTP_POST) return method_not_allowed(req, "POST");
-  if (!api->token_set) return reply_error(req, 404, "no admin_token is set: there is nothing to sign in to", NULL);
+  if (!api->token_set)
+    return reply_error(req, 404, "no admin_token is set: there is nothing to sign in to", NULL);
   enum access a = check_access(api, req);
   if (a == CROSS_SITE) return refuse_json(req, a);
   int form = content_type_is(req, "application/x-www-form-urlencoded");
@@ -599,10 +614,15 @@ static int valid_id(const char *id, size_t len) {
   return 1;
 }
 
+/* Well-formed enough for a database's text type: lead bytes with their continuations. */
 static int valid_utf8(const unsigned char *s) {
   while (*s) {
-    int n = *s < 0x80 ? 0 : (*s & 0xe0) == 0xc0 ? 1 : (*s & 0xf0) == 0xe0 ? 2 : (*s & 0xf8) == 0xf0 ? 3 : -1;
-    if (n < 0 || (n == 1 && *s < 0xc2)) return 0;
+    int n = *s < 0x80                ? 0
+            : (*s & 0xe0) == 0xc0    ? 1
+            : (*s & 0xf0) == 0xe0    ? 2
+            : (*s & 0xf8) == 0xf0    ? 3
+                                     : -1;
+    if (n < 0 || (n == 1 && *s < 0xc2) || (n == 3 && *s > 0xf4)) return 0;
     for (int i = 1; i <= n; i++)
       if ((s[i] & 0xc0) != 0x80) return 0;
     s += n + 1;
@@ -670,7 +690,8 @@ static const char *list_query(const struct http_req *req, struct store_query *q)
     char *end;
     errno = 0;
     long n = strtol(v, &end, 10);
-    if (errno || end == v || *end || n < 1 || n > 200) return "limit must be a number from 1 to 200";
+    if (errno || end == v || *end || n < 1 || n > 200)
+      return "limit must be a number from 1 to 200";
     q->limit = (int)n;
   }
   if ((v = http_req_query(req, "from")) && *v) {
@@ -683,8 +704,8 @@ static const char *list_query(const struct http_req *req, struct store_query *q)
   }
   if (q->from_ms && q->to_ms && q->from_ms >= q->to_ms) return "from must be before to";
   if ((v = http_req_query(req, "reason")) && *v) {
-    if (strlen(v) > 64 || strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(v))
-      return "reason is an end reason such as hangup or idle";
+    if (strlen(v) > 64 || strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789 _-") != strlen(v))
+      return "reason is an end reason such as hangup, idle or ice timeout";
     q->end_reason = v;
   }
   if ((v = http_req_query(req, "q")) && *v) {
@@ -737,7 +758,8 @@ static int on_api(struct api *api, struct http_req *req) {
   enum access a = check_access(api, req);
   if (a != LET_IN) return refuse_json(req, a);
   int list = strcmp(path, "/api/calls") == 0;
-  if (!list && strncmp(path, "/api/calls/", 11) != 0) return reply_error(req, 404, "not found", NULL);
+  if (!list && strncmp(path, "/api/calls/", 11) != 0)
+    return reply_error(req, 404, "not found", NULL);
   if (api->stopping) return reply_error(req, 503, "the server is shutting down", NULL);
   if (!api->store)
     return reply_error(req, 404, "call records are off on this server (records = off)", NULL);

@@ -95,11 +95,10 @@ const uint8_t *oggopus_silence(size_t *len) {
   return silence;
 }
 
-/* A packet one stream of the pair can carry: valid and exactly 20 ms. */
-static int usable(const uint8_t *pkt, size_t len) {
+int oggopus_usable(const uint8_t *pkt, size_t len) {
   unsigned char toc;
   opus_int16 sizes[48];
-  if (len > OGGOPUS_MAX_SIDE) return 0;
+  if (!pkt || len == 0 || len > OGGOPUS_MAX_SIDE) return 0;
   if (opus_packet_parse(pkt, (opus_int32)len, &toc, NULL, sizes, NULL) <= 0) return 0;
   return opus_packet_get_nb_samples(pkt, (opus_int32)len, OGGOPUS_RATE) == OGGOPUS_FRAME;
 }
@@ -107,8 +106,8 @@ static int usable(const uint8_t *pkt, size_t len) {
 int oggopus_pair(const uint8_t *left, size_t left_len, const uint8_t *right, size_t right_len,
                  uint8_t *out, size_t cap, unsigned *bad) {
   unsigned b = 0;
-  if (left && left_len && !usable(left, left_len)) b |= OGGOPUS_LEFT_BAD;
-  if (right && right_len && !usable(right, right_len)) b |= OGGOPUS_RIGHT_BAD;
+  if (left && left_len && !oggopus_usable(left, left_len)) b |= OGGOPUS_LEFT_BAD;
+  if (right && right_len && !oggopus_usable(right, right_len)) b |= OGGOPUS_RIGHT_BAD;
   if (bad) *bad = b;
   if (!left || !left_len || (b & OGGOPUS_LEFT_BAD)) left_len = 0;
   if (!right || !right_len || (b & OGGOPUS_RIGHT_BAD)) right_len = 0;

@@ -30,6 +30,9 @@
  */
 int oggopus_self_delimit(const uint8_t *pkt, size_t len, uint8_t *out, size_t cap);
 
+/* 1 when `pkt` can be one stream of a pair: a valid Opus packet of exactly 20 ms. */
+int oggopus_usable(const uint8_t *pkt, size_t len);
+
 /* Which sides oggopus_pair replaced although a packet was given. */
 #define OGGOPUS_LEFT_BAD 1
 #define OGGOPUS_RIGHT_BAD 2

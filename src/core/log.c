@@ -78,6 +78,7 @@ static void format_time(char *out, size_t cap) {
 static void write_event(enum log_level level, const char *module, const char *call,
                         const char *fmt, va_list ap) {
   if (!log_enabled(level)) return;
+  if (call && !*call) call = NULL; /* a session that was never told its call */
   char msg[2048], line[4096], ts[40];
   vsnprintf(msg, sizeof msg, fmt, ap);
   /* One event, one line: a message must not smuggle in a line break. */

@@ -20,6 +20,7 @@
 
 struct asr_params {
   const char *language; /* BCP 47-ish: "en", "zh"...; NULL = the configured one */
+  const char *call_id;  /* the call it listens to, for log lines; NULL = none */
 };
 
 struct asr_cb {
@@ -39,6 +40,7 @@ struct asr_session {
   /* engines.c's: the requester's callbacks, while `cb` points at its meter */
   struct asr_cb user_cb;
   struct eng_meter meter;
+  char call_id[40]; /* engines.c's, from asr_params: the backends' log lines name the call */
 };
 
 struct asr_backend {

@@ -211,6 +211,7 @@ int engines_asr_start(struct engines *e, const struct asr_params *p, struct mail
   int rc = e->asr->start(e->asr_state, p, home, cb, out);
   if (count_start(&e->stats[ST_ASR], rc)) return rc;
   struct asr_session *s = *out;
+  snprintf(s->call_id, sizeof s->call_id, "%s", p && p->call_id ? p->call_id : "");
   meter_init(&s->meter, &e->stats[ST_ASR]);
   s->user_cb = s->cb;
   s->cb = (struct asr_cb){.partial = METERED(s->user_cb.partial, asr_partial_m),

@@ -90,25 +90,23 @@ struct media_call {
   uint8_t pkt[PKT_MAX];
 };
 
-void media_call_get_summary(const struct media_call *c, struct media_call_summary *out) {
-  memset(out, 0, sizeof *out);
-  struct jitter_stats js;
-  jitter_get_stats(c->jb, &js);
-  out->packets_received = c->rx.received;
-  if (c->rx.received) {
-    uint64_t expected = (uint64_t)c->rx.cycles + c->rx.max_seq - c->rx.base_seq + 1;
-    out->packets_lost = expected > c->rx.received ? expected - c->rx.received : 0;
-  }
-  out->late = js.late;
-  out->concealed = js.concealed;
-  if (c->rec) recorder_file_name(c->id, out->recording, sizeof out->recording);
-}
-
 /* Packets of the current stream never received (RFC 3550 A.3; duplicates can make it negative). */
 static uint64_t stream_lost(const struct rtp_stats *rx) {
   if (!rx->received) return 0;
   uint32_t expected = rx->cycles + rx->max_seq - rx->base_seq + 1;
   return expected > rx->received ? expected - rx->received : 0;
+}
+
+/* Every stream the caller sent counts: a new SSRC mid-call restarts only the RFC 3550 figures. */
+void media_call_get_summary(const struct media_call *c, struct media_call_summary *out) {
+  memset(out, 0, sizeof *out);
+  struct jitter_stats js;
+  jitter_get_stats(c->jb, &js);
+  out->packets_received = c->prior_received + c->rx.received;
+  out->packets_lost = c->prior_lost + stream_lost(&c->rx);
+  out->late = js.late;
+  out->concealed = js.concealed;
+  if (c->rec) recorder_file_name(c->id, out->recording, sizeof out->recording);
 }
 
 /* Counters only grow: a figure that went down (lost, after a late duplicate) adds nothing. */
@@ -260,7 +258,7 @@ int media_call_on_stun(struct media_call *c, const uint8_t *pkt, size_t len,
   size_t out_len;
   int r = ice_handle(c->ice, pkt, len, from, now_ms, c->pkt, sizeof c->pkt, &out_len);
   if (r & ICE_RESPOND && c->send) c->send(c->send_user, c->pkt, out_len, from);
-  if (r & ICE_SELECTED) log_debug("media", "call %s: path selected", c->id);
+  if (r & ICE_SELECTED) log_call_debug("media", c->id, "path selected");
   return (r & ICE_AUTHENTICATED) ? 1 : 0;
 }
 
@@ -276,7 +274,7 @@ static void on_dtls_connected(struct media_call *c) {
   memset(km, 0, sizeof km);
   c->connected = 1;
   if (c->voice) voice_agent_start(c->voice);
-  log_info("media", "call %s: connected (SRTP profile %d)", c->id, profile);
+  log_call_info("media", c->id, "connected (SRTP profile %d)", profile);
 }
 
 static void on_dtls(struct media_call *c, const uint8_t *pkt, size_t len,
@@ -288,7 +286,7 @@ static void on_dtls(struct media_call *c, const uint8_t *pkt, size_t len,
   enum dtls_state st = dtls_session_handle(c->dtls, pkt, len);
   if (st == DTLS_CONNECTED && before != DTLS_CONNECTED) on_dtls_connected(c);
   else if (st == DTLS_FAILED) {
-    log_warn("media", "call %s: DTLS failed: %s", c->id, dtls_session_error(c->dtls));
+    log_call_warn("media", c->id, "DTLS failed: %s", dtls_session_error(c->dtls));
     end_call(c, strstr(dtls_session_error(c->dtls), "fingerprint") ? "fingerprint mismatch" : "dtls failed");
   } else if (st == DTLS_CLOSED) {
     end_call(c, "hangup");
@@ -385,7 +383,7 @@ static void record_tick(struct media_call *c) {
   c->sent = 0;
   if (!c->recorder) return;
   if (!c->rec && !(c->rec = recorder_call_new(c->recorder, c->id, wall_ms()))) {
-    log_warn("media", "call %s: cannot record this call", c->id);
+    log_call_warn("media", c->id, "cannot record this call");
     c->recorder = NULL;
     return;
   }

@@ -47,6 +47,7 @@
 #include "audio/oggopus.h"
 #include "core/log.h"
 #include "core/mailbox.h"
+#include "core/prom.h"
 
 #define BUFFER_TICKS 50             /* one second per buffer */
 #define BUFFER_BYTES (16 * 1024)    /* typical second: 50 * (4 + ~80 + ~80) bytes */
@@ -119,7 +120,7 @@ static void give_up(struct recorder_call *rc, const char *what, int rc_errno) {
   if (rc->failed) return;
   rc->failed = 1;
   atomic_fetch_add(&rc->rec->failed, 1);
-  log_error("recorder", "call %s: recording stopped: cannot %s %s/%s.ogg: %s", rc->id, what,
+  log_call_error("recorder", rc->id, "recording stopped: cannot %s %s/%s.ogg: %s", what,
             rc->rec->dir, rc->id, strerror(-rc_errno));
 }
 
@@ -135,8 +136,13 @@ static void add_packet(struct recorder_call *rc, const uint8_t *pkt, size_t len)
 }
 
 /* A side's packet for this tick: its own, nothing (concealed) early in a
- * gap, or silence once the gap is long. */
-static const uint8_t *side(const uint8_t *pkt, size_t *len, int *gap) {
+ * gap, or silence once the gap is long. A packet the pair cannot carry
+ * (malformed, or not 20 ms long) counts as none. */
+static const uint8_t *side(const uint8_t *pkt, size_t *len, int *gap, uint64_t *bad) {
+  if (*len && !oggopus_usable(pkt, *len)) {
+    ++*bad;
+    *len = 0;
+  }
   if (*len) {
     *gap = 0;
     return pkt;
@@ -148,13 +154,10 @@ static const uint8_t *side(const uint8_t *pkt, size_t *len, int *gap) {
 static void add_tick(struct recorder_call *rc, const uint8_t *caller, size_t cl,
                      const uint8_t *agent, size_t al) {
   uint8_t pkt[OGGOPUS_MAX_PAIR];
-  unsigned bad;
-  caller = side(caller, &cl, &rc->gap_caller);
-  agent = side(agent, &al, &rc->gap_agent);
-  int n = oggopus_pair(caller, cl, agent, al, pkt, sizeof pkt, &bad);
+  caller = side(caller, &cl, &rc->gap_caller, &rc->bad_caller);
+  agent = side(agent, &al, &rc->gap_agent, &rc->bad_agent);
+  int n = oggopus_pair(caller, cl, agent, al, pkt, sizeof pkt, NULL);
   if (n < 0) n = oggopus_pair(NULL, 0, NULL, 0, pkt, sizeof pkt, NULL); /* cannot happen */
-  rc->bad_caller += !!(bad & OGGOPUS_LEFT_BAD);
-  rc->bad_agent += !!(bad & OGGOPUS_RIGHT_BAD);
   add_packet(rc, pkt, (size_t)n);
 }
 
@@ -197,9 +200,9 @@ static void finish(struct recorder_call *rc) {
   if (rc->fd >= 0 && close(rc->fd) != 0) give_up(rc, "close", -errno);
   if (!rc->failed) atomic_fetch_add(&rc->rec->files, 1);
   if (rc->bad_caller || rc->bad_agent)
-    log_info("recorder", "call %s: %llu caller and %llu agent packets were not 20 ms Opus and "
-             "are silent in the recording", rc->id, (unsigned long long)rc->bad_caller,
-             (unsigned long long)rc->bad_agent);
+    log_call_info("recorder", rc->id, "%llu caller and %llu agent packets were not 20 ms Opus "
+             "packets and were left out of the recording",
+             (unsigned long long)rc->bad_caller, (unsigned long long)rc->bad_agent);
   free(rc);
 }
 
@@ -322,8 +325,7 @@ static void post_buffer(struct recorder_call *rc) {
   if (atomic_load(&r->queued) + sizeof *b > r->queue_max) {
     atomic_fetch_add(&r->dropped, 1);
     if (!atomic_exchange(&r->warned, 1))
-      log_warn("recorder", "call %s: the recorder is behind; dropping recorded audio (counted)",
-               rc->id);
+      log_call_warn("recorder", rc->id, "the recorder is behind; dropping recorded audio (counted)");
     free(b);
     return;
   }
@@ -333,7 +335,7 @@ static void post_buffer(struct recorder_call *rc) {
 
 void recorder_call_tick(struct recorder_call *rc, const uint8_t *caller, size_t caller_len,
                         const uint8_t *agent, size_t agent_len) {
-  /* Longer than any 20 ms packet: kept out, so it is silence in the file. */
+  /* Longer than any 20 ms packet: recorded as no packet. */
   if (!caller || caller_len > OGGOPUS_MAX_SIDE) caller_len = 0;
   if (!agent || agent_len > OGGOPUS_MAX_SIDE) agent_len = 0;
   size_t need = TICK_HEADER + caller_len + agent_len;
@@ -369,4 +371,20 @@ void recorder_get_stats(const struct recorder *r, struct recorder_stats *st) {
   st->failed = atomic_load(&r->failed);
   st->dropped = atomic_load(&r->dropped);
   st->queued = atomic_load(&r->queued);
+}
+
+void recorder_write_metrics(const struct recorder *r, struct prom_buf *b) {
+  struct recorder_stats st;
+  recorder_get_stats(r, &st);
+  prom_family(b, "tingshuo_recordings_total", "counter", "Call recordings finished.");
+  prom_sample(b, "tingshuo_recordings_total", (double)st.files, NULL);
+  prom_family(b, "tingshuo_recordings_failed_total", "counter",
+              "Call recordings given up because their file could not be created or written.");
+  prom_sample(b, "tingshuo_recordings_failed_total", (double)st.failed, NULL);
+  prom_family(b, "tingshuo_recording_buffers_dropped_total", "counter",
+              "About one second of one call's recording dropped because the recorder fell behind.");
+  prom_sample(b, "tingshuo_recording_buffers_dropped_total", (double)st.dropped, NULL);
+  prom_family(b, "tingshuo_recording_queue_bytes", "gauge",
+              "Recorded audio waiting for the recorder thread.");
+  prom_sample(b, "tingshuo_recording_queue_bytes", (double)st.queued, NULL);
 }

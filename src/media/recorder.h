@@ -58,4 +58,8 @@ struct recorder_stats {
 /* Any thread. */
 void recorder_get_stats(const struct recorder *r, struct recorder_stats *st);
 
+struct prom_buf;
+/* The counters above as tingshuo_recordings_* metrics. Any thread. */
+void recorder_write_metrics(const struct recorder *r, struct prom_buf *b);
+
 #endif

@@ -195,7 +195,7 @@ static void remove_call(struct worker *w, struct call_node **pp, const char *rea
   collect(w, n->call);
   atomic_fetch_sub(&w->ncalls, 1);
   if (notify) post_ended(w, n->call, reason);
-  log_info("media", "call %s ended: %s", media_call_id(n->call), reason);
+  log_call_info("media", media_call_id(n->call), "ended: %s", reason);
   media_call_free(n->call);
   free(n);
 }
@@ -506,11 +506,6 @@ int media_pool_pick(const struct media_pool *pool) {
   return best;
 }
 
-int media_pool_recorder_stats(const struct media_pool *pool, struct recorder_stats *st) {
-  if (!pool->recorder) return -ENOENT;
-  recorder_get_stats(pool->recorder, st);
-  return 0;
-}
 
 int media_pool_calls(const struct media_pool *pool) {
   int n = 0;
@@ -561,6 +556,7 @@ void media_pool_write_metrics(const struct media_pool *pool, struct prom_buf *b)
           "Frames the jitter buffer skipped to catch up after a burst.");
   COUNTER("tingshuo_srtp_failures_total", srtp_failures,
           "SRTP and SRTCP packets refused (failed authentication or replayed).");
+  if (pool->recorder) recorder_write_metrics(pool->recorder, b);
 }
 
 int media_pool_add_call(struct media_pool *pool, int worker, const struct media_call_params *p,

@@ -79,13 +79,10 @@ const char *media_pool_fingerprint(const struct media_pool *pool);
 /* Calls on all workers. */
 int media_pool_calls(const struct media_pool *pool);
 
-struct recorder_stats;
-/* The call recorder's counters (media/recorder.h); -ENOENT when record_calls is off. Any thread. */
-int media_pool_recorder_stats(const struct media_pool *pool, struct recorder_stats *st);
-
 struct prom_buf;
 /*
- * Per worker: calls, tick lag, RTP and jitter-buffer counters. Any thread;
+ * Per worker: calls, tick lag, RTP and jitter-buffer counters; the recorder's
+ * counters when record_calls is on. Any thread;
  * a call's packet counts arrive within a second (they are handed over once
  * a second and when the call ends).
  */

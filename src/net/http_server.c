@@ -13,8 +13,9 @@
  * upgrade; lws binds an upgrade without Sec-WebSocket-Protocol to a vhost's
  * first protocol, which is this one. Upgrades to any path but /ws, or on the
  * metrics vhost, are refused. Everything else under / is a file from
- * web_root; lws's file mount takes only GET, HEAD and POST, so any other
- * method on a file's path lands here unmounted and gets 405.
+ * web_root. What lws's file mount does not serve lands here unmounted: a
+ * file it did not find (404), or a method it does not take (405; it takes
+ * GET, HEAD and POST).
  *
  * Requests. lws's per-session data lives only as long as one transaction
  * (lws frees it when it rebinds the protocol or closes the connection), and
@@ -336,7 +337,8 @@ static enum http_method method_of(struct lws *wsi, int meth, char *name, size_t 
                {LWSHUMETH_CONNECT, "CONNECT", HTTP_OTHER}, {LWSHUMETH_HEAD, "HEAD", HTTP_HEAD}};
   if (meth == LWSHUMETH_COLON_PATH) {
     /* HTTP/2 names the method in a pseudo-header. */
-    if (lws_hdr_copy(wsi, name, (int)cap, WSI_TOKEN_HTTP_COLON_METHOD) <= 0) snprintf(name, cap, "?");
+    if (lws_hdr_copy(wsi, name, (int)cap, WSI_TOKEN_HTTP_COLON_METHOD) <= 0)
+      snprintf(name, cap, "?");
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
       if (strcmp(known[i].name, name) == 0) return known[i].m;
     return HTTP_OTHER;
@@ -749,9 +751,11 @@ static int http_begin(struct http_server *srv, struct session *s, struct lws *ws
     return answer_error(r, 411, "a POST needs a Content-Length", NULL, 1), 0;
   if (cl > HTTP_DISCARD_MAX) return answer_error(r, 413, "request body too large", NULL, 1), 0;
   if (r->listener == HTTP_LISTENER_MAIN && !mounted(srv, r->path)) {
-    r->verdict = 405;
-    r->verdict_why = "method not allowed";
-    r->verdict_headers = "Allow: GET, HEAD\r\n";
+    /* Not the application's: a GET or HEAD here is a file lws did not find. */
+    int get = r->method == HTTP_GET || r->method == HTTP_HEAD;
+    r->verdict = get ? 404 : 405;
+    r->verdict_why = get ? "not found" : "method not allowed";
+    r->verdict_headers = get ? NULL : "Allow: GET, HEAD\r\n";
   } else if (cl > HTTP_REQ_BODY_MAX) {
     r->verdict = 413;
     r->verdict_why = "request body too large";

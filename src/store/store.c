@@ -226,8 +226,8 @@ static const char *kind_name(enum store_event_kind k) {
 static void refuse(struct store *st, struct store_event **link) {
   struct store_event *ev = *link;
   *link = ev->next;
-  log_warn("store", "a %s record of call %s was refused and dropped: %s", kind_name(ev->kind),
-           ev->kind == EV_TURN ? ev->turn.call_id : ev->call.id, db_error(st->db));
+  log_call_warn("store", ev->kind == EV_TURN ? ev->turn.call_id : ev->call.id,
+                "its %s record was refused and dropped: %s", kind_name(ev->kind), db_error(st->db));
   free(ev);
   uv_mutex_lock(&st->lock);
   store_queue_done(&st->q, 1);

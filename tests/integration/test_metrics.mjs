@@ -4,13 +4,14 @@
 // problem (lint warnings included), and the counters must have moved: calls,
 // turns, latency histograms, RTP, engines, HTTP client, store, process. A
 // second call against an LLM that never answers must count as engine and
-// HTTP timeouts. And the Grafana dashboard must only ask for metrics the
-// server exports.
+// HTTP timeouts, and a third, whose caller goes away while the LLM request
+// waits, as cancelled. And the Grafana dashboard must only ask for metrics
+// the server exports.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
-import { startServer, run, tempDir, speechWav, SOURCE_DIR } from '../lib/harness.mjs';
+import { startServer, run, tempDir, speechWav, BIN, SOURCE_DIR } from '../lib/harness.mjs';
 import { startFixture } from '../fixtures/services/fixture.mjs';
 
 const VOICE = ['--agent', 'voice', '--idle-prompt-ms', '0', '--idle-hangup-ms', '0'];
@@ -45,12 +46,21 @@ function parse(text) {
   return { families, samples };
 }
 
-// Sum of the samples named `name` whose labels include `match`.
-function sum(m, name, match = {}) {
-  const hits = m.samples.filter((s) => s.name === name &&
+function matching(m, name, match) {
+  return m.samples.filter((s) => s.name === name &&
     Object.entries(match).every(([k, v]) => s.labels[k] === v));
+}
+
+// Sum of the samples named `name` whose labels include `match`; there must be one.
+function sum(m, name, match = {}) {
+  const hits = matching(m, name, match);
   assert.ok(hits.length > 0, `no sample ${name} ${JSON.stringify(match)}`);
   return hits.reduce((a, s) => a + s.value, 0);
+}
+
+// The same, 0 when there is none yet (a labelled series appears with its first event).
+function total(m, name, match = {}) {
+  return matching(m, name, match).reduce((a, s) => a + s.value, 0);
 }
 
 function promtool(text) {
@@ -90,8 +100,8 @@ test('a call moves the counters and promtool accepts the text', { timeout: 12000
     await until(async () => {
       text = await scrape(srv);
       m = parse(text);
-      return sum(m, 'tingshuo_calls_active') === 0 && sum(m, 'tingshuo_store_queue_depth') === 0 &&
-        sum(m, 'tingshuo_store_events_written_total') > 0;
+      return total(m, 'tingshuo_calls_ended_total') === 1 && total(m, 'tingshuo_store_queue_depth') === 0 &&
+        total(m, 'tingshuo_store_events_written_total') > 0;
     });
     promtool(text);
 
@@ -162,7 +172,7 @@ test('an LLM that never answers counts as engine and HTTP timeouts', { timeout: 
     let m;
     const timedOut = await until(async () => {
       m = parse(await scrape(srv));
-      return sum(m, 'tingshuo_engine_timeouts_total', { kind: 'llm' }) >= 1;
+      return total(m, 'tingshuo_engine_timeouts_total', { kind: 'llm' }) >= 1;
     }, 30000);
     await call;
     assert.ok(timedOut, 'no LLM timeout counted');
@@ -187,23 +197,22 @@ test('a reply abandoned by the caller counts as cancelled, not in flight', { tim
   });
   try {
     const wav = speechWav(dir, 'q', 'Hello there.', { before: 0.5, after: 30 });
-    const call = run(['call', srv.url, '--play', wav, '--timeout', '30'], { timeoutMs: 60000 });
+    const client = spawn(BIN, ['call', srv.url, '--play', wav, '--timeout', '30'], { stdio: 'ignore' });
+    const exited = new Promise((resolve) => client.on('exit', resolve));
     const host = `127.0.0.1:${fx.port}`;
-    // The LLM request is waiting for its first byte: stop the caller.
+    // The LLM request is waiting for its first byte: the caller goes away.
     const waiting = await until(async () => {
       const m = parse(await scrape(srv));
-      return sum(m, 'tingshuo_http_client_requests_in_flight', { host }) === 1 &&
-        sum(m, 'tingshuo_engine_requests_total', { kind: 'llm' }) === 1;
+      return total(m, 'tingshuo_http_client_requests_in_flight', { host }) === 1 &&
+        total(m, 'tingshuo_engine_requests_total', { kind: 'llm' }) === 1;
     }, 30000);
-    const client = [...(await import('node:child_process')).execFileSync('pgrep', ['-P', String(process.pid)])
-      .toString().trim().split('\n')].map(Number).filter((pid) => pid !== srv.child.pid);
-    for (const pid of client) process.kill(pid, 'SIGKILL');
-    await call;
+    client.kill('SIGKILL');
+    await exited;
     assert.ok(waiting, 'the LLM request never started');
     let m;
     const ended = await until(async () => {
       m = parse(await scrape(srv));
-      return sum(m, 'tingshuo_calls_ended_total') === 1;
+      return total(m, 'tingshuo_calls_ended_total') === 1;
     });
     assert.ok(ended, 'the call did not end');
     assert.equal(sum(m, 'tingshuo_engine_cancelled_total', { kind: 'llm' }), 1);

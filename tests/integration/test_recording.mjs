@@ -3,13 +3,15 @@
 // the AI stops and answers. The server's recording, decoded with opusdec,
 // must hold the caller on the left where the client played its WAV, the AI
 // on the right as the client heard it, the barge-in (both voices, then the
-// AI stops), and last as long as the call. With record_calls off no file.
+// AI stops), and last as long as the call. A server killed during a call
+// leaves a file that plays up to its last second. With record_calls off no
+// file.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { readFileSync, readdirSync, existsSync, copyFileSync, rmSync, statSync } from 'node:fs';
-import { startServer, run, tempDir, speechWav, readWav, envelope, bestCorrelation } from '../lib/harness.mjs';
+import { BIN, startServer, run, tempDir, speechWav, readWav, envelope, bestCorrelation } from '../lib/harness.mjs';
 
 const GREETING = 'Hello and welcome to the recorded line. I am going to read you a long notice ' +
   'about the opening hours of the harbour office, the ferry timetable for the summer, and the ' +
@@ -39,6 +41,19 @@ function oggPages(buf) {
   }
   assert.equal(off, buf.length, 'the file ends with a whole page');
   return pages;
+}
+
+// Bytes of `buf` up to the end of its last complete page (a crash may cut one short).
+function wholePages(buf) {
+  let off = 0;
+  while (off + 27 <= buf.length) {
+    const nseg = buf[off + 26];
+    if (off + 27 + nseg > buf.length) break;
+    const body = buf.subarray(off + 27, off + 27 + nseg).reduce((a, b) => a + b, 0);
+    if (off + 27 + nseg + body > buf.length) break;
+    off += 27 + nseg + body;
+  }
+  return off;
 }
 
 // A 16-bit WAV's channels as Float32Arrays.
@@ -158,6 +173,40 @@ test('a recorded call: caller left, AI right, in time, barge-in visible', { time
     assert.ok((answer - speechEnd) * 20 < 4000);
   } finally {
     await srv.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a server killed during a call leaves a playable recording', { timeout: 60000 }, async () => {
+  const dir = tempDir('tingshuo-rec-');
+  const wav = speechWav(dir, 'long', 'This is a long call that will not end well, because the ' +
+    'server is going to be killed in the middle of it.', { before: 0.3, after: 5 });
+  const srv = await startServer({ args: ['--agent', 'echo', '--record-calls', 'on'] });
+  const client = spawn(BIN, ['call', srv.url, '--play', wav, '--timeout', '20']);
+  let out = '';
+  client.stdout.on('data', (d) => { out += d; });
+  try {
+    for (let i = 0; i < 100 && !/media: ICE and DTLS done/.test(out); i++) await new Promise((r) => setTimeout(r, 50));
+    const id = /\] answer: call ([0-9a-f]+)$/m.exec(out)[1];
+    await new Promise((r) => setTimeout(r, 3500));
+    srv.child.kill('SIGKILL');
+    const path = join(srv.dataDir, 'recordings', `${id}.ogg`);
+    const buf = readFileSync(path);
+    const pages = oggPages(buf.subarray(0, wholePages(buf)));
+    assert.equal(pages[pages.length - 1].type & 4, 0, 'no end-of-stream page');
+    const packets = pages.slice(2).reduce((n, p) => n + p.packets.length, 0);
+    const seconds = packets * 960 / 48000;
+    console.log(`killed after 3.5 s: ${seconds} s recorded`);
+    assert.ok(seconds >= 2 && seconds <= 3.6, `${seconds} s recorded`);
+    const copy = join(dir, 'killed.ogg'), decoded = join(dir, 'killed.wav');
+    copyFileSync(path, copy);
+    execFileSync('opusdec', ['--quiet', '--no-dither', '--rate', '48000', copy, decoded]);
+    const rec = readStereo(decoded);
+    assert.ok(Math.abs(rec.channels[0].length / 48000 - (seconds - 312 / 48000)) < 0.05);
+    assert.ok(envelope(rec.channels[0], 48000).some((db) => db > -40), 'the caller is in it');
+  } finally {
+    client.kill('SIGKILL');
+    await srv.stop({ expectClean: false });
     rmSync(dir, { recursive: true, force: true });
   }
 });

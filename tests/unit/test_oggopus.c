@@ -397,6 +397,10 @@ static void bad_packets_become_zero_frames(void **state) {
   uint8_t long_pkt[1500];
   int ll = opus_encode(e, pcm, 1920, long_pkt, sizeof long_pkt);
   opus_encoder_destroy(e);
+  assert_true(oggopus_usable(good->data, (size_t)good->len));
+  assert_false(oggopus_usable(long_pkt, (size_t)ll));
+  assert_false(oggopus_usable(broken, 4));
+  assert_false(oggopus_usable(NULL, 0));
   n = oggopus_pair(good->data, (size_t)good->len, long_pkt, (size_t)ll, out, sizeof out, &bad);
   assert_int_equal(bad, OGGOPUS_RIGHT_BAD);
   assert_int_equal(n, good->len + 1 + 1);

@@ -102,7 +102,7 @@ static struct asr_session *start(void *engine, const struct asr_backend *be, str
   memset(r, 0, sizeof *r);
   r->f = f;
   struct asr_cb cb = {on_partial, on_final, on_error, r};
-  struct asr_params p = {"en"};
+  struct asr_params p = {.language = "en"};
   struct asr_session *s = NULL;
   assert_int_equal(be->start(engine, &p, f->mb, &cb, &s), 0);
   assert_non_null(s);

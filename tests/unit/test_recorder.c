@@ -131,6 +131,40 @@ static void dropped_buffers_keep_the_timeline(void **state) {
   remove_dir(dir);
 }
 
+/* 40 ms packets cannot share a packet with the other side's 20 ms ones: that side is left
+ * out (silent here, as its decoder never had a packet), the other side plays, the file is valid. */
+static void odd_packets_are_left_out(void **state) {
+  enum { T = 40 };
+  char *dir = temp_dir(), err[256], path[512];
+  struct recorder *r;
+  assert_int_equal(recorder_start(&r, dir, 0, err, sizeof err), 0);
+  int e;
+  OpusEncoder *enc = opus_encoder_create(48000, 1, OPUS_APPLICATION_VOIP, &e);
+  int16_t pcm[1920];
+  for (int k = 0; k < 1920; k++) pcm[k] = (int16_t)(8000 * sin(2 * M_PI * 440 * k / 48000));
+  uint8_t long_pkt[400];
+  int ll = opus_encode(enc, pcm, 1920, long_pkt, sizeof long_pkt);
+  opus_encoder_destroy(enc);
+  assert_true(ll > 0);
+  struct pkt *agent = tone_packets(T, 1000);
+  struct recorder_call *rc = recorder_call_new(r, "odd", 0);
+  for (int i = 0; i < T; i++)
+    recorder_call_tick(rc, i % 2 ? NULL : long_pkt, i % 2 ? 0 : (size_t)ll, agent[i].data,
+                       (size_t)agent[i].len);
+  recorder_call_end(rc);
+  recorder_stop(r);
+  recording_path(dir, "odd", path, sizeof path);
+  struct oggread o;
+  assert_int_equal(oggread_file(path, &o, -1), 0);
+  assert_int_equal(o.decode_errors, 0);
+  assert_int_equal(o.frames, (size_t)T * 960);
+  for (size_t f = 0; f < T; f++) assert_true(oggread_rms(&o, 0, f) == 0);
+  for (size_t f = 2; f < T; f++) assert_true(oggread_tone(&o, 1, f, 1000) > 3000);
+  oggread_free(&o);
+  free(agent);
+  remove_dir(dir);
+}
+
 static void ids_must_be_file_names(void **state) {
   char name[64];
   assert_int_equal(recorder_file_name("3f9a0c1d2e4b5a69", name, sizeof name), 0);
@@ -188,6 +222,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(a_call_becomes_a_private_file),
       cmocka_unit_test(dropped_buffers_keep_the_timeline),
+      cmocka_unit_test(odd_packets_are_left_out),
       cmocka_unit_test(ids_must_be_file_names),
       cmocka_unit_test(bad_directories_stop_the_start),
       cmocka_unit_test(existing_files_are_kept),

@@ -168,7 +168,9 @@ static void feed(struct asr_session *base, const int16_t *pcm, size_t n) {
   if (s->finished) return;
   size_t room = (size_t)MAX_SECONDS * ASR_RATE - s->n;
   if (n > room) {
-    if (!s->truncated) log_warn("asr", "%s: utterance longer than %d s is cut", s->conf->service, MAX_SECONDS);
+    if (!s->truncated)
+      log_call_warn("asr", s->base.call_id, "%s: utterance longer than %d s is cut", s->conf->service,
+                    MAX_SECONDS);
     s->truncated = 1;
     n = room;
   }

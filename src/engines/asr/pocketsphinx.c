@@ -328,9 +328,10 @@ static void end_utterance(struct ps_session *s) {
   post_text(s, deliver_final, hyp);
   s->done = 1;
   if (s->samples)
-    log_debug("asr", "pocketsphinx: %.2f s of audio decoded in %.0f ms of CPU (real-time factor %.3f)",
-              s->samples / (double)ASR_RATE, s->busy_ns / 1e6,
-              s->busy_ns / 1e9 / (s->samples / (double)ASR_RATE));
+    log_call_debug("asr", s->base.call_id,
+                   "pocketsphinx: %.2f s of audio decoded in %.0f ms of CPU (real-time factor %.3f)",
+                   s->samples / (double)ASR_RATE, s->busy_ns / 1e6,
+                   s->busy_ns / 1e9 / (s->samples / (double)ASR_RATE));
 }
 
 enum ready { READY, NOT_NOW, PARKED };
