@@ -614,17 +614,25 @@ static int valid_id(const char *id, size_t len) {
   return 1;
 }
 
-/* Well-formed enough for a database's text type: lead bytes with their continuations. */
+/*
+ * Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing past
+ * U+10FFFF), which a database's text type insists on: text it would refuse
+ * is the client's mistake (400), not a database failure (503).
+ */
 static int valid_utf8(const unsigned char *s) {
   while (*s) {
-    int n = *s < 0x80                ? 0
-            : (*s & 0xe0) == 0xc0    ? 1
-            : (*s & 0xf0) == 0xe0    ? 2
-            : (*s & 0xf8) == 0xf0    ? 3
-                                     : -1;
-    if (n < 0 || (n == 1 && *s < 0xc2) || (n == 3 && *s > 0xf4)) return 0;
-    for (int i = 1; i <= n; i++)
-      if ((s[i] & 0xc0) != 0x80) return 0;
+    unsigned c = s[0], lo = 0x80, hi = 0xbf;
+    int n = c < 0x80 ? 0 : c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2
+          : c >= 0xf0 && c <= 0xf4 ? 3 : -1;
+    if (n < 0) return 0;
+    if (c == 0xe0) lo = 0xa0;      /* overlong */
+    else if (c == 0xed) hi = 0x9f; /* surrogates */
+    else if (c == 0xf0) lo = 0x90; /* overlong */
+    else if (c == 0xf4) hi = 0x8f; /* past U+10FFFF */
+    for (int i = 1; i <= n; i++) {
+      unsigned b = s[i];
+      if (b < (i == 1 ? lo : 0x80) || b > (i == 1 ? hi : 0xbf)) return 0;
+    }
     s += n + 1;
   }
   return 1;
@@ -704,7 +712,9 @@ static const char *list_query(const struct http_req *req, struct store_query *q)
   }
   if (q->from_ms && q->to_ms && q->from_ms >= q->to_ms) return "from must be before to";
   if ((v = http_req_query(req, "reason")) && *v) {
-    if (strlen(v) > 64 || strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789 _-") != strlen(v))
+    /* End reasons are short phrases: "hangup", "ice timeout", "ICE restart failed". */
+    if (strlen(v) > 64 ||
+        strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-") != strlen(v))
       return "reason is an end reason such as hangup, idle or ice timeout";
     q->end_reason = v;
   }

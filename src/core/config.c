@@ -97,8 +97,9 @@ static const struct key keys[] = {
     {"record_calls", BOOL(record_calls), "off", 0, 0, NULL,
      "Record both sides of every call to Ogg Opus in data_dir/recordings (on|off)."},
     {"admin_token", TYPED(KEY_SECRET, admin_token), "", 0, 0, NULL,
-     "Bearer token that opens the history API, the history page and /metrics to remote "
-     "clients; empty = only loopback clients get in. Prefer the environment "
+     "Token that the history API, the history page and /metrics then require from every "
+     "client, this machine's included (Bearer header or the page's sign-in); empty = they "
+     "answer loopback clients only. At least 16 characters; prefer the environment "
      "(TINGSHUO_ADMIN_TOKEN)."},
     {"metrics_listen", TYPED(KEY_ADDR_OPT, metrics_listen), "", 0, 0, NULL,
      "Separate address (host:port) serving only /metrics, open to every client that reaches "

@@ -425,15 +425,15 @@ static int is_h2_stream(struct lws *wsi) { return lws_get_network_wsi(wsi) != ws
  * reading meanwhile is no way out, as lws 4.1 then never reports the
  * socket writable either. So a connection is marked busy from a request's
  * headers to the end of its answer, and a request that arrives on a busy
- * connection closes it. Browsers and common clients never pipeline.
+ * connection closes it (the mark is the wsi's opaque pointer, which lws
+ * leaves alone on server connections). Browsers and common clients never
+ * pipeline.
  */
-static char busy_mark;
-
-static void set_busy(struct lws *wsi, int busy) {
-  lws_set_opaque_user_data(wsi, busy ? &busy_mark : NULL);
+static void set_busy(struct lws *wsi, struct http_server *srv) {
+  lws_set_opaque_user_data(wsi, srv);
 }
 
-static int is_busy(struct lws *wsi) { return lws_get_opaque_user_data(wsi) == &busy_mark; }
+static int is_busy(struct lws *wsi) { return lws_get_opaque_user_data(wsi) != NULL; }
 
 static void resp_free(struct response *p) {
   if (!p) return;
@@ -684,7 +684,7 @@ static int http_writable(struct session *s, struct lws *wsi) {
   resp_free(p);
   s->resp = NULL;
   if (close_after) return -1;
-  set_busy(wsi, 0);
+  set_busy(wsi, NULL);
   /* This may free `s`: lws rebinds the protocol for the connection's next request. */
   return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
@@ -740,7 +740,7 @@ static int http_begin(struct http_server *srv, struct session *s, struct lws *ws
     log_warn("http", "a pipelined request: closing the connection");
     return -1;
   }
-  set_busy(wsi, 1);
+  set_busy(wsi, srv);
   struct http_req *r = req_new(srv, wsi);
   if (!r) return -1;
   r->session = s;

@@ -25,7 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "store/store.h"
 #include "store/text.h"
 #include "store/writes.h"
 
@@ -134,13 +136,13 @@ void store_list_args_free(struct store_list_args *a) {
 
 enum {
   C_ID, C_CREATED, C_CONNECTED, C_ENDED, C_REASON, C_REMOTE, C_AGENT, C_LANGUAGE,
-  C_RECORDING, C_RECORDING_BYTES, C_NODE, C_UA, C_ASR, C_ASR_MODEL, C_LLM, C_LLM_MODEL,
+  C_RECORDING, C_NODE, C_UA, C_ASR, C_ASR_MODEL, C_LLM, C_LLM_MODEL,
   C_TTS, C_TTS_MODEL, C_TTS_VOICE, C_SETTINGS, C_RX, C_LOST, C_TURNS, C_PREVIEW
 };
 
 #define CALL_COLUMNS                                                                        \
   "c.id, c.created_ms, c.connected_ms, c.ended_ms, c.end_reason, c.remote_addr, c.agent,"  \
-  " c.language, c.recording, c.recording_bytes, c.node, c.user_agent, c.asr, c.asr_model," \
+  " c.language, c.recording, c.node, c.user_agent, c.asr, c.asr_model,"                    \
   " c.llm, c.llm_model, c.tts, c.tts_model, c.tts_voice, c.settings, c.packets_received,"  \
   " c.packets_lost,"                                                                       \
   " (SELECT COUNT(*) FROM turns t WHERE t.call_id = c.id),"                                \
@@ -197,12 +199,19 @@ static json_t *preview(const struct db_rows *r, int row) {
   return j;
 }
 
-static int has_recording(const struct db_rows *r, int row) {
-  const char *s = db_cell(r, row, C_RECORDING);
-  return s && *s;
+/* The size of the call's recording file, -1 when it has none or the file is gone
+ * (it is written by another thread, and may have been removed by hand). */
+static int64_t recording_size(const struct config *cfg, const struct db_rows *r, int row) {
+  char path[2048];
+  struct stat sb;
+  const char *file = db_cell(r, row, C_RECORDING);
+  if (!file || !*file || store_recording_path(cfg, file, path, sizeof path) || !*path ||
+      stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+    return -1;
+  return (int64_t)sb.st_size;
 }
 
-static json_t *summary(const struct db_rows *r, int row) {
+static json_t *summary(const struct config *cfg, const struct db_rows *r, int row) {
   json_t *o = json_object();
   int bad = !o;
   if (bad) return NULL;
@@ -217,7 +226,7 @@ static json_t *summary(const struct db_rows *r, int row) {
   put(o, "language", cell_text(r, row, C_LANGUAGE), &bad);
   put(o, "turns", cell_int(r, row, C_TURNS), &bad);
   put(o, "preview", preview(r, row), &bad);
-  put(o, "recording", json_boolean(has_recording(r, row)), &bad);
+  put(o, "recording", json_boolean(recording_size(cfg, r, row) >= 0), &bad);
   if (bad) json_decref(o);
   return bad ? NULL : o;
 }
@@ -245,8 +254,9 @@ static json_t *settings(const struct db_rows *r, int row) {
   return json_null();
 }
 
-static json_t *recording(const struct db_rows *r, int row) {
-  if (!has_recording(r, row)) return json_null();
+static json_t *recording(const struct config *cfg, const struct db_rows *r, int row) {
+  int64_t size = recording_size(cfg, r, row);
+  if (size < 0) return json_null();
   const char *id = db_cell(r, row, C_ID);
   char url[STORE_ID_MAX * 3 + 64];
   snprintf(url, sizeof url, "/api/calls/%s/recording", id ? id : "");
@@ -254,13 +264,14 @@ static json_t *recording(const struct db_rows *r, int row) {
   int bad = !o;
   if (bad) return NULL;
   put(o, "url", store_json_text(url), &bad);
-  put(o, "bytes", cell_int(r, row, C_RECORDING_BYTES), &bad);
+  put(o, "bytes", json_integer(size), &bad);
   if (bad) json_decref(o);
   return bad ? NULL : o;
 }
 
-static int whole_call(const struct db_rows *r, json_t *turns, json_t **out) {
-  json_t *o = summary(r, 0);
+static int whole_call(const struct config *cfg, const struct db_rows *r, json_t *turns,
+                      json_t **out) {
+  json_t *o = summary(cfg, r, 0);
   int bad = !o;
   if (bad) return -ENOMEM;
   put(o, "node", cell_text(r, 0, C_NODE), &bad);
@@ -269,7 +280,7 @@ static int whole_call(const struct db_rows *r, json_t *turns, json_t **out) {
   put(o, "settings", settings(r, 0), &bad);
   put(o, "packets_received", cell_int(r, 0, C_RX), &bad);
   put(o, "packets_lost", cell_int(r, 0, C_LOST), &bad);
-  put(o, "recording", recording(r, 0), &bad);
+  put(o, "recording", recording(cfg, r, 0), &bad);
   put(o, "turns", json_incref(turns), &bad);
   json_t *wrap = bad ? NULL : json_object();
   if (!wrap) {
@@ -338,7 +349,7 @@ static int plausible_id(const char *id) {
   return id && *id && strlen(id) <= STORE_ID_MAX && store_utf8_size(id) == strlen(id);
 }
 
-int store_read_get(struct db *db, const char *call_id, json_t **out) {
+int store_read_get(struct db *db, const struct config *cfg, const char *call_id, json_t **out) {
   if (!plausible_id(call_id)) return -ENOENT;
   struct db_param p[] = {db_text(call_id)};
   struct db_rows rows;
@@ -347,7 +358,7 @@ int store_read_get(struct db *db, const char *call_id, json_t **out) {
   int rc = rows.nrows ? 0 : -ENOENT;
   json_t *turns = NULL;
   if (!rc) rc = read_turns(db, call_id, &turns);
-  if (!rc) rc = whole_call(&rows, turns, out);
+  if (!rc) rc = whole_call(cfg, &rows, turns, out);
   json_decref(turns);
   db_rows_free(&rows);
   return rc;
@@ -445,7 +456,8 @@ static json_t *next_cursor(const struct db_rows *r, int row) {
   return json_string(cursor);
 }
 
-int store_read_list(struct db *db, const struct store_list_args *a, json_t **out) {
+int store_read_list(struct db *db, const struct config *cfg, const struct store_list_args *a,
+                    json_t **out) {
   char *pattern = NULL;
   if (a->text && !(pattern = like_pattern(a->text))) return -ENOMEM;
   struct sql_buf b = {.len = 0, .n = 0};
@@ -457,7 +469,7 @@ int store_read_list(struct db *db, const struct store_list_args *a, json_t **out
   int shown = rows.nrows > a->limit ? a->limit : rows.nrows;
   json_t *calls = json_array();
   int bad = !calls;
-  for (int i = 0; !bad && i < shown; i++) bad = json_array_append_new(calls, summary(&rows, i));
+  for (int i = 0; !bad && i < shown; i++) bad = json_array_append_new(calls, summary(cfg, &rows, i));
   json_t *cursor = rows.nrows > a->limit ? next_cursor(&rows, shown - 1) : json_null();
   db_rows_free(&rows);
   json_t *o = json_object();

@@ -37,8 +37,10 @@ int store_cursor_encode(int64_t created_ms, const char *id, char *out, size_t ca
 int store_cursor_decode(const char *cursor, int64_t *created_ms, char *id);
 
 /* Each: 0 with *out set, or -ENOENT, -EIO (database failed or answered nonsense), -ENOMEM. */
-int store_read_list(struct db *db, const struct store_list_args *a, json_t **out);
-int store_read_get(struct db *db, const char *call_id, json_t **out);
+/* A recording is shown (with its size) only while its file exists. */
+int store_read_list(struct db *db, const struct config *cfg, const struct store_list_args *a,
+                    json_t **out);
+int store_read_get(struct db *db, const struct config *cfg, const char *call_id, json_t **out);
 /* Deletes the call (its turns go with it), then its recording file. */
 int store_read_delete(struct db *db, const struct config *cfg, const char *call_id,
                       json_t **out);

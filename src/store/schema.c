@@ -33,7 +33,7 @@ static const char *const v1[] = {
     " asr TEXT, asr_model TEXT, llm TEXT, llm_model TEXT,"
     " tts TEXT, tts_model TEXT, tts_voice TEXT, language TEXT, settings TEXT,"
     " packets_received BIGINT NOT NULL DEFAULT 0, packets_lost BIGINT NOT NULL DEFAULT 0,"
-    " recording TEXT, recording_bytes BIGINT NOT NULL DEFAULT 0)",
+    " recording TEXT)",
     "CREATE TABLE turns ("
     " call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,"
     " idx INTEGER NOT NULL,"

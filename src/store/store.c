@@ -314,8 +314,8 @@ static void serve_read(struct store *st, struct read_req *r) {
   uv_mutex_lock(&st->lock);
   int up = st->connected;
   uv_mutex_unlock(&st->lock);
-  if (up && r->kind == READ_LIST) rc = store_read_list(st->db, &r->list, &result);
-  else if (up && r->kind == READ_GET) rc = store_read_get(st->db, r->call_id, &result);
+  if (up && r->kind == READ_LIST) rc = store_read_list(st->db, &st->cfg, &r->list, &result);
+  else if (up && r->kind == READ_GET) rc = store_read_get(st->db, &st->cfg, r->call_id, &result);
   else if (up) rc = store_read_delete(st->db, &st->cfg, r->call_id, &result);
   if (up && rc == -EIO) failed(st, "reading records", NULL);
   answer(st, r, rc, result);

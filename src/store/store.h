@@ -39,7 +39,6 @@ struct store_call {
   const char *settings_json; /* the offer's per-call settings, a JSON object's text */
   int64_t packets_received, packets_lost;
   const char *recording;   /* file name under data_dir/recordings, NULL when none */
-  int64_t recording_bytes;
 };
 
 /* A latency figure that does not apply is STORE_ABSENT. */

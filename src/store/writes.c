@@ -27,9 +27,9 @@ static int write_begin(struct db *db, const struct store_call *c, int64_t now_ms
   static const char sql[] =
       "INSERT INTO calls (id, created_ms, connected_ms, ended_ms, end_reason, node, remote_addr,"
       " user_agent, agent, asr, asr_model, llm, llm_model, tts, tts_model, tts_voice, language,"
-      " settings, packets_received, packets_lost, recording, recording_bytes)"
+      " settings, packets_received, packets_lost, recording)"
       " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,"
-      " $19, $20, $21, $22)"
+      " $19, $20, $21)"
       " ON CONFLICT (id) DO UPDATE SET created_ms = excluded.created_ms, node = excluded.node,"
       " remote_addr = excluded.remote_addr, user_agent = excluded.user_agent,"
       " agent = excluded.agent, asr = excluded.asr, asr_model = excluded.asr_model,"
@@ -43,7 +43,7 @@ static int write_begin(struct db *db, const struct store_call *c, int64_t now_ms
       db_text(c->asr), db_text(c->asr_model), db_text(c->llm), db_text(c->llm_model),
       db_text(c->tts), db_text(c->tts_model), db_text(c->tts_voice), db_text(c->language),
       db_text(c->settings_json), db_int(c->packets_received), db_int(c->packets_lost),
-      db_text(c->recording), db_int(c->recording_bytes)};
+      db_text(c->recording)};
   return db_exec(db, sql, p, (int)(sizeof p / sizeof *p), NULL);
 }
 
@@ -55,15 +55,14 @@ static int write_connected(struct db *db, const struct store_call *c) {
 static int write_end(struct db *db, const struct store_call *c, int64_t now_ms) {
   static const char sql[] =
       "UPDATE calls SET ended_ms = $2, end_reason = $3, packets_received = $4,"
-      " packets_lost = $5, recording = $6, recording_bytes = $7,"
-      " connected_ms = COALESCE(connected_ms, $8) WHERE id = $1";
+      " packets_lost = $5, recording = $6,"
+      " connected_ms = COALESCE(connected_ms, $7) WHERE id = $1";
   struct db_param p[] = {db_text(c->id),
                          db_int(c->ended_ms > 0 ? c->ended_ms : now_ms),
                          db_text(c->end_reason),
                          db_int(c->packets_received),
                          db_int(c->packets_lost),
                          db_text(c->recording),
-                         db_int(c->recording_bytes),
                          time_or_null(c->connected_ms)};
   return db_exec(db, sql, p, (int)(sizeof p / sizeof *p), NULL);
 }

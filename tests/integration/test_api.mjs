@@ -260,18 +260,20 @@ test('filters: time range (ISO or epoch ms), end reason, text search', async () 
   assert.deepEqual(await get('reason=hangup'), [calls.B, calls.A]);
   assert.deepEqual(await get('reason=goodbye'), []);
   assert.deepEqual(await get('reason=ice+timeout'), [], 'reasons may hold spaces');
+  assert.deepEqual(await get('reason=ICE+restart+failed'), [], 'and capitals');
 
   assert.deepEqual(await get('q=marmalade'), [calls.A]);
   assert.deepEqual(await get('q=LIGHTHOUSE'), [calls.B], 'any case');
   assert.deepEqual(await get('q=line'), [calls.B, calls.A]);
   assert.deepEqual(await get('q=zebra'), []);
+  assert.deepEqual(await get(`q=${encodeURIComponent('果酱')}`), [], 'UTF-8 text is a fine query');
   assert.deepEqual(await get('q=line&reason=hangup&limit=1'), [calls.B]);
 });
 
 test('bad filters and cursors are 400, unknown calls and bad ids 404, wrong methods 405', async () => {
   for (const q of ['limit=0', 'limit=201', 'limit=abc', 'from=yesterday', 'to=2026-13-01',
-    `from=${Date.now()}&to=${Date.now() - 1000}`, 'reason=Hang%20up', 'reason=x%27%3B--', `q=${'x'.repeat(201)}`,
-    'cursor=not-a-cursor', 'q=%FF%FE']) {
+    `from=${Date.now()}&to=${Date.now() - 1000}`, 'reason=x%27%3B--', `reason=${'a'.repeat(65)}`, `q=${'x'.repeat(201)}`,
+    'cursor=not-a-cursor', 'q=%FF%FE', 'q=%ED%A0%80', 'q=%C0%AF']) {
     const r = await request(srv.url, `/api/calls?${q}`, { headers: BEARER });
     assert.equal(r.status, 400, `${q}: ${r.text}`);
     assert.equal(typeof r.json().error, 'string');

@@ -422,8 +422,7 @@ static void a_call_and_its_turns_come_back_whole(void **state) {
   t.error = "tts timeout";
   store_turn_put(f->st, &t);
   struct store_call e = {.id = "c1", .ended_ms = T0 + 10500, .end_reason = "hangup",
-                         .packets_received = 2100, .packets_lost = 3, .recording = "c1.ogg",
-                         .recording_bytes = 123456};
+                         .packets_received = 2100, .packets_lost = 3, .recording = "c1.ogg"};
   store_call_end(f->st, &e);
   wait_written(f);
 
@@ -449,9 +448,7 @@ static void a_call_and_its_turns_come_back_whole(void **state) {
   assert_true(num(set, "rate") == 100);
   assert_true(num(call, "packets_received") == 2100);
   assert_true(num(call, "packets_lost") == 3);
-  json_t *rec = json_object_get(call, "recording");
-  assert_string_equal(str(rec, "url"), "/api/calls/c1/recording");
-  assert_true(num(rec, "bytes") == 123456);
+  assert_true(json_is_null(json_object_get(call, "recording"))); /* no file in data_dir */
 
   json_t *turns = json_object_get(call, "turns");
   assert_int_equal(json_array_size(turns), 3);
@@ -486,7 +483,7 @@ static void a_call_and_its_turns_come_back_whole(void **state) {
   assert_string_equal(str(s, "id"), "c1");
   assert_true(num(s, "turns") == 3);
   assert_string_equal(str(s, "preview"), "what is seven plus five");
-  assert_true(json_is_true(json_object_get(s, "recording")));
+  assert_true(json_is_false(json_object_get(s, "recording"))); /* its file was never written */
   assert_true(num(s, "duration_s") == 10.0);
   assert_null_field(list, "next_cursor");
   json_decref(list);
@@ -670,6 +667,35 @@ static void text_search_finds_words_in_any_case_chinese_and_literal_wildcards(vo
   }
 }
 
+/* The recording's size is the file's; a call whose file is gone shows none. */
+static void a_recording_is_shown_while_its_file_exists(void **state) {
+  struct fx *f = *state;
+  char recdir[512], rec[600];
+  snprintf(recdir, sizeof recdir, "%s/recordings", f->dir);
+  assert_int_equal(mkdir(recdir, 0700), 0);
+  snprintf(rec, sizeof rec, "%s/r1.ogg", recdir);
+  FILE *fp = fopen(rec, "w");
+  assert_non_null(fp);
+  for (int i = 0; i < 1234; i++) fputc('x', fp);
+  fclose(fp);
+  open_store(f);
+  begin_call(f, "r1", T0, NULL);
+  struct store_call e = {.id = "r1", .ended_ms = T0 + 9, .end_reason = "hangup",
+                         .recording = "r1.ogg"};
+  store_call_end(f->st, &e);
+  wait_written(f);
+  json_t *call, *top = must_get(f, "r1", &call);
+  json_t *r = json_object_get(call, "recording");
+  assert_string_equal(str(r, "url"), "/api/calls/r1/recording");
+  assert_true(num(r, "bytes") == 1234);
+
+  json_decref(top);
+  assert_int_equal(unlink(rec), 0);
+  top = must_get(f, "r1", &call);
+  assert_true(json_is_null(json_object_get(call, "recording")));
+  json_decref(top);
+}
+
 static void deleting_a_call_removes_its_turns_and_recording(void **state) {
   struct fx *f = *state;
   char recdir[512], rec[600];
@@ -687,7 +713,7 @@ static void deleting_a_call_removes_its_turns_and_recording(void **state) {
   put_turn(f, "d1", 1, T0 + 6, "three", "four");
   put_turn(f, "d2", 0, T0 + 7, "keep", "me");
   struct store_call e = {.id = "d1", .ended_ms = T0 + 9, .end_reason = "hangup",
-                         .recording = "d1.ogg", .recording_bytes = 4};
+                         .recording = "d1.ogg"};
   store_call_end(f->st, &e);
   wait_written(f);
   json_t *res;
@@ -944,6 +970,8 @@ static void reads_pending_at_close_are_cancelled(void **state) {
       cmocka_unit_test_setup_teardown(                                                      \
           text_search_finds_words_in_any_case_chinese_and_literal_wildcards, setup,         \
           teardown),                                                                        \
+      cmocka_unit_test_setup_teardown(a_recording_is_shown_while_its_file_exists, setup,      \
+                                      teardown),                                            \
       cmocka_unit_test_setup_teardown(deleting_a_call_removes_its_turns_and_recording,      \
                                       setup, teardown),                                     \
       cmocka_unit_test_setup_teardown(a_full_queue_drops_the_oldest_turns_and_counts_them,  \
