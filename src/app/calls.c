@@ -161,11 +161,23 @@ static const char *service_model(const char *engine, const char *model) {
   return service && model[0] ? model : NULL;
 }
 
-static void start_record(struct calls *calls, struct call_entry *e, const struct voice_settings *s,
-                         json_t *msg) {
+/* The settings the page chose, as validated: never the raw `config`, whose unknown
+ * fields a stranger could fill with anything. NULL when it chose none. */
+static char *settings_text(const struct voice_settings *s) {
+  json_t *o = json_object();
+  if (s->language[0]) json_object_set_new(o, "language", json_string(s->language));
+  if (s->voice[0]) json_object_set_new(o, "voice", json_string(s->voice));
+  if (s->system_prompt[0]) json_object_set_new(o, "system_prompt", json_string(s->system_prompt));
+  if (s->has_greeting) json_object_set_new(o, "greeting", json_string(s->greeting));
+  if (s->rate) json_object_set_new(o, "rate", json_integer(s->rate));
+  char *text = json_object_size(o) ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  return text;
+}
+
+static void start_record(struct calls *calls, struct call_entry *e, const struct voice_settings *s) {
   const struct config *cfg = calls->cfg;
-  json_t *settings = json_object_get(msg, "config");
-  char *settings_json = json_is_object(settings) ? json_dumps(settings, JSON_COMPACT) : NULL;
+  char *settings_json = settings_text(s);
   const char *language = s->language[0] ? s->language : cfg->language;
   struct callrec_start st = {.id = e->id, .remote_addr = ws_conn_peer(e->conn),
                              .user_agent = ws_conn_user_agent(e->conn), .agent = cfg->agent,
@@ -246,7 +258,7 @@ static struct sdp_session *parse_offer(struct ws_conn *conn, json_t *msg) {
 /* --- signaling ------------------------------------------------------------------------ */
 
 static void new_call(struct calls *calls, struct ws_conn *conn, struct sdp_session *offer,
-                     const struct voice_settings *settings, json_t *msg) {
+                     const struct voice_settings *settings) {
   struct call_entry *e = calloc(1, sizeof *e);
   if (!e) {
     sdp_session_free(offer);
@@ -282,7 +294,7 @@ static void new_call(struct calls *calls, struct ws_conn *conn, struct sdp_sessi
   calls->list = e;
   calls->count++;
   ws_conn_set_data(conn, e);
-  start_record(calls, e, settings, msg);
+  start_record(calls, e, settings);
   log_call_info("calls", e->id, "from %s on worker %d", ws_conn_peer(conn), e->worker);
   send_answer(e, ufrag, pwd);
 }
@@ -326,7 +338,7 @@ void calls_offer(struct calls *calls, struct ws_conn *conn, json_t *msg) {
   struct sdp_session *offer = parse_offer(conn, msg);
   if (!offer) return;
   if (jid) renegotiate(current, offer);
-  else new_call(calls, conn, offer, &settings, msg);
+  else new_call(calls, conn, offer, &settings);
 }
 
 void calls_hangup(struct calls *calls, struct ws_conn *conn) {
