@@ -46,16 +46,13 @@ json=${json:-$root/bench/out/recording-$(date +%Y%m%d-%H%M%S).json}
 mkdir -p "$(dirname "$json")"
 
 work=$(mktemp -d /tmp/tingshuo-recording-bench.XXXXXX)
-server=""
+# shellcheck source=bench/serve.sh
+. "$root/bench/serve.sh"
 cleanup() {
   local status=$?
   trap "" INT TERM
   trap - EXIT
-  if [ -n "$server" ]; then
-    kill -TERM "$server" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$server" 2>/dev/null || true
-  fi
+  bench_stop
   rm -rf "$work"
   exit "$status"
 }
@@ -68,18 +65,8 @@ start_server() {
   local mode=$1 log=$work/server-$2.log
   rm -rf "$work/data"
   mkdir -p "$work/data"
-  "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" --max-calls 5000 \
-    --asr scripted --llm fixed --tts tone --record-calls "$mode" --log-level warn > "$log" 2>&1 &
-  server=$!
-  url=""
-  for _ in $(seq 150); do
-    url=$(sed -nE 's#.*open (http://[^ ]+) in a browser.*#\1#p' "$log" | head -n1)
-    [ -n "$url" ] && return 0
-    kill -0 "$server" 2>/dev/null || { echo "recording.sh: the server exited:" >&2; tail -n 20 "$log" >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "recording.sh: the server did not start in 15 s" >&2
-  exit 1
+  bench_serve recording.sh "$log" "$bin" --data-dir "$work/data" --max-calls 5000 \
+    --asr scripted --llm fixed --tts tone --record-calls "$mode" --log-level warn
 }
 
 # CPU seconds of the server's thread named $1 so far (0 when there is none):

@@ -43,19 +43,12 @@ json=${json:-$root/bench/out/records-$(date +%Y%m%d-%H%M%S).json}
 mkdir -p "$(dirname "$json")"
 
 work=$(mktemp -d /tmp/tingshuo-records-bench.XXXXXX)
-server=""
 pgdir=""
-stop_server() {
-  [ -n "$server" ] || return 0
-  kill -TERM "$server" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$server" 2>/dev/null || true
-  wait "$server" 2>/dev/null || true
-  server=""
-}
+# shellcheck source=bench/serve.sh
+. "$root/bench/serve.sh"
 cleanup() {
   local status=$?
-  stop_server
+  bench_stop
   [ -n "$pgdir" ] && bash "$root/tests/lib/pg.sh" stop "$pgdir" >/dev/null 2>&1 || true
   rm -rf "$work"
   exit "$status"
@@ -79,18 +72,8 @@ start_server() {
   esac
   rm -rf "$work/data"
   mkdir -p "$work/data"
-  "$exe" serve --listen 127.0.0.1:0 --data-dir "$work/data" --max-calls 5000 \
-    --asr scripted --llm fixed --tts tone --log-level warn "${extra[@]}" > "$log" 2>&1 &
-  server=$!
-  url=""
-  for _ in $(seq 150); do
-    url=$(sed -nE 's#.*open (http://[^ ]+) in a browser.*#\1#p' "$log" | head -n1)
-    [ -n "$url" ] && return 0
-    kill -0 "$server" 2>/dev/null || { echo "records.sh: the server exited:" >&2; tail -n 20 "$log" >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "records.sh: the server did not start in 15 s" >&2
-  exit 1
+  bench_serve records.sh "$log" "$exe" --data-dir "$work/data" --max-calls 5000 \
+    --asr scripted --llm fixed --tts tone --log-level warn "${extra[@]}"
 }
 
 # Calls stored by the run, to show the records were really written.
@@ -113,7 +96,7 @@ for mode in $modes; do
     > "$work/$mode.out" 2>&1 || true
   grep -E "^find-max|held|broke" "$work/$mode.out" || tail -n 3 "$work/$mode.out"
   stored=$(stored_calls "$mode")
-  stop_server
+  bench_stop
   if [ "$mode" = postgres ]; then bash "$root/tests/lib/pg.sh" stop "$pgdir" >/dev/null; pgdir=""; fi
   max=$(jq '.find_max.max_calls // 0' "$out" 2>/dev/null || echo 0)
   cpu=$(jq --argjson n "$max" '[.find_max.rounds[]? | select(.calls == $n) | .server.cpu_percent_per_call] | last // null' "$out" 2>/dev/null || echo null)

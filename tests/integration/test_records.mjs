@@ -167,3 +167,22 @@ test('PostgreSQL down during a call: every turn is stored once it is back', asyn
     rmSync(join(pgDir, '..'), { recursive: true, force: true });
   }
 });
+
+test('an echo call is stored too, with no turns', async () => {
+  const dir = tempDir('tingshuo-rec-');
+  const srv = await startServer({ args: ['--agent', 'echo'] });
+  try {
+    const wav = speechWav(dir, 'echo', 'Testing the echo line.', { before: 0.3, after: 2.0 });
+    const ev = placeCall(srv.url, wav);
+    assert.equal(await ev.done, 0, `call failed:\n${ev.stdout}\n${ev.stderr}`);
+    const call = await waitForCall(srv, ev.id, (c) => c.ended_at !== null);
+    assert.equal(call.agent, 'echo');
+    assert.equal(call.end_reason, 'hangup');
+    assert.deepEqual(call.turns, []);
+    assert.equal(call.engines.asr, null, 'the echo agent runs no engines');
+    assert.ok(call.packets_received > 50, `packets_received ${call.packets_received}`);
+  } finally {
+    await srv.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
