@@ -93,7 +93,7 @@ int store_cursor_decode(const char *cursor, int64_t *created_ms, char *id) {
   if (errno || *end || raw[0] < '0' || raw[0] > '9') return -EINVAL;
   if (store_utf8_size(colon + 1) != strlen(colon + 1)) return -EINVAL;
   *created_ms = ms;
-  strcpy(id, colon + 1);
+  memcpy(id, colon + 1, strlen(colon + 1) + 1); /* fits: its length was checked above */
   return 0;
 }
 
