@@ -111,13 +111,21 @@ struct media_pool {
 
 /* --- events to the control loop ------------------------------------------ */
 
-static void post_event(struct worker *w, enum media_event_type type, const char *call_id,
-                       const char *reason, const char *ufrag, const char *pwd) {
+/* A new event for the control loop about call_id; NULL when memory is short. */
+static struct media_event *event_new(enum media_event_type type, const char *call_id,
+                                     const char *reason) {
   struct media_event *ev = calloc(1, sizeof *ev);
-  if (!ev) return;
+  if (!ev) return NULL;
   ev->hdr.type = type;
   snprintf(ev->call_id, sizeof ev->call_id, "%s", call_id);
   snprintf(ev->reason, sizeof ev->reason, "%s", reason ? reason : "");
+  return ev;
+}
+
+static void post_event(struct worker *w, enum media_event_type type, const char *call_id,
+                       const char *reason, const char *ufrag, const char *pwd) {
+  struct media_event *ev = event_new(type, call_id, reason);
+  if (!ev) return;
   snprintf(ev->ufrag, sizeof ev->ufrag, "%s", ufrag ? ufrag : "");
   snprintf(ev->pwd, sizeof ev->pwd, "%s", pwd ? pwd : "");
   mailbox_post(w->pool->control, &ev->hdr);
@@ -132,23 +140,18 @@ void media_event_free(struct media_event *ev) {
 /* An agent's event: handed to the control loop as it is. */
 static void post_agent_event(void *user, const char *call_id, char *json) {
   struct worker *w = user;
-  struct media_event *ev = calloc(1, sizeof *ev);
+  struct media_event *ev = event_new(MEDIA_EV_AGENT, call_id, NULL);
   if (!ev) {
     free(json);
     return;
   }
-  ev->hdr.type = MEDIA_EV_AGENT;
-  snprintf(ev->call_id, sizeof ev->call_id, "%s", call_id);
   ev->json = json;
   mailbox_post(w->pool->control, &ev->hdr);
 }
 
 static void post_ended(struct worker *w, struct media_call *c, const char *reason) {
-  struct media_event *ev = calloc(1, sizeof *ev);
+  struct media_event *ev = event_new(MEDIA_EV_ENDED, media_call_id(c), reason);
   if (!ev) return;
-  ev->hdr.type = MEDIA_EV_ENDED;
-  snprintf(ev->call_id, sizeof ev->call_id, "%s", media_call_id(c));
-  snprintf(ev->reason, sizeof ev->reason, "%s", reason);
   media_call_get_summary(c, &ev->summary);
   mailbox_post(w->pool->control, &ev->hdr);
 }
