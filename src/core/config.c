@@ -82,6 +82,38 @@ static const struct key keys[] = {
     {"resume_timeout_ms", INT(resume_timeout_ms), "30000", 0, 600000, NULL,
      "How long a call waits for its page to reconnect after the WebSocket drops."},
 
+    {"call_auth", TYPED(KEY_ENUM, call_auth), "auto", 0, 0, "auto|none|token",
+     "Who may start a call. none: anyone who reaches /ws; token: only a caller holding a "
+     "call token signed with call_secret (tingshuo token, POST /api/tokens); auto: none "
+     "when listen is a loopback address, token otherwise."},
+    {"call_secret", TYPED(KEY_SECRET, call_secret), "", 0, 0, NULL,
+     "Secret that signs call tokens, at least 16 characters (32 random ones is better); "
+     "set it in the environment "
+     "(TINGSHUO_CALL_SECRET), never in a file others can read."},
+    {"allowed_origins", STR(allowed_origins), "", 0, 0, NULL,
+     "Comma-separated origins (https://shop.example) whose pages may open /ws besides the "
+     "server's own and localhost; a WebSocket upgrade from any other Origin gets 403."},
+    {"max_calls_per_ip", INT(max_calls_per_ip), "5", 0, 100000, NULL,
+     "Calls at once from one IP address (error code \"busy\"); 0 = no limit."},
+    {"max_calls_per_ip_per_min", INT(max_calls_per_ip_per_min), "20", 0, 1000000, NULL,
+     "New calls per IP address per minute (error code \"rate_limited\"); 0 = no limit."},
+    {"max_ws_connections", INT(max_ws_connections), "0", 0, 1000000, NULL,
+     "WebSocket connections at once; 0 = as many as the file-descriptor limit leaves room "
+     "for after the calls' own needs."},
+    {"max_ws_per_ip", INT(max_ws_per_ip), "20", 0, 100000, NULL,
+     "WebSocket connections at once from one IP address; 0 = no limit."},
+    {"limit_loopback", BOOL(limit_loopback), "off", 0, 0, NULL,
+     "Apply the per-address limits to loopback clients too (on|off). Off lets a local load "
+     "test through; turn it on behind a proxy on the same machine."},
+    {"max_call_s", INT(max_call_s), "3600", 0, 604800, NULL,
+     "Longest call in seconds; the AI's current reply finishes, then the call ends with "
+     "reason \"max duration\". 0 = no limit."},
+    {"setup_timeout_ms", INT(setup_timeout_ms), "10000", 1000, 600000, NULL,
+     "An answered call whose browser has not completed ICE and DTLS within this is ended "
+     "(ice_timeout_ms then watches consent for the rest of the call)."},
+    {"http_header_timeout_ms", INT(http_header_timeout_ms), "10000", 1000, 600000, NULL,
+     "An HTTP connection must deliver a request's headers within this, or it is closed."},
+
     {"records", BOOL(records), "on", 0, 0, NULL,
      "Store every call: times, end reason, engines, settings, and each turn's transcript, "
      "reply and latency (on|off)."},

@@ -30,6 +30,19 @@ struct config {
   int ice_timeout_ms;      /* no consent checks for this long ends a call */
   int resume_timeout_ms;   /* a call whose WebSocket dropped waits this long */
 
+  /* Who may call, and how much. */
+  char call_auth[16];      /* auto | none | token */
+  char call_secret[256];   /* HMAC key for call tokens (TINGSHUO_CALL_SECRET) */
+  char allowed_origins[1024]; /* WebSocket Origins accepted besides our own, comma separated */
+  int max_calls_per_ip;    /* calls at once from one address; 0 = no limit */
+  int max_calls_per_ip_per_min; /* new calls per address per minute; 0 = no limit */
+  int max_ws_connections;  /* WebSocket connections at once; 0 = derived from the fd limit */
+  int max_ws_per_ip;       /* WebSocket connections at once from one address; 0 = no limit */
+  int limit_loopback;      /* 1 = the per-address limits apply to loopback clients too */
+  int max_call_s;          /* longest call; 0 = no limit */
+  int setup_timeout_ms;    /* an answered call must finish ICE and DTLS within this */
+  int http_header_timeout_ms; /* a request's headers must arrive within this */
+
   /* Records, recordings, access to them, metrics. */
   int records;             /* 1 = every call is stored */
   char database_url[1024]; /* postgres://... ; empty = SQLite in data_dir */
