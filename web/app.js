@@ -13,9 +13,17 @@
 //
 // It survives two kinds of network trouble. When ICE breaks (the network
 // changed), the page restarts ICE: a new offer on the same call. When the
-// WebSocket drops, the page reconnects and resumes the call by its id; the
-// server keeps the call for 30 s meanwhile. Whatever was in flight on the
-// dropped socket (an offer, an ICE restart) is sent again on the new one.
+// WebSocket drops, the page reconnects and resumes the call by its id and
+// the resume_secret its answer carried; the server keeps the call for 30 s
+// meanwhile. Whatever was in flight on the dropped socket (an offer, an ICE
+// restart) is sent again on the new one.
+//
+// A server with call_auth = token needs a call token with each new call
+// (docs/security.md). The page takes it from `window.tingshuoCallToken`,
+// which a page embedding this script may set before it loads (a string, or
+// a function returning one or a promise of one, asked before each call so
+// that each call can get a fresh token), else from ?token= in this page's
+// address. Without either it offers without a token.
 'use strict';
 
 // --- text in two languages ---------------------------------------------------
@@ -55,6 +63,8 @@ const TEXT = {
     'r_resume timeout': 'the page was away too long', 'r_server shutting down': 'the server is shutting down',
     'r_dtls timeout': 'the secure connection never completed', 'r_ICE restart failed': 'the network path could not be renewed',
     'r_internal error': 'the server failed', 'r_out of memory': 'the server ran out of memory',
+    'r_max duration': 'the call reached its time limit',
+    'r_setup timeout': 'the media connection could not be set up',
   },
   zh: {
     tagline: '用声音和 AI 交谈。', call: '通话', hangup: '挂断', settings: '设置',
@@ -90,6 +100,7 @@ const TEXT = {
     'r_resume timeout': '页面离开太久', 'r_server shutting down': '服务器正在关闭',
     'r_dtls timeout': '安全连接未能建立', 'r_ICE restart failed': '网络路径无法恢复',
     'r_internal error': '服务器出错', 'r_out of memory': '服务器内存不足',
+    'r_max duration': '通话已达时长上限', 'r_setup timeout': '媒体连接未能建立',
   },
 };
 
@@ -125,7 +136,8 @@ const ui = {
 };
 
 const state = {
-  ws: null, wsReady: false, pc: null, stream: null, callId: null, inCall: false,
+  ws: null, wsReady: false, pc: null, stream: null, callId: null, resumeSecret: null, token: '',
+  inCall: false,
   restarting: false, restartTimer: 0, offerWs: null, startedAt: 0, timerId: 0, meterCtx: null,
   pendingSends: [], lang: 'en', status: { key: 'connecting', params: {}, kind: 'connecting' },
   convState: 'idle', partial: null, reply: null, turns: new Map(), noticeTimer: 0,
@@ -185,9 +197,9 @@ function connect() {
 // answer was lost with it: offer again (the server ends the orphan).
 function reattach() {
   if (state.callId) {
-    send({ type: 'resume', call_id: state.callId });
+    send({ type: 'resume', call_id: state.callId, resume_secret: state.resumeSecret });
   } else if (state.pc && state.offerWs && state.pc.signalingState === 'have-local-offer') {
-    send({ type: 'offer', sdp: state.pc.localDescription.sdp, ...withConfig() });
+    send({ type: 'offer', sdp: state.pc.localDescription.sdp, ...withConfig(), ...withToken() });
   }
 }
 
@@ -201,6 +213,7 @@ const handlers = {
   async answer(msg) {
     if (!state.pc) return;
     state.callId = msg.call_id;
+    if (msg.resume_secret) state.resumeSecret = msg.resume_secret;
     if (state.pc.signalingState !== 'have-local-offer') return; // a late duplicate
     await state.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
     state.restarting = false;
@@ -225,7 +238,10 @@ const handlers = {
   },
   error(msg) {
     console.warn('server error', msg.code, msg.message);
-    if (msg.code === 'unknown_call' && state.inCall) endCall('notResumed', true);
+    // A candidate or hangup that crossed the call's end on the wire: nothing to do.
+    if (msg.code === 'no_call') return;
+    const resumeRefused = msg.code === 'unknown_call' || (msg.code === 'unauthorized' && state.callId);
+    if (resumeRefused && state.inCall) endCall('notResumed', true);
     else if (state.inCall && !state.callId) endCall('refused', true, { message: msg.message });
     else if (!state.inCall && msg.code !== 'engine') setStatus('refused', 'error', { message: msg.message });
     else showNotice(msg.message || msg.code);
@@ -262,6 +278,12 @@ async function startCall() {
     else endCall('noMic', true, { name: (e && e.name) || String(e) });
     return;
   }
+  try {
+    state.token = await callToken();
+  } catch (e) {
+    endCall('refused', true, { message: `no call token (${(e && e.message) || e})` });
+    return;
+  }
   state.inCall = true;
   ui.hangup.hidden = false;
   ui.call.hidden = true;
@@ -290,6 +312,18 @@ function withConfig() {
   return Object.keys(c).length ? { config: c } : {};
 }
 
+// The call token for a new call: the embedding page's, else ?token= of this page.
+async function callToken() {
+  const given = window.tingshuoCallToken;
+  const t = typeof given === 'function' ? await given() : given;
+  if (typeof t === 'string' && t) return t;
+  return new URLSearchParams(location.search).get('token') || '';
+}
+
+function withToken() {
+  return state.token ? { token: state.token } : {};
+}
+
 async function sendOffer(iceRestart) {
   const pc = state.pc;
   const offer = await pc.createOffer({ iceRestart });
@@ -297,7 +331,7 @@ async function sendOffer(iceRestart) {
   await pc.setLocalDescription(offer);
   const msg = { type: 'offer', sdp: pc.localDescription.sdp };
   if (state.callId) msg.call_id = state.callId;
-  else Object.assign(msg, withConfig());
+  else Object.assign(msg, withConfig(), withToken());
   send(msg);
 }
 
@@ -359,7 +393,8 @@ function endCall(key, isError, params) {
   clearTimeout(state.restartTimer);
   // Anything queued belonged to this call.
   state.pendingSends = state.pendingSends.filter((m) => m.type !== 'offer' && m.type !== 'ice-candidate');
-  Object.assign(state, { pc: null, stream: null, callId: null, inCall: false, restarting: false,
+  Object.assign(state, { pc: null, stream: null, callId: null, resumeSecret: null, token: '',
+    inCall: false, restarting: false,
     offerWs: null, startedAt: 0, meterCtx: null });
   ui.remote.srcObject = null;
   setMeter(ui.level, 0);

@@ -50,6 +50,7 @@
 #include "audio/resample.h"
 #include "audio/vad.h"
 #include "core/log.h"
+#include "core/redact.h"
 
 #define FRAME16 320            /* 20 ms at 16 kHz */
 #define PREROLL_FRAMES 20      /* 400 ms kept before the onset */
@@ -130,12 +131,25 @@ static void set_state(struct voice_agent *va, enum vstate s) {
   emit(va, json_pack("{s:s,s:s}", "type", "state", "state", state_names[s]));
 }
 
+/*
+ * An engine's error text is written by a service we do not control and can
+ * hold a key it echoed or an internal address: the caller gets a fixed
+ * sentence and an error id, the log gets the detail under the same id, with
+ * every configured secret masked (core/redact.h).
+ */
+static const char *unavailable(const char *engine) {
+  if (strcmp(engine, "asr") == 0) return "The speech recognition service is unavailable";
+  if (strcmp(engine, "llm") == 0) return "The language model service is unavailable";
+  return "The speech synthesis service is unavailable";
+}
+
 static void emit_error(struct voice_agent *va, const char *engine, const char *message) {
-  char text[512];
-  snprintf(text, sizeof text, "%s: %s", engine, message);
-  log_call_warn("agent", va->call_id, "%s", text);
-  emit(va, json_pack("{s:s,s:s,s:s,s:s}", "type", "error", "code", "engine", "engine", engine,
-                     "message", text));
+  char id[REDACT_ERROR_ID_SIZE], detail[768];
+  redact_error_id(id);
+  redact_text(engines_redact(va->eng), message, detail, sizeof detail);
+  log_call_warn("agent", va->call_id, "%s error %s: %s", engine, id, detail);
+  emit(va, json_pack("{s:s,s:s,s:s,s:s,s:s}", "type", "error", "code", "engine", "engine", engine,
+                     "message", unavailable(engine), "error_id", id));
 }
 
 static void put_ms(json_t *ev, const char *name, double from, double to) {

@@ -49,6 +49,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "app/calls.h"
+#include "app/calltoken.h"
 #include "app/metrics.h"
 #include "app/signaling.h"
 #include "core/log.h"
@@ -87,6 +89,7 @@ struct api {
   char history_page[1100];        /* web_root/history.html */
   int pending;                    /* store reads not answered yet */
   int stopping;                   /* the store is closing or closed */
+  struct http_server *http;       /* for its figures in /metrics; NULL until set */
 };
 
 /* A request waiting for the store. */
@@ -761,12 +764,64 @@ static int on_call(struct api *api, struct http_req *req, const char *rest) {
   return 0;
 }
 
+/* ---- call tokens ---- */
+
+/* POST /api/tokens {"ttl_s":..,"sub":..,"settings":{..}}: a call token for a customer's backend. */
+static int on_tokens(struct api *api, struct http_req *req) {
+  if (http_req_method(req) != HTTP_POST) return method_not_allowed(req, "POST");
+  if (!content_type_is(req, TYPE_JSON))
+    return reply_error(req, 415, "the body must be application/json", NULL);
+  size_t len = 0;
+  const char *body = http_req_body(req, &len);
+  json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+  const char *key;
+  json_t *v;
+  if (!json_is_object(j)) {
+    json_decref(j);
+    return reply_error(req, 400, "the body must be a JSON object: {\"ttl_s\":300,\"sub\":\"...\","
+                                 "\"settings\":{...}}, each field optional", NULL);
+  }
+  json_object_foreach(j, key, v) {
+    if (strcmp(key, "ttl_s") && strcmp(key, "sub") && strcmp(key, "settings")) {
+      char msg[120];
+      snprintf(msg, sizeof msg, "unknown field \"%.40s\" (ttl_s, sub and settings are known)", key);
+      json_decref(j);
+      return reply_error(req, 400, msg, NULL);
+    }
+  }
+  json_t *ttl = json_object_get(j, "ttl_s"), *sub = json_object_get(j, "sub"),
+         *settings = json_object_get(j, "settings");
+  const char *bad = ttl && !json_is_integer(ttl) ? "ttl_s must be an integer"
+                    : sub && !json_is_string(sub) ? "sub must be a string"
+                    : settings && !json_is_object(settings) ? "settings must be an object"
+                                                            : NULL;
+  if (bad) {
+    json_decref(j);
+    return reply_error(req, 400, bad, NULL);
+  }
+  json_int_t ttl_s = ttl ? json_integer_value(ttl) : CALLTOKEN_TTL_DEFAULT;
+  if (ttl_s < 1 || ttl_s > CALLTOKEN_TTL_MAX) ttl_s = 0; /* refused below, with the bounds */
+  char *token = NULL, err[200];
+  int64_t exp = 0;
+  int rc = calls_mint_token(api->cfg, (int64_t)time(NULL), (long)ttl_s, json_string_value(sub),
+                            settings, &token, &exp, err, sizeof err);
+  json_decref(j);
+  if (rc) return reply_error(req, rc == -ENOKEY ? 409 : rc == -ENOMEM ? 500 : 400, err, NULL);
+  char at[40];
+  format_time(exp * 1000, at, sizeof at);
+  json_t *answer = json_pack("{s:s,s:s,s:I}", "token", token, "expires_at", at, "exp",
+                             (json_int_t)exp);
+  free(token);
+  return reply_json(req, 200, answer, NULL);
+}
+
 static int on_api(struct api *api, struct http_req *req) {
   const char *path = http_req_path(req);
   if (strcmp(path, "/api/login") == 0) return on_login(api, req);
   if (strcmp(path, "/api/logout") == 0) return on_logout(api, req);
   enum access a = check_access(api, req);
   if (a != LET_IN) return refuse_json(req, a);
+  if (strcmp(path, "/api/tokens") == 0) return on_tokens(api, req);
   int list = strcmp(path, "/api/calls") == 0;
   if (!list && strncmp(path, "/api/calls/", 11) != 0)
     return reply_error(req, 404, "not found", NULL);
@@ -783,6 +838,7 @@ static int on_metrics(struct api *api, struct http_req *req) {
   struct prom_buf b;
   prom_buf_init(&b);
   metrics_write(&b, signaling_calls(api->sig), api->stopping ? NULL : api->store);
+  if (api->http) http_server_write_metrics(api->http, &b);
   if (b.failed) {
     prom_buf_free(&b);
     return reply_error(req, 500, "out of memory", NULL);
@@ -871,3 +927,5 @@ void api_free(struct api *api) {
     log_error("api", "%d store reads still unanswered at exit", api->pending);
   free(api);
 }
+
+void api_set_http_server(struct api *api, struct http_server *srv) { api->http = srv; }

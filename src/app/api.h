@@ -39,5 +39,7 @@ void api_http_handlers(struct api *api, struct http_handlers *h);
 int api_is_loopback(const char *ip);
 /* Parses an API time: epoch milliseconds, or ISO 8601 (date, or date-time with Z or an offset). */
 int api_parse_time(const char *text, long long *ms);
+/* The HTTP server whose connection figures /metrics adds. */
+void api_set_http_server(struct api *api, struct http_server *srv);
 
 #endif

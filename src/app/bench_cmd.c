@@ -1,6 +1,13 @@
 /*
  * tingshuo bench URL --calls N --duration S [--json FILE] [--find-max]
- *                    [--echo GAIN:DELAY_MS] [--wav IN.wav] [--server-pid PID]
+ *                    [--echo GAIN:DELAY_MS [--echo-later GAIN]] [--wav IN.wav]
+ *                    [--server-pid PID]
+ *
+ * The caller's utterance is real speech unless --wav says otherwise: flite's
+ * male voice asking DEFAULT_UTTERANCE, synthesised at start-up. A synthetic
+ * voiced signal lets an echo canceller look better than it is (its envelope
+ * is regular, its pitch steady), and a bench that cannot show the failures
+ * callers hear is no bench.
  *
  * Runs client/loadgen.c against a server and reports what it measured as
  * a table on stdout and, with --json, a file. --find-max repeats the run
@@ -25,17 +32,21 @@
 #include "client/args.h"
 #include "client/loadgen.h"
 #include "client/wav.h"
+#include "engines/tts/flite_voices.h"
 
 #define MAX_LOSS_RATIO 0.001
 #define MAX_JITTER_P99_MS 10.0
 #define MAX_ROUNDS 24
+#define DEFAULT_UTTERANCE "What is seven plus five?"
+#define DEFAULT_VOICE "rms"
 
 struct bench_opts {
-  const char *url_text, *json, *wav;
+  const char *url_text, *json, *wav, *token;
   struct ws_url url;
   long calls, max_calls, barge_every, pid;
   double duration_s, gain;
   int delay_ms, find_max, insecure;
+  double echo_later; /* > 0: the echo's gain from the middle of each call on */
 };
 
 void bench_cmd_usage(FILE *out) {
@@ -52,9 +63,13 @@ void bench_cmd_usage(FILE *out) {
           "                       (no failed call, lost and late < 0.1%%, p99 jitter < 10 ms)\n"
           "  --max-calls N        --find-max stops here (default 1000)\n"
           "  --echo GAIN:DELAY_MS every call's microphone also carries back what it hears\n"
-          "  --wav FILE           the utterance to speak (default: a built-in voiced signal)\n"
+          "  --echo-later GAIN    with --echo: halfway through each call the echo's gain\n"
+          "                       becomes GAIN, over 200 ms (the caller turns the volume)\n"
+          "  --wav FILE           the utterance to speak (default: flite's rms voice saying\n"
+          "                       \"" DEFAULT_UTTERANCE "\")\n"
           "  --barge-every N      every N-th turn interrupts the reply (default 4; 0 = never)\n"
           "  --server-pid PID     read the server's CPU and memory from /proc/PID\n"
+          "  --token TOKEN        call token for every call (call_auth = token; tingshuo token)\n"
           "  --insecure           accept any TLS certificate for wss://\n");
 }
 
@@ -71,9 +86,12 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o, char *err, si
     else if (strcmp(a, "--duration") == 0) rc = args_number(a, v, 1, 86400, &o->duration_s, err, errlen);
     else if (strcmp(a, "--json") == 0) o->json = v;
     else if (strcmp(a, "--wav") == 0) o->wav = v;
+    else if (strcmp(a, "--token") == 0) o->token = v;
     else if (strcmp(a, "--echo") == 0) rc = args_echo(v, &o->gain, &o->delay_ms, err, errlen);
     else if (strcmp(a, "--max-calls") == 0) rc = args_int(a, v, 1, 5000, &o->max_calls, err, errlen);
     else if (strcmp(a, "--barge-every") == 0) rc = args_int(a, v, 0, 1000, &o->barge_every, err, errlen);
+    else if (strcmp(a, "--echo-later") == 0)
+      rc = args_number(a, v, 0.001, 4, &o->echo_later, err, errlen);
     else if (strcmp(a, "--server-pid") == 0) rc = args_int(a, v, 1, 1L << 30, &o->pid, err, errlen);
     else if (strcmp(a, "--find-max") == 0) o->find_max = 1, takes = 0;
     else if (strcmp(a, "--insecure") == 0) o->insecure = 1, takes = 0;
@@ -85,22 +103,38 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o, char *err, si
     i += takes;
   }
   if (!o->url_text) return snprintf(err, errlen, "no URL given"), -EINVAL;
+  if (o->echo_later > 0 && o->gain <= 0)
+    return snprintf(err, errlen, "--echo-later needs --echo"), -EINVAL;
   return ws_url_parse(o->url_text, &o->url, err, errlen);
+}
+
+/* The default utterance, spoken by flite; w->pcm is malloc'd. */
+static int flite_utterance(struct wav *w) {
+  int rc = tts_flite_voices_acquire();
+  if (rc) return rc;
+  cst_voice *voice = tts_flite_voice(DEFAULT_VOICE);
+  size_t n = 0;
+  *w = (struct wav){.channels = 1};
+  rc = voice ? tts_flite_render(voice, DEFAULT_UTTERANCE, &w->pcm, &n, &w->rate) : -ENOENT;
+  tts_flite_voices_release();
+  w->frames = n;
+  return rc;
 }
 
 static int load_speech(const struct bench_opts *o, struct loadgen_speech **out, char *err,
                        size_t errlen) {
-  if (!o->wav) return loadgen_speech_default(out);
+  const char *name = o->wav ? o->wav : "flite " DEFAULT_VOICE " voice";
   struct wav w;
-  int rc = wav_read(o->wav, &w, err, errlen);
+  int rc = o->wav ? wav_read(o->wav, &w, err, errlen) : flite_utterance(&w);
+  if (rc && !o->wav) snprintf(err, errlen, "%s: cannot synthesise the utterance", name);
   if (rc) return rc;
   int16_t *pcm = NULL;
   size_t n = 0;
   rc = wav_mono48k(&w, &pcm, &n);
   wav_free(&w);
   if (rc == 0) rc = loadgen_speech_new(out, pcm, n);
-  if (rc == -EINVAL) snprintf(err, errlen, "%s: no speech in it (nothing above -45 dBFS)", o->wav);
-  else if (rc) snprintf(err, errlen, "%s: cannot prepare it", o->wav);
+  if (rc == -EINVAL) snprintf(err, errlen, "%s: no speech in it (nothing above -45 dBFS)", name);
+  else if (rc) snprintf(err, errlen, "%s: cannot prepare it", name);
   free(pcm);
   return rc;
 }
@@ -231,7 +265,9 @@ static int run_round(const struct bench_opts *o, const struct loadgen_speech *sp
   struct loadgen_params p = {.url = &o->url, .calls = calls, .duration_s = o->duration_s,
                              .speech = sp, .echo_gain = o->gain, .echo_delay_ms = o->delay_ms,
                              .barge_every = (int)o->barge_every, .insecure = o->insecure,
+                             .token = o->token,
                              .server_pid = (pid_t)o->pid, .seed = seed};
+  p.echo_gain_later = o->echo_later;
   return loadgen_run(&p, r, err, errlen);
 }
 
@@ -311,8 +347,9 @@ int bench_cmd_main(int argc, char **argv) {
     return 1;
   }
   json_t *doc = json_pack("{s:s,s:o,s:o}", "url", o.url_text, "machine", json_machine(),
-                          "echo", o.gain > 0 ? json_pack("{s:f,s:i}", "gain", o.gain, "delay_ms",
-                                                         o.delay_ms)
+                          "echo", o.gain > 0 ? json_pack("{s:f,s:i,s:f}", "gain", o.gain,
+                                                         "delay_ms", o.delay_ms, "gain_later",
+                                                         o.echo_later)
                                              : json_null());
   int status = 0, rc;
   if (o.find_max) {

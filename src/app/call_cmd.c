@@ -1,6 +1,6 @@
 /*
  * tingshuo call URL --play in.wav [--record out.wav] [--echo GAIN:DELAY_MS]
- *                   [--config JSON|FILE] [--timeout S] [--insecure]
+ *                   [--config JSON|FILE] [--token TOKEN] [--timeout S] [--insecure]
  *
  * Places one call the way a browser would, with a WAV file for a
  * microphone: the file is sent in real time as 20 ms Opus frames once media
@@ -32,7 +32,7 @@
 #define NO_REPLY_MS 10000
 
 struct call_opts {
-  const char *url, *play, *record, *config;
+  const char *url, *play, *record, *config, *token;
   double gain, timeout_s;
   int delay_ms, insecure;
 };
@@ -60,6 +60,7 @@ void call_cmd_usage(FILE *out) {
           "  --record FILE        write what is heard to FILE (48 kHz mono WAV)\n"
           "  --echo GAIN:DELAY_MS also send back what is heard, like a speakerphone\n"
           "  --config JSON|FILE   per-call settings (docs/protocol.md), e.g. '{\"language\":\"en\"}'\n"
+          "  --token TOKEN        call token, for a server with call_auth = token (tingshuo token)\n"
           "  --timeout S          give up after S seconds (default 60)\n"
           "  --insecure           accept any TLS certificate for wss:// (self-signed servers)\n\n"
           "Exit status: 0 when the call completed, 1 when it failed, 2 on bad usage.\n");
@@ -74,6 +75,7 @@ static int parse_opts(int argc, char **argv, struct call_opts *o, char *err, siz
     if (strcmp(a, "--play") == 0) o->play = v;
     else if (strcmp(a, "--record") == 0) o->record = v;
     else if (strcmp(a, "--config") == 0) o->config = v;
+    else if (strcmp(a, "--token") == 0) o->token = v;
     else if (strcmp(a, "--echo") == 0) rc = args_echo(v, &o->gain, &o->delay_ms, err, errlen);
     else if (strcmp(a, "--timeout") == 0)
       rc = args_number("--timeout", v, 1, 86400, &o->timeout_s, err, errlen);
@@ -219,7 +221,7 @@ static int start(struct call_run *r, char *err, size_t errlen) {
   char ip[64] = "";
   caller_local_ip(r->url.host, ip, sizeof ip);
   struct caller_params cp = {
-      .ws = r->l.ws, .url = &r->url, .config = r->config, .user = r,
+      .ws = r->l.ws, .url = &r->url, .config = r->config, .token = r->o.token, .user = r,
       .on_message = on_message, .on_connected = on_connected, .on_end = on_end,
       .peer = {.dtls = r->l.dtls, .fingerprint = cloop_fingerprint(&r->l),
                .local_ip = ip[0] ? ip : NULL, .playout = 1, .echo_gain = r->o.gain,

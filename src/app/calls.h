@@ -5,11 +5,15 @@
  * into signaling messages: an offer becomes a call on the least-loaded
  * worker and an answer; a dropped WebSocket detaches the call, which waits
  * for a resume; a worker's "ended" becomes an `end` message.
+ *
+ * It also decides who may start a call (call tokens, per-address limits)
+ * and how long a call may last (docs/security.md).
  */
 #ifndef TS_APP_CALLS_H
 #define TS_APP_CALLS_H
 
 #include <jansson.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "core/config.h"
@@ -19,7 +23,8 @@ struct calls;
 
 struct store;
 /* `store` (NULL when records are off) gets every call's record; the caller keeps it open
- * until calls_free. */
+ * until calls_free. Fails (with `err`) when call tokens are required and call_secret is
+ * missing or shorter than 16 characters. */
 int calls_new(struct calls **out, uv_loop_t *loop, const struct config *cfg, struct store *store,
               char *err, size_t errlen);
 /* Ends every call (telling each page) and stops the media workers. */
@@ -27,11 +32,32 @@ void calls_shutdown(struct calls *calls);
 /* Shuts down if not done yet and frees everything; the loop must run afterwards. */
 void calls_free(struct calls *calls);
 
+/* A new connection, from within ws_open (it reads the upgrade's ?token=). Sets the
+ * connection's data, which belongs to this module from now on; -ENOMEM: close it. */
+int calls_open(struct calls *calls, struct ws_conn *conn);
 void calls_offer(struct calls *calls, struct ws_conn *conn, json_t *msg);
 void calls_hangup(struct calls *calls, struct ws_conn *conn);
+/* An ice-candidate message: nothing to do (ICE-lite) but to say so when there is no call. */
+void calls_candidate(struct calls *calls, struct ws_conn *conn);
 void calls_resume(struct calls *calls, struct ws_conn *conn, json_t *msg);
 /* The connection is going away; its call (if any) waits for a resume. */
 void calls_detach(struct calls *calls, struct ws_conn *conn);
+
+/* 1 when call_auth resolves to token (auto: when listen is not a loopback address). */
+int calls_token_auth(const struct config *cfg);
+/* Checks per-call settings for a call token: the offer's `config` fields, strictly (an
+ * unknown field is an error). 0, or -EINVAL with `err` saying what is wrong. */
+int calls_check_settings(const json_t *settings, char *err, size_t errlen);
+/*
+ * Mints a call token valid for ttl_s seconds from `now` (Unix seconds) with
+ * cfg->call_secret, after checking every part: the secret (-ENOKEY when
+ * unset or short), ttl_s (1..CALLTOKEN_TTL_MAX), `sub` and `settings`
+ * (either may be NULL). 0 with the malloc'd token and its expiry, or a
+ * negative errno with `err` fit for whoever asked.
+ */
+int calls_mint_token(const struct config *cfg, int64_t now, long ttl_s, const char *sub,
+                     const json_t *settings, char **token, int64_t *exp, char *err,
+                     size_t errlen);
 
 int calls_count(const struct calls *calls);
 

@@ -1,8 +1,11 @@
 /*
- * calltoken: short-lived permissions to start one call.
+ * calltoken: short-lived permissions to start calls.
  *
  * With call_auth = token, /ws starts a call only for a caller holding a
- * token that this server's call_secret signed. A customer's web backend
+ * token that this server's call_secret signed. A token is a bearer
+ * credential: whoever holds it may start calls with it until it expires
+ * (the per-address limits still apply), so it is minted short-lived and
+ * per visitor. A customer's web backend
  * mints one per visitor (tingshuo token, POST /api/tokens, or its own code
  * following docs/security.md) and hands it to the page; the page cannot
  * forge one, lengthen it, or change the settings it carries.
@@ -21,7 +24,12 @@
 #include <jansson.h>
 
 #define CALLTOKEN_MAX 4096   /* longest token accepted, bytes */
-#define CALLTOKEN_SUB_MAX 128
+#define CALLTOKEN_SUB_MAX 128 /* sub: 1..127 printable ASCII characters */
+#define CALLTOKEN_TTL_DEFAULT 300
+#define CALLTOKEN_TTL_MAX 86400 /* longest lifetime tingshuo token and POST /api/tokens grant */
+
+/* 1 when `secret` is long enough to sign tokens (16 bytes or more). */
+int calltoken_secret_ok(const char *secret);
 
 struct calltoken {
   int64_t exp;                      /* Unix seconds */
@@ -32,8 +40,9 @@ struct calltoken {
 /*
  * Mints a token valid until `exp`. `sub` may be NULL; `settings` (may be
  * NULL) must be a JSON object and is copied. *out is malloc'd, NUL-ended.
- * Returns 0, -EINVAL (secret shorter than 16 bytes, bad sub or settings)
- * or -ENOMEM.
+ * Returns 0, -EINVAL (secret shorter than 16 bytes, exp not positive, bad
+ * sub, settings not an object, or a token longer than CALLTOKEN_MAX) or
+ * -ENOMEM.
  */
 int calltoken_mint(const char *secret, int64_t exp, const char *sub, const json_t *settings,
                    char **out);

@@ -4,6 +4,7 @@
  *   tingshuo serve [flags]     run the server
  *   tingshuo call URL ...      one call from the command line
  *   tingshuo bench URL ...     many calls at once, measured
+ *   tingshuo token [...]       a call token, for servers with call_auth = token
  *   tingshuo --help | --version
  *
  * main only picks the command and turns its arguments into a configuration;
@@ -16,6 +17,7 @@
 #include "app/call_cmd.h"
 #include "app/cli.h"
 #include "app/serve.h"
+#include "app/token_cmd.h"
 #include "core/config.h"
 #include "core/log.h"
 
@@ -28,6 +30,7 @@ static void usage(FILE *out) {
           "  tingshuo serve [--config FILE] [--KEY VALUE...]   run the voice call server\n"
           "  tingshuo call URL --play IN.wav [...]             place one call, print its events\n"
           "  tingshuo bench URL --calls N --duration S [...]   load test: N concurrent calls\n"
+          "  tingshuo token [--ttl S] [--sub S] [--settings J] print a call token (last line)\n"
           "  tingshuo --help                                  this text\n"
           "  tingshuo --version                               print the version\n\n"
           "Run `tingshuo serve --help` for every setting. Settings come from defaults,\n"
@@ -83,6 +86,7 @@ int main(int argc, char **argv) {
   if (strcmp(argv[1], "serve") == 0) return cmd_serve(argc - 2, argv + 2);
   if (strcmp(argv[1], "call") == 0) return call_cmd_main(argc - 2, argv + 2);
   if (strcmp(argv[1], "bench") == 0) return bench_cmd_main(argc - 2, argv + 2);
+  if (strcmp(argv[1], "token") == 0) return token_cmd_main(argc - 2, argv + 2, environ);
   fprintf(stderr, "tingshuo: unknown command \"%s\"; run `tingshuo --help`\n", argv[1]);
   return 2;
 }

@@ -24,6 +24,9 @@
 #include "store/store.h"
 
 #define SHUTDOWN_GRACE_MS 900
+/* Of the grace period, how long the pages' `end` messages may take to leave
+ * before the connections are torn down (idle connections make it wait all of it). */
+#define SHUTDOWN_DRAIN_MS 100
 /* Of the grace period, what the store may spend writing the last records. */
 #define STORE_FLUSH_MS 300
 
@@ -31,6 +34,8 @@ struct serve {
   uv_loop_t loop;
   uv_signal_t sigint, sigterm;
   uv_timer_t grace;
+  uv_timer_t drain; /* polls until the calls' connections have closed */
+  uint64_t drain_until;
   struct http_server *http;
   struct signaling *sig;
   struct store *store; /* NULL when records are off */
@@ -49,6 +54,15 @@ static void on_grace_expired(uv_timer_t *t) {
   uv_stop(t->loop);
 }
 
+/* Tearing lws down drops what connections still have queued, so the calls'
+ * `end` messages get a moment to be written and their connections to close. */
+static void on_drain(uv_timer_t *t) {
+  struct serve *s = t->data;
+  if (s->sig && signaling_connections(s->sig) > 0 && uv_now(t->loop) < s->drain_until) return;
+  uv_timer_stop(t);
+  if (s->http) http_server_stop(s->http);
+}
+
 static void begin_shutdown(struct serve *s) {
   s->stopping = 1;
   log_info("serve", "shutting down");
@@ -56,7 +70,11 @@ static void begin_shutdown(struct serve *s) {
   api_stop(s->api);
   store_close(s->store, STORE_FLUSH_MS);
   s->store = NULL;
-  if (s->http) http_server_stop(s->http);
+  /* From now, not from when this loop turn began: ending the calls and the store's flush can
+   * take longer than the drain. The first check comes after a poll, where lws writes. */
+  uv_update_time(&s->loop);
+  s->drain_until = uv_now(&s->loop) + SHUTDOWN_DRAIN_MS;
+  uv_timer_start(&s->drain, on_drain, 5, 5);
   uv_timer_start(&s->grace, on_grace_expired, SHUTDOWN_GRACE_MS, 0);
   uv_unref((uv_handle_t *)&s->grace);
 }
@@ -106,6 +124,7 @@ static int start(struct serve *s, const struct config *cfg) {
   api_http_handlers(s->api, &h);
   rc = http_server_start(&s->http, &s->loop, cfg, &h, err, sizeof err);
   if (rc) log_error("serve", "%s", err);
+  else api_set_http_server(s->api, s->http);
   return rc;
 }
 
@@ -113,6 +132,7 @@ static void finish(struct serve *s) {
   uv_close((uv_handle_t *)&s->sigint, NULL);
   uv_close((uv_handle_t *)&s->sigterm, NULL);
   close_handle((uv_handle_t *)&s->grace);
+  close_handle((uv_handle_t *)&s->drain);
   uv_run(&s->loop, UV_RUN_DEFAULT);
   http_server_free(s->http);
   signaling_free(s->sig);
@@ -131,6 +151,8 @@ int serve_run(const struct config *cfg) {
   uv_signal_init(&s.loop, &s.sigint);
   uv_signal_init(&s.loop, &s.sigterm);
   uv_timer_init(&s.loop, &s.grace);
+  uv_timer_init(&s.loop, &s.drain);
+  s.drain.data = &s;
   s.sigint.data = s.sigterm.data = &s;
   uv_signal_start(&s.sigint, on_signal, SIGINT);
   uv_signal_start(&s.sigterm, on_signal, SIGTERM);

@@ -26,6 +26,7 @@ struct signaling {
   struct calls *calls;
   uint64_t started_ms;
   unsigned connections;
+  int stopping; /* the calls are gone; connections only wait to close */
 };
 
 
@@ -40,8 +41,9 @@ static void on_offer(struct signaling *sig, struct ws_conn *conn, json_t *msg) {
   calls_offer(sig->calls, conn, msg);
 }
 
-/* ICE-lite: the browser's address is learnt from its checks, so candidates are not needed. */
-static void on_candidate(struct signaling *sig, struct ws_conn *conn, json_t *msg) {}
+static void on_candidate(struct signaling *sig, struct ws_conn *conn, json_t *msg) {
+  calls_candidate(sig->calls, conn);
+}
 
 static void on_hangup(struct signaling *sig, struct ws_conn *conn, json_t *msg) {
   calls_hangup(sig->calls, conn);
@@ -63,6 +65,7 @@ static const struct handler handlers[] = {
 
 static void ws_message(void *user, struct ws_conn *conn, const char *text, size_t len) {
   struct signaling *sig = user;
+  if (sig->stopping) return; /* the media workers are stopped: nothing can be served */
   json_error_t jerr;
   json_t *msg = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
   if (!msg) {
@@ -95,6 +98,15 @@ static void ws_open(void *user, struct ws_conn *conn) {
   struct signaling *sig = user;
   sig->connections++;
   log_debug("ws", "%s connected", ws_conn_peer(conn));
+  if (sig->stopping) {
+    ws_conn_close(conn);
+    return;
+  }
+  if (calls_open(sig->calls, conn)) {
+    calls_send_error(conn, "internal", "out of memory");
+    ws_conn_close(conn);
+    return;
+  }
   calls_send(conn, json_pack("{s:s,s:s,s:s}", "type", "hello", "server", "tingshuo", "version",
                             TINGSHUO_VERSION));
 }
@@ -139,7 +151,12 @@ int signaling_new(struct signaling **out, uv_loop_t *loop, const struct config *
   return 0;
 }
 
-void signaling_shutdown(struct signaling *sig) { calls_shutdown(sig->calls); }
+void signaling_shutdown(struct signaling *sig) {
+  sig->stopping = 1;
+  calls_shutdown(sig->calls);
+}
+
+unsigned signaling_connections(const struct signaling *sig) { return sig->connections; }
 
 void signaling_free(struct signaling *sig) {
   if (!sig) return;

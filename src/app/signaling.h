@@ -19,8 +19,11 @@ struct store;
  * (NULL: not recorded), which must stay open until signaling_free. */
 int signaling_new(struct signaling **out, uv_loop_t *loop, const struct config *cfg,
                   struct store *store, char *err, size_t errlen);
-/* Ends every call, telling each page, and stops the media workers. */
+/* Ends every call, telling each page and closing its connection once that is
+ * sent, and stops the media workers; later messages are ignored. */
 void signaling_shutdown(struct signaling *sig);
+/* WebSocket connections open now (a shutdown waits for the calls' to close). */
+unsigned signaling_connections(const struct signaling *sig);
 void signaling_free(struct signaling *sig);
 
 /* The WebSocket side of the http_handlers: connects /ws to this module. */

@@ -12,6 +12,11 @@
  *     2 s of received envelope is correlated against the sent envelope at
  *     every lag up to max_delay_ms; a clear peak is the echo path delay.
  *     Speech envelopes are spiky enough (syllables) that the peak is sharp.
+ *     The caller's voice is no echo of ours but correlates with it all the
+ *     same (speech answers speech), so once the delay is sure the blocks it
+ *     cannot explain are left out, and a far-off lag must win repeatedly
+ *     before it replaces the delay: double talk teaches the estimator
+ *     nothing, as it teaches a canceller's filter nothing.
  *   cancellation: the sent audio, delayed by the estimate less a margin, is
  *     the reference for speexdsp's adaptive echo canceller (MDF), whose
  *     filter spans TAIL_MS: enough for the estimate's error and the
@@ -23,12 +28,16 @@
  * echo path delay plus the coupling from reference to output, tracked as a
  * low percentile of their difference while we talk (the caller talking too
  * can only raise the difference, so the tracker rises slowly and falls
- * quickly). Until the delay is known, the estimate is the loudest reference
- * of the last max_delay_ms plus a blind coupling: the loudest ratio of
- * captured to sent level seen from 2 s to 0.5 s ago, over at least 1 s of
- * our speech (longer than any echo path), while we talked (6 dB
- * below the reference when there is no such history yet, so the echo of the
- * first words never counts as the caller). Most callers' browsers cancel
+ * quickly). That coupling holds only for the echo path the filter was
+ * fitted to, so from the start of each of our talkspurts (when a jitter
+ * buffer may have moved the echo) until the filter has been seen taking
+ * the echo off again, the level is also at least the uncancelled echo,
+ * from anywhere near the delay. Until the delay is known, the estimate is
+ * the loudest reference of the last max_delay_ms plus a blind coupling: the
+ * loudest ratio of captured to sent level seen from 2 s to 0.5 s ago, over
+ * at least 1 s of our speech (longer than any echo path), while we talked
+ * (6 dB below the reference when there is no such history yet, so the echo
+ * of the first words never counts as the caller). Most callers' browsers cancel
  * the echo themselves, and then no delay is ever found; the blind coupling
  * then falls to the room's noise and the caller can interrupt at normal
  * speaking level, while leaving out the last half second keeps a caller who
@@ -58,6 +67,7 @@
 #define MIN_CORR 0.45                     /* a weaker peak is no estimate */
 #define ACTIVE_DB -55.0                   /* far blocks louder than this count as talking */
 #define FLOOR_DB -80.0                    /* envelopes are clipped here */
+#define LEVELS 81                         /* 1 dB steps from FLOOR_DB to 0 dBFS */
 #define SILENT_DB -120.0
 #define WORST_COUPLING_DB -6.0            /* echo never louder than the reference less this */
 #define RESIDUAL_MARGIN_DB 4.0
@@ -69,6 +79,18 @@
 #define BLIND_FRAMES 100                  /* 2 s of blind coupling history */
 #define BLIND_RECENT 25                   /* the newest 0.5 s is left out */
 #define BLIND_MIN_SEEN 50                 /* 1 s of our speech before it is trusted */
+#define TRUST_CORR 0.8                    /* a lag this clear is the echo path for sure */
+#define NEAR_TALK_DB 6.0                  /* a block this far over any echo is the caller */
+#define NEAR_TALK_SHARE 20                /* a window with more such blocks is mostly the caller */
+#define SWITCH_MARGIN 0.05                /* a new lag must beat the current one by this */
+#define SWITCH_CONFIRM 3                  /* ... in this many estimates in a row */
+#define CLEAR_MARGIN 0.08                 /* ... or once, by this much, over TRUST_CORR */
+#define NEAR_LAG_BLOCKS 4                 /* lags this close are the same path (20 ms) */
+#define DOUBT_AFTER 15                    /* such windows in a row before the lag is doubted */
+#define DRIFT_BLOCKS 20                   /* the echo may have moved this far (100 ms) */
+#define SPAN_BLOCKS 4                     /* estimate error and reverberation (20 ms) */
+#define PROVEN_ERLE_DB 10.0               /* the canceller works when it takes this much off */
+#define PROVEN_FRAMES 3                   /* ... from this many frames of echo in a row */
 
 struct aec {
   int max_delay;        /* samples */
@@ -78,11 +100,17 @@ struct aec {
   float *far_env, *near_env;  /* rings of block envelopes, dB */
   size_t env_len;
   int delay;            /* samples, -1 unknown */
+  double delay_corr;    /* the delay's correlation in the last window that taught anything */
+  int cand, cand_n;     /* a different lag, and in how many estimates in a row it won */
+  int doubt;            /* estimates in a row that were mostly the caller's voice */
   int align;            /* reference offset in use, samples, -1 none */
   int since_estimate;
   int idle; /* the last frame was passed through */
   double coupling_db, residual_db;
   double out_energy, ref_energy; /* smoothed, while we talk */
+  double return_db, near_energy; /* the echo before cancelling: level below the reference */
+  int fitted;             /* the filter has learnt from an echo since it was reset */
+  int proven, proven_run; /* ... and has been seen to work since our talkspurt began */
   float blind[BLIND_FRAMES];     /* captured minus reference level per frame, dB; NAN = we were quiet */
   int blind_pos;
   SpeexEchoState *echo;
@@ -128,8 +156,8 @@ int aec_new(struct aec **out, int max_delay_ms) {
   speex_preprocess_ctl(a->pre, SPEEX_PREPROCESS_SET_ECHO_SUPPRESS_ACTIVE, &active);
   for (size_t i = 0; i < a->env_len; i++) a->far_env[i] = a->near_env[i] = (float)FLOOR_DB;
   for (int i = 0; i < BLIND_FRAMES; i++) a->blind[i] = NAN;
-  a->delay = a->align = -1;
-  a->coupling_db = WORST_COUPLING_DB;
+  a->delay = a->align = a->cand = -1;
+  a->coupling_db = a->return_db = WORST_COUPLING_DB;
   a->residual_db = SILENT_DB;
   *out = a;
   return 0;
@@ -170,21 +198,58 @@ static float far_env_at(const struct aec *a, int64_t blk) {
   return a->far_env[(uint64_t)blk % a->env_len];
 }
 
+/* The level that a tenth of the window's received blocks stay under: the
+ * room between words, whatever its noise. */
+static double near_floor_db(const struct aec *a, int64_t start) {
+  int bins[LEVELS] = {0};
+  for (int64_t j = start; j < start + ENV_WIN; j++) {
+    int b = (int)(a->near_env[(uint64_t)j % a->env_len] - FLOOR_DB);
+    bins[b < 0 ? 0 : b >= LEVELS ? LEVELS - 1 : b]++;
+  }
+  int seen = 0, b = 0;
+  while (b < LEVELS - 1 && (seen += bins[b]) < ENV_WIN / 10) b++;
+  return FLOOR_DB + b;
+}
+
+/* Marks the received blocks of the window that the echo near the current
+ * delay cannot explain: louder than anything sent around their echo time,
+ * and above the room. That is the caller's voice, on its own or over ours
+ * (double talk). "Near" is generous (DRIFT_BLOCKS either way), so that an
+ * echo path that has just grown or shrunk, as a browser's jitter buffer
+ * does, still counts as echo. Returns how many were marked. */
+static int mark_near_talk(const struct aec *a, int64_t start, unsigned char *talk) {
+  int64_t d = a->delay / BLOCK;
+  double room = near_floor_db(a, start) + 2 * NEAR_TALK_DB;
+  int n = 0;
+  for (int64_t j = start; j < start + ENV_WIN; j++) {
+    float near = a->near_env[(uint64_t)j % a->env_len], far = (float)FLOOR_DB;
+    talk[j - start] = 0;
+    if (near <= room || near <= ACTIVE_DB) continue;
+    for (int64_t b = j - d - DRIFT_BLOCKS; b <= j - d + DRIFT_BLOCKS; b++) {
+      float e = far_env_at(a, b);
+      if (e > far) far = e;
+    }
+    talk[j - start] = near > far + NEAR_TALK_DB;
+    n += talk[j - start];
+  }
+  return n;
+}
+
 /* Pearson correlation of the last ENV_WIN received blocks against the sent
- * ones at every lag; sets a->delay when one lag stands out. */
-static void estimate_delay(struct aec *a) {
-  int64_t end = (int64_t)(a->near_pos / BLOCK), start = end - ENV_WIN;
-  if (start < 0) return;
-  int active = 0;
-  for (int64_t j = start; j < end; j++) active += far_env_at(a, j) > ACTIVE_DB;
-  if (active < ENV_WIN / 5) return; /* we have hardly talked: nothing to learn */
-  int max_lag = a->max_delay / BLOCK, best_lag = -1;
+ * ones at every lag: the best lag and its correlation, and the current
+ * delay's (0 when there is none). Blocks marked in `talk` (may be NULL) are
+ * taken as the room's floor: the caller's voice says nothing about the echo
+ * path. Returns 0, or -1 when the window is flat. */
+static int correlate(const struct aec *a, int64_t start, const unsigned char *talk,
+                     int *best_lag, double *best, double *current) {
+  int max_lag = a->max_delay / BLOCK, cur_lag = a->delay >= 0 ? a->delay / BLOCK : -1;
   /* far[k] is the sent block start - max_lag + k, so lag L starts at max_lag - L */
   float far[ENV_WIN + 1000 / BLOCK_MS * 2], near[ENV_WIN];
   for (int k = 0; k < ENV_WIN + max_lag; k++) far[k] = far_env_at(a, start - max_lag + k);
   double mean = 0, vn = 0;
+  double floor = talk ? near_floor_db(a, start) : 0;
   for (int k = 0; k < ENV_WIN; k++) {
-    near[k] = a->near_env[(uint64_t)(start + k) % a->env_len];
+    near[k] = talk && talk[k] ? (float)floor : a->near_env[(uint64_t)(start + k) % a->env_len];
     mean += near[k];
   }
   mean /= ENV_WIN;
@@ -192,8 +257,10 @@ static void estimate_delay(struct aec *a) {
     near[k] -= (float)mean;
     vn += (double)near[k] * near[k];
   }
-  if (vn <= 1e-3) return;
-  double sf = 0, sff = 0, best = 0;
+  if (vn <= 1e-3) return -1;
+  double sf = 0, sff = 0;
+  *best_lag = -1;
+  *best = *current = 0;
   for (int k = max_lag; k < max_lag + ENV_WIN; k++) {
     sf += far[k];
     sff += (double)far[k] * far[k];
@@ -212,12 +279,83 @@ static void estimate_delay(struct aec *a) {
     double vf = sff - sf * sf / ENV_WIN;
     if (vf <= 1e-3) continue;
     double c = sfn / sqrt(vf * vn);
-    if (c > best) {
-      best = c;
-      best_lag = lag;
+    if (lag == cur_lag) *current = c;
+    if (c > *best) {
+      *best = c;
+      *best_lag = lag;
     }
   }
-  if (best_lag >= 0 && best >= MIN_CORR) a->delay = best_lag * BLOCK;
+  return 0;
+}
+
+/* Takes the window's best lag, `lag` (correlation `best`; the current delay
+ * scored `current`), as the delay, as a candidate to replace it, or not. */
+static void consider_lag(struct aec *a, int lag, double best, double current, int sure) {
+  if (a->delay < 0 || abs(lag - a->delay / BLOCK) <= NEAR_LAG_BLOCKS) {
+    a->delay = lag * BLOCK; /* the first estimate, or a refinement */
+    a->delay_corr = best;
+    a->cand_n = 0;
+    if (!sure && best >= TRUST_CORR) a->doubt = 0; /* it won with nothing left out */
+    return;
+  }
+  a->delay_corr = current;
+  if (best < current + SWITCH_MARGIN) {
+    a->cand_n = 0;
+    return;
+  }
+  if (a->cand_n > 0 && abs(lag - a->cand) <= NEAR_LAG_BLOCKS) a->cand_n++;
+  else a->cand_n = 1;
+  a->cand = lag;
+  /* a peak this clear, the caller's voice left out, is the path moving */
+  int clear = best >= TRUST_CORR && best >= current + CLEAR_MARGIN;
+  if (clear || a->cand_n >= SWITCH_CONFIRM) {
+    a->delay = lag * BLOCK;
+    a->delay_corr = best;
+    a->cand_n = 0;
+    a->doubt = 0;
+  }
+}
+
+/* Updates a->delay from the last 2 s, while we have been talking.
+ *
+ * The caller's voice is what misleads this: speech that follows ours (a
+ * caller answering, or talking on after interrupting) lines up with our
+ * speech at a longer lag than the echo's about as well as the echo does,
+ * so a window holding it can crown a lag hundreds of ms off; the canceller,
+ * aimed there, then passes the next reply's echo untouched while the
+ * residual level, read at that lag, says there is none. So, once a lag is
+ * sure, the blocks of the window that its echo cannot explain are left out;
+ * and a lag far from the current one must win several windows in a row, by
+ * a margin, before the canceller is re-aimed (one window will do when its
+ * peak is clear). A sure lag that leaves much of window after window
+ * unexplained for long is doubted, so that a wrong one, or an echo path
+ * that jumped further than DRIFT_BLOCKS, cannot lock itself in: the window
+ * is then taken whole again. */
+static void estimate_delay(struct aec *a) {
+  int64_t end = (int64_t)(a->near_pos / BLOCK), start = end - ENV_WIN;
+  if (start < 0) return;
+  int active = 0;
+  for (int64_t j = start; j < end; j++) active += far_env_at(a, j) > ACTIVE_DB;
+  if (active < ENV_WIN / 5) return; /* we have hardly talked: nothing to learn */
+  unsigned char talk[ENV_WIN];
+  int sure = a->delay >= 0 && a->delay_corr >= TRUST_CORR && a->doubt < DOUBT_AFTER;
+  if (sure) a->doubt = mark_near_talk(a, start, talk) > NEAR_TALK_SHARE ? a->doubt + 1 : 0;
+  int lag;
+  double best, current;
+  if (correlate(a, start, sure ? talk : NULL, &lag, &best, &current) == 0 && lag >= 0 &&
+      best >= MIN_CORR)
+    consider_lag(a, lag, best, current, sure);
+}
+
+
+/* A canceller that learns from scratch; its coupling, back at the worst
+ * case, promises nothing that needs proving. */
+static void restart(struct aec *a) {
+  speex_echo_state_reset(a->echo);
+  a->coupling_db = WORST_COUPLING_DB;
+  a->out_energy = a->ref_energy = a->near_energy = 0;
+  a->fitted = a->proven_run = 0;
+  a->proven = 1;
 }
 
 /* Re-aims the canceller when the echo has left the span its filter covers. */
@@ -226,13 +364,12 @@ static void follow_delay(struct aec *a) {
   int pre = PRE_MS * AEC_RATE / 1000, tail = TAIL_MS * AEC_RATE / 1000;
   if (a->align >= 0 && a->delay >= a->align + pre / 2 && a->delay <= a->align + tail / 2) return;
   a->align = a->delay > pre ? a->delay - pre : 0;
-  speex_echo_state_reset(a->echo);
-  a->coupling_db = WORST_COUPLING_DB;
-  a->out_energy = a->ref_energy = 0;
+  restart(a);
 }
 
-/* Loudest sent block that can echo into the frame now being captured. */
-static double reference_db(const struct aec *a) {
+/* Loudest sent block that can echo into the frame now being captured, with
+ * `slack` blocks of doubt about the delay either side. */
+static double reference_db(const struct aec *a, int slack) {
   int64_t first, last; /* block range */
   int64_t now = (int64_t)(a->near_pos / BLOCK);
   if (a->delay < 0) {
@@ -240,8 +377,8 @@ static double reference_db(const struct aec *a) {
     last = now;
   } else {
     int64_t d = a->delay / BLOCK;
-    first = now - d - 4; /* 20 ms of estimate error and reverberation either side */
-    last = now - d + BLOCKS_PER_FRAME + 4;
+    first = now - d - slack;
+    last = now - d + BLOCKS_PER_FRAME + slack;
   }
   float m = (float)FLOOR_DB;
   for (int64_t b = first; b < last; b++) {
@@ -263,10 +400,15 @@ static int reference_silent(const struct aec *a) {
 }
 
 /* After a pass-through stretch the canceller still holds the reference from
- * before it; clear that history with silence so it cannot echo back. */
+ * before it; clear that history with silence so it cannot echo back. Its
+ * filter is that of the last talkspurt, and the echo path may have moved
+ * since (a jitter buffer re-syncs between talkspurts): unproven until it
+ * takes the echo off again. */
 static void flush(struct aec *a) {
   int16_t zero[AEC_FRAME] = {0}, sink[AEC_FRAME];
   for (int i = 0; i <= TAIL_MS / 20 + 1; i++) speex_echo_cancellation(a->echo, zero, zero, sink);
+  a->proven = !a->fitted;
+  a->proven_run = 0;
 }
 
 static double frame_db(const int16_t *x) {
@@ -293,14 +435,63 @@ static double blind_coupling(struct aec *a, double near_db, double ref_db) {
   return worst > WORST_COUPLING_DB ? WORST_COUPLING_DB : worst;
 }
 
+/* Asymmetric tracking of a level ratio: down quickly, up slowly, and hardly
+ * at all far above it, which is the caller talking over us, not the echo
+ * (creeping up only, in case the path did get louder). */
+static void track(double *db, double x) {
+  double rate = x < *db ? COUPLING_FALL : x < *db + DOUBLE_TALK_DB ? COUPLING_RISE : COUPLING_CREEP;
+  *db += rate * (x - *db);
+}
+
+/* Whether the canceller has just been seen taking the echo off: frames that
+ * hold the echo about as loud as the reference says it must be, with most
+ * of it gone from the output. Frames where the echo is missing prove
+ * nothing (the path may have moved away from where the filter looks). */
+static void check_proven(struct aec *a, double near_db, double linear_db, double ref_db) {
+  if (ref_db <= ACTIVE_DB || near_db <= ACTIVE_DB) return; /* no echo to judge by */
+  if (near_db < ref_db + a->return_db - DOUBLE_TALK_DB) return;
+  if (linear_db > near_db - PROVEN_ERLE_DB) a->proven_run = 0;
+  else if (++a->proven_run >= PROVEN_FRAMES) a->proven = 1;
+}
+
+/*
+ * The level of echo the frame may still hold once the delay is known: the
+ * reference around the delay plus the coupling to the canceller's output.
+ * Until the canceller has proven itself since our talkspurt began, the
+ * coupling it learnt before is a promise made for another echo path: if the
+ * path has moved, the output holds the echo whole, and the next reply would
+ * cut itself off. So meanwhile the level is also at least the echo as it
+ * arrives, uncancelled (its return below the reference, tracked like the
+ * coupling), from anywhere DRIFT_BLOCKS around the delay.
+ */
+static double known_residual(struct aec *a, double ref_db, double near_db, double linear_db,
+                             int cancelled) {
+  if (ref_db > ACTIVE_DB) { /* learn only while we talk */
+    a->out_energy += ENERGY_SMOOTH * (pow(10, linear_db / 10) - a->out_energy);
+    a->ref_energy += ENERGY_SMOOTH * (pow(10, ref_db / 10) - a->ref_energy);
+    a->near_energy += ENERGY_SMOOTH * (pow(10, near_db / 10) - a->near_energy);
+    track(&a->coupling_db, 10 * log10((a->out_energy + 1e-12) / (a->ref_energy + 1e-12)));
+    track(&a->return_db, 10 * log10((a->near_energy + 1e-12) / (a->ref_energy + 1e-12)));
+  }
+  if (cancelled) check_proven(a, near_db, linear_db, ref_db);
+  if (cancelled && ref_db > ACTIVE_DB) a->fitted = 1;
+  double r = ref_db + a->coupling_db + RESIDUAL_MARGIN_DB;
+  if (!a->proven) {
+    double whole = reference_db(a, DRIFT_BLOCKS) + a->return_db + RESIDUAL_MARGIN_DB;
+    if (whole > r) r = whole;
+  }
+  return r;
+}
+
 void aec_capture(struct aec *a, const int16_t *near, int16_t *out) {
   if (!a || !near || !out) return;
   int16_t in[AEC_FRAME], ref[AEC_FRAME];
   double linear_db = SILENT_DB; /* the linear canceller's output, before suppression */
+  int cancelled = 0;
   memcpy(in, near, sizeof in);
   for (int b = 0; b < BLOCKS_PER_FRAME; b++)
     a->near_env[(a->near_pos / BLOCK + (uint64_t)b) % a->env_len] = block_db(in + b * BLOCK);
-  double ref_db = reference_db(a);
+  double ref_db = reference_db(a, SPAN_BLOCKS);
   if (a->align >= 0 && !reference_silent(a)) {
     if (a->idle) flush(a);
     a->idle = 0;
@@ -308,6 +499,7 @@ void aec_capture(struct aec *a, const int16_t *near, int16_t *out) {
     for (int i = 0; i < AEC_FRAME; i++) ref[i] = far_at(a, base + i);
     speex_echo_cancellation(a->echo, in, ref, out);
     linear_db = frame_db(out);
+    cancelled = 1;
     speex_preprocess_run(a->pre, out);
   } else {
     memcpy(out, in, sizeof in);
@@ -315,24 +507,12 @@ void aec_capture(struct aec *a, const int16_t *near, int16_t *out) {
   }
   a->near_pos += AEC_FRAME;
 
-  if (ref_db <= FLOOR_DB) {
+  if (ref_db <= FLOOR_DB && (a->proven || a->delay < 0 || reference_db(a, DRIFT_BLOCKS) <= FLOOR_DB))
     a->residual_db = SILENT_DB;
-  } else if (a->delay < 0) {
+  else if (a->delay < 0)
     a->residual_db = ref_db + blind_coupling(a, frame_db(near), ref_db);
-  } else {
-    if (ref_db > ACTIVE_DB) { /* learn the coupling only while we talk */
-      a->out_energy += ENERGY_SMOOTH * (pow(10, linear_db / 10) - a->out_energy);
-      a->ref_energy += ENERGY_SMOOTH * (pow(10, ref_db / 10) - a->ref_energy);
-      double x = 10 * log10((a->out_energy + 1e-12) / (a->ref_energy + 1e-12));
-      /* far above the coupling is the caller talking over us, not the echo:
-       * creep up only, in case the path did get louder */
-      double rate = x < a->coupling_db                  ? COUPLING_FALL
-                    : x < a->coupling_db + DOUBLE_TALK_DB ? COUPLING_RISE
-                                                          : COUPLING_CREEP;
-      a->coupling_db += rate * (x - a->coupling_db);
-    }
-    a->residual_db = ref_db + a->coupling_db + RESIDUAL_MARGIN_DB;
-  }
+  else
+    a->residual_db = known_residual(a, ref_db, frame_db(near), linear_db, cancelled);
   if (++a->since_estimate >= ESTIMATE_EVERY) {
     a->since_estimate = 0;
     estimate_delay(a);

@@ -29,7 +29,9 @@ struct caller {
   struct wsc *ws;
   struct peer *peer;
   json_t *config;
+  char *token;
   char call_id[64];
+  char resume_secret[80];
   int opened, answered, connected, ending, ended, failed, hung_up;
   uint64_t started_ms;
   struct peer_counters final; /* kept when the peer closes */
@@ -61,6 +63,7 @@ static void ws_open(void *user) {
   }
   json_t *offer = json_pack("{s:s,s:s}", "type", "offer", "sdp", sdp);
   if (c->config) json_object_set(offer, "config", c->config);
+  if (c->token) json_object_set_new(offer, "token", json_string(c->token));
   send_json(c, offer);
   free(sdp);
 }
@@ -68,12 +71,14 @@ static void ws_open(void *user) {
 static void on_answer(struct caller *c, json_t *msg) {
   const char *sdp = json_string_value(json_object_get(msg, "sdp"));
   const char *id = json_string_value(json_object_get(msg, "call_id"));
+  const char *secret = json_string_value(json_object_get(msg, "resume_secret"));
   char err[300];
   if (!sdp) {
     end_with(c, 1, "%s", "the server's answer has no sdp");
     return;
   }
   snprintf(c->call_id, sizeof c->call_id, "%s", id ? id : "");
+  snprintf(c->resume_secret, sizeof c->resume_secret, "%s", secret ? secret : "");
   if (peer_answer(c->peer, sdp, err, sizeof err)) {
     end_with(c, 1, "%s", err);
     return;
@@ -143,7 +148,9 @@ int caller_start(struct caller **out, uv_loop_t *loop, const struct caller_param
   c->prm.url = &c->url;
   c->started_ms = uv_now(loop);
   if (p->config) c->config = json_deep_copy(p->config);
-  int rc = peer_new(&c->peer, loop, &p->peer, err, errlen);
+  int rc = 0;
+  if (p->token && !(c->token = strdup(p->token))) rc = -ENOMEM;
+  if (rc == 0) rc = peer_new(&c->peer, loop, &p->peer, err, errlen);
   if (rc == 0) {
     static const struct wsc_handlers h = {ws_open, ws_message, ws_close};
     rc = wsc_connect(p->ws, &c->url, &h, c, &c->ws);
@@ -153,6 +160,7 @@ int caller_start(struct caller **out, uv_loop_t *loop, const struct caller_param
   if (rc) {
     peer_close(c->peer);
     json_decref(c->config);
+    free(c->token);
     free(c);
     return rc;
   }
@@ -189,11 +197,13 @@ void caller_free(struct caller *c) {
   if (!c) return;
   peer_close(c->peer);
   json_decref(c->config);
+  free(c->token);
   free(c);
 }
 
 int caller_connected(const struct caller *c) { return c->connected; }
 const char *caller_call_id(const struct caller *c) { return c->call_id; }
+const char *caller_resume_secret(const struct caller *c) { return c->resume_secret; }
 struct peer *caller_peer(struct caller *c) { return c->peer; }
 
 void caller_counters(const struct caller *c, struct peer_counters *out) {

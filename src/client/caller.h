@@ -26,6 +26,7 @@ struct caller_params {
   const struct ws_url *url;
   struct peer_params peer;   /* peer.user and the peer callbacks are passed through */
   const json_t *config;      /* per-call settings for the offer, or NULL */
+  const char *token;         /* call token for the offer (call_auth = token), or NULL; copied */
   int answer_timeout_ms;     /* 0 = 10 s */
   void *user;
   /* Every message from the server, parsed, with its type. */
@@ -46,6 +47,8 @@ void caller_free(struct caller *c);
 
 int caller_connected(const struct caller *c);
 const char *caller_call_id(const struct caller *c);
+/* The answer's resume_secret, which a `resume` of this call needs; "" before the answer. */
+const char *caller_resume_secret(const struct caller *c);
 /* The media peer; NULL once the call has ended. */
 struct peer *caller_peer(struct caller *c);
 /* The peer's counters, live or as they were when the call ended. */

@@ -379,9 +379,11 @@ static void start_call(struct lg *lg, struct lcall *c, uint64_t now) {
   struct caller_params cp = {
       .ws = lg->l.ws, .url = lg->p.url, .user = c, .on_message = on_message,
       .on_connected = on_connected, .on_end = on_end, .answer_timeout_ms = 15000,
+      .token = lg->p.token,
       .peer = {.dtls = lg->l.dtls, .fingerprint = cloop_fingerprint(&lg->l),
                .local_ip = ip[0] ? ip : NULL, .echo_gain = lg->p.echo_gain,
-               .echo_delay_ms = lg->p.echo_delay_ms, .connect_timeout_ms = 15000,
+               .echo_delay_ms = lg->p.echo_delay_ms, .echo_gain_later = lg->p.echo_gain_later,
+               .echo_change_ms = (int)(lg->p.duration_s * 500), .connect_timeout_ms = 15000,
                .jitter_hist = lg->r->jitter, .user = c, .on_rx = on_rx}};
   char err[300];
   c->started_ms = now;

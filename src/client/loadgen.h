@@ -33,8 +33,10 @@ struct loadgen_params {
   const struct loadgen_speech *speech;
   double echo_gain;     /* > 0: speakerphone echo */
   int echo_delay_ms;
+  double echo_gain_later; /* > 0: the echo's gain from the middle of each call on */
   int barge_every;      /* every n-th turn is a barge-in; 0 = never */
   int insecure;
+  const char *token;    /* call token sent with every offer, or NULL */
   pid_t server_pid;     /* > 0: sample its CPU and memory */
   unsigned seed;
   int quiet;

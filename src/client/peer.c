@@ -34,6 +34,7 @@
 #include "audio/jitter.h"
 #include "client/ice_ctl.h"
 #include "client/stats.h"
+#include "core/num.h"
 #include "rtc/dtls.h"
 #include "rtc/ice.h"
 #include "rtc/rtcp.h"
@@ -80,6 +81,7 @@ struct peer {
   /* speakerphone echo: what was played, delayed */
   int16_t *echo_ring;
   size_t ring_len, ring_w, echo_delay;
+  uint64_t echo_frames; /* microphone frames sent with the echo mixed in */
   uint8_t pkt[PKT_MAX];
 };
 
@@ -255,9 +257,8 @@ static int add_candidates(struct peer *p, const struct sdp_session *s) {
 static int answer_max_rate(const struct sdp_session *s) {
   char v[16];
   if (sdp_opus_param(s, "maxplaybackrate", v, sizeof v) != 0) return 0;
-  char *end;
-  long hz = strtol(v, &end, 10);
-  return *end == '\0' && hz >= 8000 && hz < 48000 ? (int)hz : 0;
+  int hz;
+  return num_parse_int_str(v, 8000, 47999, &hz) == 0 ? hz : 0;
 }
 
 int peer_max_playback_rate(const struct peer *p) { return p->max_rate; }
@@ -494,17 +495,30 @@ static void play_out(struct peer *p) {
 
 static int16_t sat16(double v) { return v > 32767 ? 32767 : v < -32768 ? -32768 : (int16_t)lrint(v); }
 
+#define ECHO_RAMP_FRAMES 10 /* a volume change takes 200 ms */
+
+/* The echo path's gain for the frame about to be sent. */
+static double echo_gain(struct peer *p) {
+  double g = p->prm.echo_gain, later = p->prm.echo_gain_later;
+  uint64_t at = (uint64_t)(p->prm.echo_change_ms > 0 ? p->prm.echo_change_ms : 0) / 20;
+  uint64_t f = p->echo_frames++;
+  if (later <= 0 || f < at) return g;
+  if (f >= at + ECHO_RAMP_FRAMES) return later;
+  return g + (later - g) * (double)(f - at) / ECHO_RAMP_FRAMES;
+}
+
 static void send_audio(struct peer *p, const int16_t *pcm, const uint8_t *opus, size_t opus_len) {
   if (opus && !p->echo_ring) {
     send_rtp(p, opus, opus_len);
     return;
   }
   int16_t mic[OPUSC_FRAME];
+  double gain = p->echo_ring ? echo_gain(p) : 0;
   /* The echo heard now left the speaker echo_delay samples ago. */
   size_t r = (p->ring_w + p->ring_len - p->echo_delay - OPUSC_FRAME) % (p->ring_len ? p->ring_len : 1);
   for (int i = 0; i < OPUSC_FRAME; i++) {
     double v = pcm ? pcm[i] : 0;
-    if (p->echo_ring) v += p->prm.echo_gain * p->echo_ring[(r + (size_t)i) % p->ring_len];
+    if (p->echo_ring) v += gain * p->echo_ring[(r + (size_t)i) % p->ring_len];
     mic[i] = sat16(v);
   }
   if (!p->enc) {

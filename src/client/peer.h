@@ -41,6 +41,10 @@ struct peer_params {
   int playout;                 /* decode through a jitter buffer, one frame per tick */
   double echo_gain;            /* > 0: mix what is played back into the microphone */
   int echo_delay_ms;
+  /* > 0: the echo's gain becomes this after echo_change_ms of the call's
+   * audio, over 200 ms (a caller turning the volume up or down) */
+  double echo_gain_later;
+  int echo_change_ms;
   int connect_timeout_ms;      /* ICE + DTLS; 0 = 10 s */
   struct stats_hist *jitter_hist; /* optional: |inter-arrival - 20 ms| of every packet */
   void *user;

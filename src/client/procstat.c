@@ -8,42 +8,43 @@
 #include "client/procstat.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "core/num.h"
 
 int procstat_parse_stat(const char *text, long ticks_per_s, double *cpu_s) {
   const char *p = strrchr(text, ')');
   if (!p || ticks_per_s <= 0) return -EBADMSG;
   p++;
   /* fields 3.. follow; utime is field 14, i.e. the 12th after the ')' */
-  unsigned long long utime = 0, stime = 0;
+  uint64_t utime = 0, stime = 0;
   for (int field = 3; field <= 15; field++) {
-    char *end;
     while (*p == ' ') p++;
-    if (!*p) return -EBADMSG;
-    if (field == 3) {
-      p++; /* the state letter */
-      continue;
-    }
-    unsigned long long v = strtoull(p, &end, 10);
-    if (end == p) return -EBADMSG;
-    if (field == 14) utime = v;
-    if (field == 15) stime = v;
-    p = end;
+    size_t n = strcspn(p, " \n");
+    if (n == 0) return -EBADMSG;
+    /* only the two counts are read; the fields before them (a state letter, a tpgid of -1) are skipped */
+    if (field == 14 && num_parse_u64(p, n, UINT64_MAX, &utime)) return -EBADMSG;
+    if (field == 15 && num_parse_u64(p, n, UINT64_MAX, &stime)) return -EBADMSG;
+    p += n;
   }
   *cpu_s = (double)(utime + stime) / (double)ticks_per_s;
   return 0;
 }
 
+/* "Name:\t  1234 kB" */
 static int field_kb(const char *text, const char *name, long *out) {
   const char *p = strstr(text, name);
   if (!p || (p != text && p[-1] != '\n')) return -ENOENT;
-  char *end;
-  long v = strtol(p + strlen(name), &end, 10);
-  if (end == p + strlen(name)) return -EBADMSG;
-  *out = v;
+  p += strlen(name);
+  p += strspn(p, " \t");
+  int64_t v;
+  if (num_parse_i64(p, strspn(p, "0123456789"), 0, LONG_MAX, &v)) return -EBADMSG;
+  *out = (long)v;
   return 0;
 }
 

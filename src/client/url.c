@@ -14,6 +14,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/num.h"
+
 static int fail(char *err, size_t errlen, const char *text, const char *why) {
   snprintf(err, errlen, "bad URL \"%.200s\": %s", text, why);
   return -EINVAL;
@@ -35,15 +37,7 @@ static int parse_scheme(const char *text, struct ws_url *u, const char **rest) {
 }
 
 static int parse_port(const char *p, size_t n, int *port) {
-  if (n == 0 || n > 5) return -EINVAL;
-  int v = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (p[i] < '0' || p[i] > '9') return -EINVAL;
-    v = v * 10 + (p[i] - '0');
-  }
-  if (v < 1 || v > 65535) return -EINVAL;
-  *port = v;
-  return 0;
+  return num_parse_int(p, n, 1, 65535, port) ? -EINVAL : 0;
 }
 
 /* host[:port] or [v6][:port], ending at `end`. */

@@ -106,8 +106,8 @@ static const struct key keys[] = {
      "Apply the per-address limits to loopback clients too (on|off). Off lets a local load "
      "test through; turn it on behind a proxy on the same machine."},
     {"max_call_s", INT(max_call_s), "3600", 0, 604800, NULL,
-     "Longest call in seconds; the AI's current reply finishes, then the call ends with "
-     "reason \"max duration\". 0 = no limit."},
+     "Longest call in seconds, from its answer; a call that reaches it is ended with reason "
+     "\"max duration\". 0 = no limit."},
     {"setup_timeout_ms", INT(setup_timeout_ms), "10000", 1000, 600000, NULL,
      "An answered call whose browser has not completed ICE and DTLS within this is ended "
      "(ice_timeout_ms then watches consent for the rest of the call)."},
@@ -458,13 +458,15 @@ int config_load_file(struct config *cfg, const char *path, char *err, size_t err
   return rc;
 }
 
-/* TINGSHUO_FOO_BAR -> foo_bar; 0 if `var` is not one of ours. */
+/* TINGSHUO_FOO_BAR=... -> foo_bar; 0 if `var` is not one of ours or has no '=' (execve
+ * allows such entries, and the caller takes the value after the '='). */
 static int env_to_key(const char *var, char *key, size_t cap) {
   static const char prefix[] = "TINGSHUO_";
   if (strncmp(var, prefix, sizeof prefix - 1) != 0) return 0;
   const char *name = var + sizeof prefix - 1;
   const char *eq = strchr(name, '=');
-  size_t len = eq ? (size_t)(eq - name) : strlen(name);
+  if (!eq) return 0;
+  size_t len = (size_t)(eq - name);
   if (len == 0 || len >= cap) return 0;
   for (size_t i = 0; i < len; i++) key[i] = (char)tolower((unsigned char)name[i]);
   key[len] = '\0';

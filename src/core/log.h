@@ -14,6 +14,13 @@ const char *log_level_name(enum log_level level);
 void log_configure(enum log_level level, int json);
 int log_enabled(enum log_level level);
 
+/*
+ * Lines a thread may write in one second; the rest are counted, and so is a
+ * line identical to the one before it (see log.c). Their total so far:
+ */
+#define LOG_BURST 200
+unsigned long long log_suppressed(void);
+
 /* `module` names the subsystem ("http", "media", ...). */
 void log_write(enum log_level level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -30,6 +30,7 @@
 #include <uv.h>
 
 #include "core/prom.h"
+#include "core/redact.h"
 
 /* Backends compiled in. Each list is NULL-terminated. */
 extern const struct asr_backend asr_pocketsphinx, asr_scripted;
@@ -58,6 +59,7 @@ struct engines {
   const struct tts_backend *tts, *tts_other;
   void *asr_state, *llm_state, *tts_state, *tts_other_state;
   struct eng_stats stats[ST_N];
+  struct redact *redact;
 };
 
 /* The backend lists share a layout: a pointer array whose elements start with `name`. */
@@ -92,9 +94,11 @@ int engines_open(struct engines **out, const struct engine_env *env, char *err, 
   struct engines *e = calloc(1, sizeof *e);
   if (!e) return -ENOMEM;
   const struct config *cfg = env->cfg;
-  int rc = 0;
-  e->asr = find_backend((const void *const *)asr_backends, cfg->asr);
-  if (!e->asr) rc = missing("asr", cfg->asr, err, errlen);
+  int rc = redact_new(&e->redact);
+  if (rc == 0) rc = redact_add_config(e->redact, cfg);
+  if (rc) snprintf(err, errlen, "engines: out of memory");
+  if (rc == 0) e->asr = find_backend((const void *const *)asr_backends, cfg->asr);
+  if (rc == 0 && !e->asr) rc = missing("asr", cfg->asr, err, errlen);
   if (rc == 0) rc = e->asr->open(&e->asr_state, env, err, errlen);
   if (rc == 0) {
     e->llm = find_backend((const void *const *)llm_backends, cfg->llm);
@@ -119,8 +123,11 @@ void engines_close(struct engines *e) {
   if (e->llm && e->llm_state) e->llm->close(e->llm_state);
   if (e->tts && e->tts_state) e->tts->close(e->tts_state);
   if (e->tts_other && e->tts_other_state) e->tts_other->close(e->tts_other_state);
+  redact_free(e->redact); /* after the backends: their confs point at it */
   free(e);
 }
+
+const struct redact *engines_redact(const struct engines *e) { return e ? e->redact : NULL; }
 
 /* ---- metering ---- */
 

@@ -15,6 +15,12 @@ struct engines;
 
 int engines_open(struct engines **out, const struct engine_env *env, char *err, size_t errlen);
 void engines_close(struct engines *e);
+/*
+ * The secrets engine error text is cleaned of before it is logged: those
+ * the configuration names and each service backend's key. Read-only once
+ * engines_open has returned; any thread. NULL for e == NULL.
+ */
+const struct redact *engines_redact(const struct engines *e);
 
 int engines_asr_start(struct engines *e, const struct asr_params *p, struct mailbox *home,
                       const struct asr_cb *cb, struct asr_session **out);

@@ -16,7 +16,9 @@
  * The transfer holds a job reference from start to its end or cancel.
  * Error messages name the service and never carry the key: svc_error()
  * builds them from the HTTP result and the service's error body, and scrubs
- * anything that looks like a credential.
+ * every secret the server knows and anything that looks like a credential.
+ * They are for the log: the voice agent tells the caller only that the
+ * service is unavailable, with an error id that finds the log line.
  */
 #ifndef TS_ENGINES_SERVICE_H
 #define TS_ENGINES_SERVICE_H
@@ -124,7 +126,11 @@ void svc_call_clear(struct svc_call *sc);
  * any credential removed.
  */
 void svc_error(const struct svc_conf *c, const struct http_result *r, char *out, size_t outlen);
-/* Masks the configured key and anything shaped like an API key, in place (msg holds size bytes). */
+/*
+ * Masks, in place (msg holds size bytes), the configured key (in any letter
+ * case, and any 8 characters of it in a row: a service may echo it
+ * re-cased or without its prefix) and anything shaped like an API key.
+ */
 void svc_scrub(const struct svc_conf *c, char *msg, size_t size);
 
 /* Posts a copy of text home to fn (arg is the NUL-terminated copy). */

@@ -325,7 +325,8 @@ static void on_rtcp(struct media_call *c, uint8_t *pkt, size_t len, uint64_t now
   }
   for (int i = 0; i < info.nblocks; i++)
     if (info.blocks[i].ssrc == c->ssrc) opusc_enc_adapt(c->enc, info.blocks[i].fraction_lost);
-  if (info.bye && c->have_peer && info.sr_ssrc == c->peer_ssrc) end_call(c, "hangup");
+  /* Only the DTLS peer can send RTCP that unprotects, so a BYE before any RTP is the caller's too. */
+  if (info.bye && (!c->have_peer || rtcp_bye_names(&info, c->peer_ssrc))) end_call(c, "hangup");
 }
 
 void media_call_on_packet(struct media_call *c, uint8_t *pkt, size_t len,

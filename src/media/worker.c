@@ -52,7 +52,7 @@ struct worker_msg {
   struct media_call *call; /* CMD_ADD */
   char call_id[40];
   char reason[64];
-  char ufrag[64], pwd[64]; /* CMD_RESTART: the peer's new credentials */
+  char ufrag[SDP_ICE_MAX + 1], pwd[SDP_ICE_MAX + 1]; /* CMD_RESTART: the peer's new credentials */
 };
 
 struct call_node {
@@ -149,11 +149,11 @@ static void post_agent_event(void *user, const char *call_id, char *json) {
   mailbox_post(w->pool->control, &ev->hdr);
 }
 
-static void post_ended(struct worker *w, struct media_call *c, const char *reason) {
+/* The end of a call, with its media summary; posted once the call is freed. */
+static struct media_event *ended_event(struct media_call *c, const char *reason) {
   struct media_event *ev = event_new(MEDIA_EV_ENDED, media_call_id(c), reason);
-  if (!ev) return;
-  media_call_get_summary(c, &ev->summary);
-  mailbox_post(w->pool->control, &ev->hdr);
+  if (ev) media_call_get_summary(c, &ev->summary);
+  return ev;
 }
 
 /* --- metrics ---------------------------------------------------------------- */
@@ -197,10 +197,13 @@ static void remove_call(struct worker *w, struct call_node **pp, const char *rea
   addrmap_remove_value(w->addrs, n->call);
   collect(w, n->call);
   atomic_fetch_sub(&w->ncalls, 1);
-  if (notify) post_ended(w, n->call, reason);
+  struct media_event *ev = notify ? ended_event(n->call, reason) : NULL;
   log_call_info("media", media_call_id(n->call), "ended: %s", reason);
+  /* Freed before the end is reported: by the time the control loop hears
+   * of it, the call's engine requests are released (and counted so). */
   media_call_free(n->call);
   free(n);
+  if (ev) mailbox_post(w->pool->control, &ev->hdr);
 }
 
 /* --- packets ------------------------------------------------------------------- */
@@ -562,13 +565,22 @@ void media_pool_write_metrics(const struct media_pool *pool, struct prom_buf *b)
   if (pool->recorder) recorder_write_metrics(pool->recorder, b);
 }
 
+/*
+ * The time a call is created at, read on the control thread. A worker's
+ * uv_now() is that worker's loop's field and only its thread may read it;
+ * this is the same monotonic clock (libuv's loop time is uv_hrtime in
+ * whole milliseconds), taken directly. It can run a tick ahead of the
+ * worker's cached time, which the ICE and DTLS timers allow for.
+ */
+static uint64_t control_now_ms(void) { return uv_hrtime() / 1000000; }
+
 int media_pool_add_call(struct media_pool *pool, int worker, const struct media_call_params *p,
                         char *ufrag, size_t ufrag_cap, char *pwd, size_t pwd_cap) {
   struct worker *w = &pool->w[worker];
   struct worker_msg *msg = calloc(1, sizeof *msg);
   if (!msg) return -ENOMEM;
   struct media_agent_env agent = {pool->cfg, pool->engines, w->mb, pool->recorder};
-  msg->call = media_call_new(p, w->dtls, &agent, uv_now(&w->loop));
+  msg->call = media_call_new(p, w->dtls, &agent, control_now_ms());
   if (!msg->call) {
     free(msg);
     return -ENOMEM;

@@ -16,6 +16,7 @@
 #include "core/config.h"
 #include "core/mailbox.h"
 #include "engines/engines.h"
+#include "rtc/sdp.h"
 
 struct media_call;
 struct media_pool;
@@ -50,8 +51,8 @@ void media_event_free(struct media_event *ev);
 /* The parameters of a new call, negotiated by signaling. */
 struct media_call_params {
   char call_id[40];
-  char remote_ufrag[64], remote_pwd[64];
-  char remote_fp_alg[16], remote_fp[160];
+  char remote_ufrag[SDP_ICE_MAX + 1], remote_pwd[SDP_ICE_MAX + 1]; /* as long as RFC 8839 allows */
+  char remote_fp_alg[16], remote_fp[SDP_FINGERPRINT_MAX + 1];      /* sha-512 fits */
   int opus_pt;
   uint32_t ssrc; /* ours */
   int ice_timeout_ms;

@@ -17,6 +17,16 @@
  * Cancelling removes the easy handle from the multi handle at once; libcurl
  * then closes a connection whose response was not read to the end, which is
  * what tells the service to stop generating.
+ *
+ * A service that answers 429 (or 503) with Retry-After has asked for quiet,
+ * and every call's requests share its limit: one call retrying alone would
+ * not be enough if the other calls went on asking. So the client keeps a
+ * hold per service and host until the time it named. A request started
+ * while a hold runs never reaches the network: it waits when the rest of the
+ * hold is short (at most HTTP_RETRY_AFTER_MAX_MS, what the caller would
+ * wait for a retry anyway), and fails at once otherwise, so the caller hears
+ * the apology now instead of after a round trip the service has refused in
+ * advance.
  */
 #include "net/http_client.h"
 
@@ -62,6 +72,19 @@ struct warm {
   int in_flight;
 };
 
+/*
+ * A Retry-After being honoured: requests for `service` at `host` wait or
+ * fail until `until_ms` (loop time). A small fixed table: a server talks to
+ * a handful of services, and a full table gives up its oldest hold.
+ */
+#define MAX_HOLDS 16
+
+struct hold {
+  char host[128];
+  const char *service; /* static, as in struct http_request */
+  uint64_t until_ms;   /* 0: the slot is free */
+};
+
 struct sock {
   uv_poll_t poll;
   curl_socket_t fd;
@@ -84,6 +107,7 @@ struct http_client {
   struct http_client_stats stats;
   struct host_metrics **hosts;
   size_t nhosts;
+  struct hold holds[MAX_HOLDS];
 };
 
 struct http_transfer {
@@ -265,6 +289,58 @@ static int on_timer_change(CURLM *m, long timeout_ms, void *userp) {
   return 0;
 }
 
+/* ---- holds: a service's Retry-After, for every request to it ---- */
+
+static void url_host(const char *url, char *out, size_t cap);
+
+static struct hold *hold_find(struct http_client *c, const char *host, const char *service) {
+  for (int i = 0; i < MAX_HOLDS; i++) {
+    struct hold *h = &c->holds[i];
+    if (h->until_ms && strcmp(h->service, service) == 0 && strcmp(h->host, host) == 0) return h;
+  }
+  return NULL;
+}
+
+/* A slot for a new hold: a free or lapsed one, else the one that ends first. */
+static struct hold *hold_slot(struct http_client *c) {
+  struct hold *best = &c->holds[0];
+  for (int i = 0; i < MAX_HOLDS; i++) {
+    struct hold *h = &c->holds[i];
+    if (h->until_ms <= now_ms(c)) return h;
+    if (h->until_ms < best->until_ms) best = h;
+  }
+  return best;
+}
+
+/* The service behind t asked for no requests for `ms` from now. */
+static void hold_set(struct http_client *c, const struct http_transfer *t, int ms) {
+  char host[128];
+  url_host(t->req.url, host, sizeof host);
+  uint64_t until = now_ms(c) + (uint64_t)ms;
+  struct hold *h = hold_find(c, host, t->req.service);
+  if (!h) {
+    h = hold_slot(c);
+    snprintf(h->host, sizeof h->host, "%s", host);
+    h->service = t->req.service;
+    h->until_ms = 0;
+  }
+  if (until > h->until_ms) h->until_ms = until;
+  log_info("http", "%s at %s asked for no requests for %d ms", t->req.service, host, ms);
+}
+
+/* What is left of the hold on t's service, in ms; 0 when there is none. */
+static uint64_t hold_left(struct http_client *c, const struct http_transfer *t) {
+  char host[128];
+  url_host(t->req.url, host, sizeof host);
+  struct hold *h = hold_find(c, host, t->req.service);
+  if (!h) return 0;
+  if (h->until_ms <= now_ms(c)) {
+    h->until_ms = 0; /* lapsed: the slot is free */
+    return 0;
+  }
+  return h->until_ms - now_ms(c);
+}
+
 /* ---- transfers ---- */
 
 static void attempt_start(struct http_transfer *t);
@@ -295,6 +371,7 @@ static size_t on_header(char *buf, size_t size, size_t n, void *user) {
 static size_t on_body(char *buf, size_t size, size_t n, void *user) {
   struct http_transfer *t = user;
   size_t len = size * n;
+  if (len == 0) return 0; /* libcurl may call with nothing; callers need not expect it */
   if (!t->got_byte) {
     t->got_byte = 1;
     uv_timer_stop(&t->timer);
@@ -431,6 +508,8 @@ static void finish_attempt(struct http_transfer *t, CURLcode code) {
   if (!t->got_byte || t->status == 0) curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
   t->msg[0] = '\0';
   int rc = map_error(t, code);
+  if (rc == 0 && (t->status == 429 || t->status == 503) && t->retry_after_ms > 0)
+    hold_set(c, t, t->retry_after_ms);
   if (is_retryable(t, rc)) {
     int delay = t->retry_after_ms >= 0 && (t->status == 429 || t->status == 503) ? t->retry_after_ms
                                                                                 : HTTP_RETRY_DELAY_MS;
@@ -466,8 +545,28 @@ static void on_first_byte_timeout(uv_timer_t *h) {
   finish_attempt(t, CURLE_OPERATION_TIMEDOUT);
 }
 
+static void on_hold_timer(uv_timer_t *h);
+
+/* The request ends without being sent: its service's hold has long to run. */
+static void refuse_held(struct http_transfer *t, uint64_t left) {
+  snprintf(t->msg, sizeof t->msg, "%s: rate limited; the service asked for no requests for another %d s",
+           t->req.service, (int)((left + 999) / 1000));
+  struct http_result r = {.rc = -EAGAIN, .message = t->msg, .body = "",
+                          .retry_after_ms = (int)left, .attempts = t->attempts};
+  meter_end(t, OUT_ERROR);
+  if (t->cb.done) t->cb.done(t->cb.user, &r);
+  transfer_destroy(t);
+}
+
 static void attempt_start(struct http_transfer *t) {
   struct http_client *c = t->c;
+  uint64_t left = hold_left(c, t);
+  if (left > 0) {
+    /* Waits out a short hold; a long one is refused from the timer too, as
+     * callbacks must not run inside http_start. */
+    uv_timer_start(&t->timer, on_hold_timer, left <= HTTP_RETRY_AFTER_MAX_MS ? left : 0, 0);
+    return;
+  }
   t->attempts++;
   t->got_byte = t->head_done = t->stopped = t->first_byte_timeout = 0;
   t->status = 0;
@@ -483,6 +582,13 @@ static void attempt_start(struct http_transfer *t) {
   }
   t->in_multi = 1;
   uv_timer_start(&t->timer, on_first_byte_timeout, (uint64_t)c->o.first_byte_timeout_ms, 0);
+}
+
+static void on_hold_timer(uv_timer_t *h) {
+  struct http_transfer *t = h->data;
+  uint64_t left = hold_left(t->c, t);
+  if (left > HTTP_RETRY_AFTER_MAX_MS) refuse_held(t, left);
+  else attempt_start(t); /* over, or short enough to wait for (again) */
 }
 
 static void check_done(struct http_client *c) {
@@ -684,7 +790,8 @@ static void warm_done(void *user, const struct http_result *r) {
   struct warm *w = user;
   w->in_flight = 0;
   if (r->rc == -ESHUTDOWN) return;
-  if (r->rc) log_warn("http", "warming %s: %s", w->service, r->message ? r->message : "failed");
+  if (r->rc == -EAGAIN) log_debug("http", "warming %s: %s", w->service, r->message);
+  else if (r->rc) log_warn("http", "warming %s: %s", w->service, r->message ? r->message : "failed");
   else log_debug("http", "%s: connection warm (HTTP %ld)", w->service, r->status);
 }
 

@@ -14,6 +14,11 @@
  * caller is retried once (connection failures, timeouts, 408, 429, 5xx); a
  * 429's Retry-After is honoured up to HTTP_RETRY_AFTER_MAX_MS.
  *
+ * A Retry-After on a 429 or 503 also holds every other request to the same
+ * service at the same host until it runs out: a request started during the
+ * hold waits for its end when that is at most HTTP_RETRY_AFTER_MAX_MS away,
+ * and otherwise ends at once with rc = -EAGAIN, without being sent.
+ *
  * API keys travel in request headers and are never logged: the client
  * never turns on libcurl's verbose output, and http_redact_header() masks
  * the credential headers services use wherever a header is shown.
@@ -75,12 +80,13 @@ const char *http_request_header(const struct http_request *r, const char *name);
 
 /* How a request ended. */
 struct http_result {
-  int rc;              /* 0: a whole response arrived (any status); negative errno otherwise */
+  int rc;              /* 0: a whole response arrived (any status); negative errno otherwise
+                          (-EAGAIN: not sent, the service's Retry-After has long to run) */
   long status;         /* HTTP status, 0 if none arrived */
   const char *message; /* rc != 0: what went wrong, naming the service; never a credential */
   const char *body;    /* status outside 2xx: the start of the error body (NUL-terminated) */
   size_t body_len;
-  int retry_after_ms;  /* from Retry-After, -1 if absent */
+  int retry_after_ms;  /* from Retry-After, -1 if absent; rc -EAGAIN: what is left of it */
   int attempts;
 };
 

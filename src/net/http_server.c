@@ -40,6 +40,31 @@
  * a per-connection queue until lws says the socket is writable; a peer that
  * stops reading is disconnected once its queue passes a bound, so one slow
  * browser cannot make the server grow without limit.
+ *
+ * Connections. The listening sockets are ours, not lws's: lws 4.1 retries a
+ * failing accept() at once, forever, so running out of file descriptors
+ * made it spin. We accept, count and admit each connection, then hand it to
+ * lws (adoption). That gives one place for the limits: connections at once
+ * (below the file-descriptor limit), connections per client address, a
+ * pause in accepting when accept() fails for want of resources. Each
+ * listener gets an lws context of its own, because lws picks a vhost for a
+ * request by its Host header among the vhosts of one context, and adopted
+ * sockets share one (non-)port: one context per listener means a Host
+ * header can never move a request to another listener's vhost.
+ *
+ * On plain HTTP the first request's head is read here, before lws sees the
+ * connection: a client that trickles its headers (slowloris) holds a few
+ * bytes of ours and none of lws's header buffers, is cut off at
+ * http_header_timeout_ms, and a request line or head that is too long is
+ * answered 414 or 431 instead of lws's silent close. lws then gets the
+ * socket with the bytes read so far. On HTTPS (TLS is lws's) the same
+ * deadline is kept by a timer and lws's header buffers are sized to the
+ * connection limit.
+ *
+ * WebSocket upgrades are checked before lws answers them: the path, the
+ * protocol version, the Origin (cross-site WebSocket hijacking and DNS
+ * rebinding), and the WebSocket limits overall and per address; a refusal
+ * is a short HTTP answer with its status.
  */
 #include "net/http_server.h"
 
@@ -48,14 +73,20 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libwebsockets.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/num.h"
+#include "core/prom.h"
 #include "net/tls_files.h"
 
 #ifndef TINGSHUO_WEB_ROOT
@@ -66,6 +97,32 @@
 #define HTTP_CHUNK (16 * 1024)
 #define HTTP_DISCARD_MAX (1024 * 1024)
 #define HTTP_HEADER_MAX 8192 /* longest request header value kept */
+
+#define ACCEPT_BATCH 64          /* connections accepted per wake-up, for fairness */
+#define ACCEPT_PAUSE_MIN_MS 50   /* first pause after accept() ran out of resources */
+#define ACCEPT_PAUSE_MAX_MS 1000
+#define LINGER_MS 1000           /* reading what a refused client still sends */
+#define PEER_BUCKETS 1024
+#define FD_RESERVE 64            /* descriptors kept for the process itself */
+#define FD_PER_CALL 4            /* a call's AI-service connections and recording */
+#define HEADER_POOL_MAX 4096     /* lws header buffers at most, per listener */
+#define FD_RAISE_TO 65536        /* the soft descriptor limit is raised this far at most */
+#define HTTP_CONNS_PER_IP 32     /* connections per address that are not WebSockets */
+
+enum refusal { /* why a connection or an upgrade was turned away; metric labels */
+  REFUSE_CAPACITY, REFUSE_PER_IP, REFUSE_HEADER_TIMEOUT, REFUSE_URI_TOO_LONG,
+  REFUSE_HEADERS_TOO_LARGE, REFUSE_ACCEPT_ERROR, REFUSE_COUNT
+};
+static const char *const refusal_names[REFUSE_COUNT] = {
+    "capacity", "per_ip", "header_timeout", "uri_too_long", "headers_too_large",
+    "accept_error"};
+
+enum ws_refusal {
+  WS_REFUSE_PATH, WS_REFUSE_VERSION, WS_REFUSE_ORIGIN, WS_REFUSE_CAPACITY, WS_REFUSE_PER_IP,
+  WS_REFUSE_COUNT
+};
+static const char *const ws_refusal_names[WS_REFUSE_COUNT] = {"path", "version", "origin",
+                                                               "capacity", "per_ip"};
 
 struct out_msg {
   struct out_msg *next;
@@ -130,8 +187,65 @@ struct session {
   int discarding;          /* answered before its body came: read and ignore the rest */
 };
 
+/* A client address, as limits count it: an IPv4 address, or an IPv6 /64. */
+struct peer {
+  struct peer *next;       /* in its hash bucket */
+  unsigned char key[9];    /* 4 or 6, then the address or prefix */
+  int conns;               /* connections that are not WebSockets */
+  int ws;                  /* WebSocket connections */
+};
+
+enum listener_kind { LISTEN_HTTP, LISTEN_HTTPS, LISTEN_METRICS, LISTEN_COUNT };
+
+struct listener {
+  struct http_server *srv;
+  enum listener_kind kind;
+  struct lws_context *ctx; /* cleared by lws when its teardown is done */
+  struct lws_vhost *vh;
+  uv_poll_t poll;
+  int fd;                  /* -1 when not listening */
+  int polling;
+  char host[260];          /* as configured, lower-case, IPv6 in brackets */
+  int port;                /* as bound */
+};
+
+/*
+ * Watches a plain-HTTP connection until its first request's head is in.
+ * The bytes stay in the kernel: each look is a MSG_PEEK into the server's
+ * scratch buffer, and SO_RCVLOWAT makes the socket readable again only
+ * when more has come. So a connection trickling its head costs one small
+ * struct, and lws later reads everything itself.
+ */
+struct prereader {
+  uv_poll_t poll;
+  struct conn *conn;       /* NULL once the connection no longer needs it */
+  int lingering;           /* answered and refused: reading what still comes, then closing */
+};
+
+enum conn_list { LIST_NONE, LIST_WAITING, LIST_LINGERING };
+
+/* One accepted TCP connection, from accept() to lws's last word on it. */
+struct conn {
+  struct http_server *srv;
+  struct listener *l;
+  struct peer *peer;
+  struct lws *wsi;         /* once lws has it */
+  struct prereader *pre;   /* while its first head is read here */
+  struct conn *prev, *next; /* in a deadline list while `listed` */
+  enum conn_list listed;   /* which deadline list it is in */
+  uint64_t deadline;
+  int fd;
+  int exempt;              /* loopback, not limited per address */
+  int ws;                  /* counted as a WebSocket */
+  int busy;                /* an HTTP/1.1 request is waiting for its answer */
+  int pipelined;           /* a request came while busy: close after the answer */
+  struct http_req *held;   /* the busy request while lws rebinds its session */
+  struct response *held_resp;
+  int destroyed;           /* lws let go of it during adoption */
+};
+
 struct http_server {
-  struct lws_context *ctx;
+  struct listener l[LISTEN_COUNT];
   struct lws_vhost *http_vh, *https_vh, *metrics_vh;
   struct http_handlers h;
   struct lws_protocols protocols[2];
@@ -141,8 +255,34 @@ struct http_server {
   char cert[1100], key[1100];
   char url[300], https_url[300], metrics_url[300];
   void *loops[1];
+  uv_loop_t *loop;
   int stopping;
+  int handles; /* the timers below are initialised */
+  int in_lws;  /* inside a callback from lws */
+
+  /* limits (see the top) */
+  int max_conns, max_ws, max_ws_per_ip, conns_per_ip, limit_loopback;
+  int header_timeout_ms, header_pool;
+  char allowed_origins[1024];
+  /* state */
+  struct peer *peers[PEER_BUCKETS];
+  int n_conns, n_ws;
+  struct conn *waiting_head, *waiting_tail;     /* first head due, by deadline */
+  struct conn *linger_head, *linger_tail;       /* refused, closing, by deadline */
+  uv_timer_t sweep, resume;
+  int accept_pause_ms;                          /* 0 while accepting */
+  struct conn *adopting;                        /* being handed to lws right now */
+  char scratch[HTTP_HEAD_MAX];                  /* what prereaders peek at */
+  /* counters for /metrics */
+  unsigned long long refused[REFUSE_COUNT], ws_refused[WS_REFUSE_COUNT];
+  unsigned long long accepted, accept_pauses;
 };
+
+static struct conn *conn_of(struct lws *wsi);
+static void wsi_kill(struct lws *wsi);
+static void resp_send_direct(struct response *p, struct lws *wsi);
+static void conn_become_ws(struct conn *c);
+static void conn_unlist(struct conn *c);
 
 /* ---- WebSocket ---- */
 
@@ -207,6 +347,7 @@ static int ws_established(struct http_server *srv, struct session *s, struct lws
   if (lws_hdr_copy(wsi, c->user_agent, sizeof c->user_agent, WSI_TOKEN_HTTP_USER_AGENT) < 0)
     c->user_agent[0] = '\0';
   s->ws = c;
+  conn_become_ws(conn_of(wsi));
   if (srv->h.ws_open) srv->h.ws_open(srv->h.user, c);
   return 0;
 }
@@ -419,21 +560,31 @@ const char *http_req_query(const struct http_req *r, const char *name) {
 static int is_h2_stream(struct lws *wsi) { return lws_get_network_wsi(wsi) != wsi; }
 
 /*
- * HTTP/1.1 pipelining is not supported. lws parses whatever follows a
- * request as the next request as soon as it reads it, even while the first
- * is unanswered, and tears the first one's session down to do so; stopping
- * reading meanwhile is no way out, as lws 4.1 then never reports the
- * socket writable either. So a connection is marked busy from a request's
- * headers to the end of its answer, and a request that arrives on a busy
- * connection closes it (the mark is the wsi's opaque pointer, which lws
- * leaves alone on server connections). Browsers and common clients never
- * pipeline.
+ * HTTP/1.1 pipelining: the first request is answered, then the connection
+ * is closed. lws parses whatever follows a request as the next request as
+ * soon as it reads it, even while the first is unanswered, and tears the
+ * first one's session down to do so; stopping reading meanwhile is no way
+ * out, as lws 4.1 then never reports the socket writable either. So an
+ * HTTP/1.1 connection is marked busy from a request's headers to the end of
+ * its answer. When lws drops the session of a busy connection, the request
+ * and its answer are held on the connection; the request that follows is
+ * not served, the held one is put back in its place, and its answer goes
+ * out with "Connection: close" (the client sends the rest again on a new
+ * connection, as RFC 9112 section 9.3.2 expects). That answer is written
+ * straight to the socket, as far as the socket takes it at once: while lws
+ * holds the request that followed it never reports the socket writable.
+ * Browsers and common clients never pipeline. HTTP/2 streams are
+ * independent and never busy. Static files are lws's own business.
  */
-static void set_busy(struct lws *wsi, struct http_server *srv) {
-  lws_set_opaque_user_data(wsi, srv);
+static void set_busy(struct lws *wsi, int busy) {
+  struct conn *c = lws_get_network_wsi(wsi) == wsi ? conn_of(wsi) : NULL;
+  if (c) c->busy = busy;
 }
 
-static int is_busy(struct lws *wsi) { return lws_get_opaque_user_data(wsi) != NULL; }
+static int is_busy(struct lws *wsi) {
+  struct conn *c = lws_get_network_wsi(wsi) == wsi ? conn_of(wsi) : NULL;
+  return c && c->busy;
+}
 
 static void resp_free(struct response *p) {
   if (!p) return;
@@ -465,6 +616,8 @@ static int submit(struct http_req *r, struct response *p) {
   struct lws *wsi = r->wsi;
   struct session *s = r->session;
   int head = r->method == HTTP_HEAD;
+  struct conn *c = wsi && lws_get_network_wsi(wsi) == wsi ? conn_of(wsi) : NULL;
+  if (c && c->held == r) c->held = NULL; /* held across a pipelined request */
   req_detach(r);
   req_free(r);
   if (!wsi) {
@@ -472,10 +625,24 @@ static int submit(struct http_req *r, struct response *p) {
     return -ENOTCONN;
   }
   if (!p) {
-    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    wsi_kill(wsi);
     return -ENOMEM;
   }
   if (head) p->end = p->off;
+  if (!s) { /* its session comes back with the next request (see pipelining) */
+    if (!c || c->held_resp) {
+      resp_free(p);
+      wsi_kill(wsi);
+      return -ENOTCONN;
+    }
+    c->held_resp = p;
+    return 0;
+  }
+  if (c && c->pipelined) { /* see pipelining */
+    resp_send_direct(p, wsi);
+    resp_free(p);
+    return 0;
+  }
   resp_free(s->resp);
   s->resp = p;
   lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, HTTP_IDLE_TIMEOUT_S);
@@ -680,16 +847,93 @@ static int http_writable(struct session *s, struct lws *wsi) {
     lws_callback_on_writable(wsi);
     return 0;
   }
-  int close_after = p->close_after;
+  struct conn *c = conn_of(wsi);
+  int close_after = p->close_after || (c && c->pipelined && lws_get_network_wsi(wsi) == wsi);
   resp_free(p);
   s->resp = NULL;
   if (close_after) return -1;
-  set_busy(wsi, NULL);
+  set_busy(wsi, 0);
   /* This may free `s`: lws rebinds the protocol for the connection's next request. */
   return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
 /* ---- transactions ---- */
+
+/*
+ * lws drops a transaction's session when the next request on the
+ * connection arrives, answered or not: a busy connection keeps the request
+ * and its answer (see pipelining above).
+ */
+static void session_hold(struct session *s, struct lws *wsi) {
+  struct conn *c = lws_get_network_wsi(wsi) == wsi ? conn_of(wsi) : NULL;
+  if (!s || !c || !c->busy || (!s->req && !s->resp) || c->held || c->held_resp) return;
+  c->held = s->req;
+  c->held_resp = s->resp;
+  if (c->held) c->held->session = NULL;
+  s->req = NULL;
+  s->resp = NULL;
+}
+
+static const char *status_text(int status);
+
+static int send_some(int fd, const void *buf, size_t len) {
+  const char *p = buf;
+  while (len) {
+    ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return -1;
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/* Writes `p` to the socket (see pipelining above) and has lws close the connection. */
+static void resp_send_direct(struct response *p, struct lws *wsi) {
+  int fd = lws_get_socket_fd(wsi);
+  char head[2048];
+  int n = snprintf(head, sizeof head,
+                   "HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %llu\r\n%s%s%s%s"
+                   "connection: close\r\n%s\r\n",
+                   p->status, status_text(p->status), p->type, (unsigned long long)p->length,
+                   p->ranges ? "accept-ranges: bytes\r\n" : "",
+                   p->content_range[0] ? "content-range: " : "", p->content_range,
+                   p->content_range[0] ? "\r\n" : "", p->headers ? p->headers : "");
+  int ok = fd >= 0 && n > 0 && (size_t)n < sizeof head && send_some(fd, head, (size_t)n) == 0;
+  while (ok && p->off < p->end) {
+    size_t len = p->end - p->off > HTTP_CHUNK ? HTTP_CHUNK : (size_t)(p->end - p->off);
+    const void *src = p->mem ? (const void *)(p->mem + p->off) : p->buf;
+    if (!p->mem) {
+      ssize_t got = pread(p->fd, p->buf, len, (off_t)p->off);
+      if (got <= 0) break;
+      len = (size_t)got;
+    }
+    ok = send_some(fd, src, len) == 0;
+    p->off += len;
+  }
+  wsi_kill(wsi);
+}
+
+/* The request that follows a busy one: the held one takes its place. */
+static int session_pipelined(struct session *s, struct lws *wsi) {
+  struct conn *c = conn_of(wsi);
+  if (!c) return -1;
+  c->pipelined = 1;
+  if (c->held || c->held_resp) {
+    if (s->req || s->resp) return -1; /* cannot happen: lws gave a fresh session */
+    s->req = c->held;
+    s->resp = c->held_resp;
+    if (s->req) s->req->session = s;
+    c->held = NULL;
+    c->held_resp = NULL;
+  }
+  if (s->resp) {
+    resp_send_direct(s->resp, wsi);
+    resp_free(s->resp);
+    s->resp = NULL;
+  }
+  return 0;
+}
 
 static void session_release(struct session *s) {
   if (!s) return;
@@ -715,11 +959,9 @@ static int mounted(const struct http_server *srv, const char *path) {
 static long long content_length(struct lws *wsi) {
   char v[32];
   if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0) return -1;
-  if (lws_hdr_copy(wsi, v, sizeof v, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0) return -2;
-  char *end;
-  errno = 0;
-  long long n = strtoll(v, &end, 10);
-  if (errno || end == v || *end || n < 0 || !isdigit((unsigned char)v[0])) return -2;
+  int len = lws_hdr_copy(wsi, v, sizeof v, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+  int64_t n;
+  if (len <= 0 || num_parse_i64(v, (size_t)len, 0, INT64_MAX, &n)) return -2;
   return n;
 }
 
@@ -737,10 +979,10 @@ static int hand_over(struct http_server *srv, struct http_req *r) {
  */
 static int http_begin(struct http_server *srv, struct session *s, struct lws *wsi) {
   if (is_busy(wsi)) {
-    log_warn("http", "a pipelined request: closing the connection");
-    return -1;
+    log_debug("http", "a pipelined request: answering the first, then closing");
+    return session_pipelined(s, wsi);
   }
-  set_busy(wsi, srv);
+  set_busy(wsi, 1);
   struct http_req *r = req_new(srv, wsi);
   if (!r) return -1;
   r->session = s;
@@ -787,6 +1029,427 @@ static int http_body_done(struct http_server *srv, struct session *s) {
   return hand_over(srv, r);
 }
 
+/* ---- client addresses ---- */
+
+/* IPv4 (also IPv4-mapped) by address, IPv6 by /64: one machine often has a whole /64. */
+static int peer_key(const struct sockaddr_storage *sa, unsigned char key[9], int *loopback) {
+  memset(key, 0, 9);
+  if (sa->ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+    key[0] = 4;
+    memcpy(key + 1, &a->sin_addr, 4);
+  } else if (sa->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+    if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) {
+      key[0] = 4;
+      memcpy(key + 1, a->sin6_addr.s6_addr + 12, 4);
+    } else {
+      key[0] = 6;
+      memcpy(key + 1, a->sin6_addr.s6_addr, 8);
+      *loopback = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr);
+      return 0;
+    }
+  } else {
+    return -EAFNOSUPPORT;
+  }
+  *loopback = key[1] == 127;
+  return 0;
+}
+
+static unsigned peer_bucket(const unsigned char key[9]) {
+  uint32_t h = 2166136261u;
+  for (int i = 0; i < 9; i++) h = (h ^ key[i]) * 16777619u;
+  return h % PEER_BUCKETS;
+}
+
+static struct peer *peer_get(struct http_server *srv, const unsigned char key[9]) {
+  struct peer **b = &srv->peers[peer_bucket(key)];
+  for (struct peer *p = *b; p; p = p->next)
+    if (memcmp(p->key, key, 9) == 0) return p;
+  struct peer *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  memcpy(p->key, key, 9);
+  p->next = *b;
+  *b = p;
+  return p;
+}
+
+/* Forgets an address with nothing open. */
+static void peer_put(struct http_server *srv, struct peer *p) {
+  if (p->conns || p->ws) return;
+  struct peer **b = &srv->peers[peer_bucket(p->key)];
+  while (*b != p) b = &(*b)->next;
+  *b = p->next;
+  free(p);
+}
+
+/* ---- connections ---- */
+
+static void on_sweep(uv_timer_t *t);
+
+/* The sweep timer runs when the earliest deadline of either list is due. */
+static void sweep_arm(struct http_server *srv) {
+  if (srv->stopping || !srv->handles) return;
+  uint64_t due = UINT64_MAX;
+  if (srv->waiting_head) due = srv->waiting_head->deadline;
+  if (srv->linger_head && srv->linger_head->deadline < due) due = srv->linger_head->deadline;
+  if (due == UINT64_MAX) {
+    uv_timer_stop(&srv->sweep);
+    return;
+  }
+  uint64_t now = uv_now(srv->loop);
+  uv_timer_start(&srv->sweep, on_sweep, due > now ? due - now : 0, 0);
+}
+
+static void conn_unlist(struct conn *c) {
+  if (!c || !c->listed) return;
+  struct http_server *srv = c->srv;
+  struct conn **head = c->listed == LIST_WAITING ? &srv->waiting_head : &srv->linger_head;
+  struct conn **tail = c->listed == LIST_WAITING ? &srv->waiting_tail : &srv->linger_tail;
+  if (c->prev) c->prev->next = c->next;
+  else *head = c->next;
+  if (c->next) c->next->prev = c->prev;
+  else *tail = c->prev;
+  c->prev = c->next = NULL;
+  c->listed = LIST_NONE;
+}
+
+/* Each list holds one kind of deadline (now + a constant), so appending keeps it sorted. */
+static void conn_list(struct conn *c, enum conn_list which, uint64_t deadline) {
+  struct http_server *srv = c->srv;
+  conn_unlist(c);
+  struct conn **head = which == LIST_WAITING ? &srv->waiting_head : &srv->linger_head;
+  struct conn **tail = which == LIST_WAITING ? &srv->waiting_tail : &srv->linger_tail;
+  c->deadline = deadline;
+  c->listed = which;
+  c->prev = *tail;
+  if (*tail) (*tail)->next = c;
+  else *head = c;
+  *tail = c;
+  if (*head == c) sweep_arm(srv);
+}
+
+static void pre_closed(uv_handle_t *h) { free(h->data); }
+
+static void pre_close(struct conn *c) {
+  struct prereader *p = c->pre;
+  if (!p) return;
+  c->pre = NULL;
+  p->conn = NULL;
+  uv_close((uv_handle_t *)&p->poll, pre_closed); /* stops polling now, frees later */
+}
+
+/* Undoes what admitting `c` counted and frees it; the socket is the caller's business. */
+static void conn_free(struct conn *c) {
+  struct http_server *srv = c->srv;
+  conn_unlist(c);
+  pre_close(c);
+  if (c->held) { /* its client is gone: the answer, if it comes, is dropped */
+    c->held->wsi = NULL;
+    c->held->session = NULL;
+    if (!c->held->handed_over) req_free(c->held);
+  }
+  resp_free(c->held_resp);
+  if (c->ws) {
+    c->peer->ws--;
+    srv->n_ws--;
+  } else {
+    c->peer->conns--;
+  }
+  peer_put(srv, c->peer);
+  srv->n_conns--;
+  free(c);
+}
+
+/* A connection lws never had (or has let go of): close the socket ourselves. */
+static void conn_drop(struct conn *c) {
+  int fd = c->fd;
+  conn_free(c);
+  close(fd);
+}
+
+static struct conn *conn_of(struct lws *wsi) {
+  struct lws *nwsi = lws_get_network_wsi(wsi);
+  struct conn *c = nwsi ? lws_get_opaque_user_data(nwsi) : NULL;
+  if (c || !nwsi) return c;
+  /* Adopting with a read buffer serves the request before lws returns the wsi. */
+  struct lws_vhost *vh = lws_get_vhost(nwsi);
+  struct http_server *srv = vh ? lws_get_vhost_user(vh) : NULL;
+  if (srv && srv->adopting && srv->adopting->wsi == nwsi) {
+    lws_set_opaque_user_data(nwsi, srv->adopting);
+    return srv->adopting;
+  }
+  return NULL;
+}
+
+static void conn_become_ws(struct conn *c) {
+  if (!c || c->ws) return;
+  c->ws = 1;
+  c->peer->conns--;
+  c->peer->ws++;
+  c->srv->n_ws++;
+}
+
+/* lws has the connection now. */
+static void conn_adopt(struct conn *c) {
+  struct http_server *srv = c->srv;
+  pre_close(c); /* libuv watches an fd once: ours stops before lws's starts */
+  lws_adopt_desc_t d = {.vh = c->l->vh,
+                        .type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP | LWS_ADOPT_ALLOW_SSL,
+                        .opaque = c};
+  d.fd.sockfd = c->fd;
+  srv->adopting = c;
+  struct lws *wsi = lws_adopt_descriptor_vhost_via_info(&d);
+  srv->adopting = NULL;
+  if (c->destroyed || !c->wsi) { /* lws closed the socket: refused, or done already */
+    conn_free(c);
+    return;
+  }
+  if (wsi) lws_set_opaque_user_data(wsi, c);
+}
+
+static const char *status_text(int status) {
+  switch (status) {
+  case 200: return "OK";
+  case 201: return "Created";
+  case 204: return "No Content";
+  case 206: return "Partial Content";
+  case 301: return "Moved Permanently";
+  case 302: return "Found";
+  case 304: return "Not Modified";
+  case 401: return "Unauthorized";
+  case 405: return "Method Not Allowed";
+  case 409: return "Conflict";
+  case 411: return "Length Required";
+  case 413: return "Content Too Large";
+  case 415: return "Unsupported Media Type";
+  case 416: return "Range Not Satisfiable";
+  case 500: return "Internal Server Error";
+  case 502: return "Bad Gateway";
+  case 400: return "Bad Request";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 408: return "Request Timeout";
+  case 414: return "URI Too Long";
+  case 426: return "Upgrade Required";
+  case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
+  case 503: return "Service Unavailable";
+  default: return "Error";
+  }
+}
+
+/* A whole HTTP/1.1 answer that ends the connection; its length, or -1 if it does not fit. */
+static int format_refusal(char *out, size_t cap, int status, const char *why, const char *headers) {
+  char body[160];
+  int blen = snprintf(body, sizeof body, "{\"error\":\"%s\"}", why);
+  int n = snprintf(out, cap,
+                   "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                   "connection: close\r\n%s\r\n%s",
+                   status, status_text(status), blen, headers ? headers : "", body);
+  return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+/*
+ * Refuses a connection whose head is being read here: the answer goes out,
+ * the sending side is shut, and what the client still sends is read and
+ * dropped for LINGER_MS so that closing does not reset the connection
+ * before the client has read the answer.
+ */
+static void pre_refuse(struct conn *c, int status, const char *why, enum refusal count) {
+  struct http_server *srv = c->srv;
+  srv->refused[count]++;
+  char out[512];
+  int n = format_refusal(out, sizeof out, status, why, NULL);
+  if (n > 0) {
+    ssize_t w = send(c->fd, out, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)w; /* a client that cannot take 300 bytes gets nothing */
+  }
+  shutdown(c->fd, SHUT_WR);
+  int one = 1;
+  setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
+  c->pre->lingering = 1;
+  conn_list(c, LIST_LINGERING, uv_now(srv->loop) + LINGER_MS);
+}
+
+/*
+ * Where the first request's head stands: 0 incomplete, -1 complete, or
+ * the status to refuse it with. Only the sizes are judged here; lws parses.
+ */
+static int head_scan(const char *b, size_t len) {
+  const char *nl = memchr(b, '\n', len);
+  size_t line = nl ? (size_t)(nl - b) : len;
+  if (line > HTTP_URI_MAX + 24) return 414; /* method, target, version */
+  if (!nl) return 0;
+  const char *sp = memchr(b, ' ', line);
+  if (sp) {
+    const char *target = sp + 1, *sp2 = memchr(target, ' ', line - (size_t)(target - b));
+    size_t tlen = sp2 ? (size_t)(sp2 - target) : line - (size_t)(target - b);
+    if (tlen > HTTP_URI_MAX) return 414;
+  }
+  for (const char *p = nl; p; p = memchr(p + 1, '\n', len - (size_t)(p + 1 - b))) {
+    const char *q = p + 1;
+    if (q < b + len && *q == '\r') q++;
+    if (q < b + len && *q == '\n') return -1; /* a blank line ends the head */
+    if (q >= b + len) break;
+  }
+  return len >= HTTP_HEAD_MAX ? 431 : 0;
+}
+
+static void pre_linger(struct conn *c) {
+  char sink[4096];
+  for (;;) {
+    ssize_t n = recv(c->fd, sink, sizeof sink, 0);
+    if (n > 0) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    conn_drop(c); /* end of stream or error: done */
+    return;
+  }
+}
+
+static void on_pre_readable(uv_poll_t *h, int status, int events) {
+  struct prereader *p = h->data;
+  struct conn *c = p->conn;
+  if (!c) return;
+  if (status < 0) return conn_drop(c);
+  if (p->lingering) return pre_linger(c);
+  /* A peek does not see the end of the stream while bytes wait before it. */
+  int hung_up = (events & UV_DISCONNECT) != 0;
+  char *buf = c->srv->scratch;
+  ssize_t n = recv(c->fd, buf, HTTP_HEAD_MAX, MSG_PEEK);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+  if (n <= 0) return conn_drop(c);
+  int verdict = head_scan(buf, (size_t)n);
+  if (verdict == 414) return pre_refuse(c, 414, "request line too long", REFUSE_URI_TOO_LONG);
+  if (verdict == 431)
+    return pre_refuse(c, 431, "request headers too large", REFUSE_HEADERS_TOO_LARGE);
+  if (verdict == 0 && hung_up) return conn_drop(c); /* gone before finishing its head */
+  int lowat = verdict < 0 ? 1 : (int)n + 1; /* incomplete: wake when more than this is in */
+  if (setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat)) return conn_drop(c);
+  if (verdict < 0) {
+    conn_unlist(c);
+    conn_adopt(c);
+  }
+}
+
+static int pre_start(struct conn *c) {
+  struct prereader *p = calloc(1, sizeof *p);
+  if (!p) return -ENOMEM;
+  int rc = uv_poll_init(c->srv->loop, &p->poll, c->fd);
+  if (rc) {
+    free(p);
+    return rc;
+  }
+  p->poll.data = p;
+  p->conn = c;
+  c->pre = p;
+  return uv_poll_start(&p->poll, UV_READABLE | UV_DISCONNECT, on_pre_readable);
+}
+
+static void on_sweep(uv_timer_t *t) {
+  struct http_server *srv = t->data;
+  uint64_t now = uv_now(srv->loop);
+  while (srv->linger_head && srv->linger_head->deadline <= now) conn_drop(srv->linger_head);
+  while (srv->waiting_head && srv->waiting_head->deadline <= now) {
+    struct conn *c = srv->waiting_head;
+    conn_unlist(c);
+    if (c->pre) {
+      pre_refuse(c, 408, "request headers took too long", REFUSE_HEADER_TIMEOUT);
+    } else if (c->wsi) {
+      srv->refused[REFUSE_HEADER_TIMEOUT]++;
+      wsi_kill(c->wsi); /* may free c */
+    }
+  }
+  sweep_arm(srv);
+}
+
+/* ---- accepting ---- */
+
+static void on_listen(uv_poll_t *h, int status, int events);
+
+static void listeners_poll(struct http_server *srv, int on) {
+  for (int i = 0; i < LISTEN_COUNT; i++) {
+    struct listener *l = &srv->l[i];
+    if (l->fd < 0 || l->polling == on) continue;
+    if (on) uv_poll_start(&l->poll, UV_READABLE, on_listen);
+    else uv_poll_stop(&l->poll);
+    l->polling = on;
+  }
+}
+
+static void on_resume(uv_timer_t *t) {
+  struct http_server *srv = t->data;
+  if (!srv->stopping) listeners_poll(srv, 1);
+}
+
+/*
+ * accept() failed for want of descriptors or memory. The pending
+ * connection stays in the kernel's queue, so trying again at once would
+ * fail again, forever: stop accepting for a while, longer each time in a
+ * row, and let connections close meanwhile.
+ */
+static void accept_pause(struct http_server *srv, int err) {
+  srv->accept_pause_ms = srv->accept_pause_ms ? srv->accept_pause_ms * 2 : ACCEPT_PAUSE_MIN_MS;
+  if (srv->accept_pause_ms > ACCEPT_PAUSE_MAX_MS) srv->accept_pause_ms = ACCEPT_PAUSE_MAX_MS;
+  srv->refused[REFUSE_ACCEPT_ERROR]++;
+  srv->accept_pauses++;
+  log_warn("http", "accept: %s; not accepting for %d ms (%d connections open)", strerror(err),
+           srv->accept_pause_ms, srv->n_conns);
+  listeners_poll(srv, 0);
+  uv_timer_start(&srv->resume, on_resume, (uint64_t)srv->accept_pause_ms, 0);
+}
+
+static void conn_admit(struct listener *l, int fd, const struct sockaddr_storage *sa) {
+  struct http_server *srv = l->srv;
+  unsigned char key[9];
+  int loopback = 0;
+  struct peer *p = NULL;
+  enum refusal why = REFUSE_CAPACITY;
+  if (peer_key(sa, key, &loopback) == 0 && srv->n_conns < srv->max_conns &&
+      (p = peer_get(srv, key)) != NULL) {
+    int exempt = loopback && !srv->limit_loopback;
+    struct conn *c = !exempt && p->conns >= srv->conns_per_ip ? NULL : calloc(1, sizeof *c);
+    if (c) {
+      *c = (struct conn){.srv = srv, .l = l, .peer = p, .fd = fd, .exempt = exempt};
+      p->conns++;
+      srv->n_conns++;
+      int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      conn_list(c, LIST_WAITING, uv_now(srv->loop) + (uint64_t)srv->header_timeout_ms);
+      if (l->kind == LISTEN_HTTPS) conn_adopt(c);
+      else if (pre_start(c)) conn_drop(c);
+      return;
+    }
+    why = !exempt && p->conns >= srv->conns_per_ip ? REFUSE_PER_IP : REFUSE_CAPACITY;
+    peer_put(srv, p);
+  }
+  srv->refused[why]++;
+  log_debug("http", "refused a connection: %s", refusal_names[why]);
+  close(fd);
+}
+
+static void on_listen(uv_poll_t *h, int status, int events) {
+  (void)events;
+  struct listener *l = h->data;
+  struct http_server *srv = l->srv;
+  if (status < 0) return;
+  for (int i = 0; i < ACCEPT_BATCH && !srv->stopping; i++) {
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    int fd = accept4(l->fd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO || errno == EPERM) continue;
+      return accept_pause(srv, errno);
+    }
+    srv->accept_pause_ms = 0;
+    srv->accepted++;
+    conn_admit(l, fd, &sa);
+  }
+}
+
+/* ---- WebSocket upgrades ---- */
+
 /* Only /ws may become a WebSocket. */
 static int ws_path_ok(struct lws *wsi) {
   char uri[64];
@@ -794,14 +1457,231 @@ static int ws_path_ok(struct lws *wsi) {
   return strcmp(uri, "/ws") == 0;
 }
 
-static int on_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                    size_t len) {
+/* RFC 6455 section 4.4: version 13 is the one there is. */
+static int ws_version_ok(struct lws *wsi) {
+  char v[8];
+  return lws_hdr_copy(wsi, v, sizeof v, WSI_TOKEN_VERSION) > 0 && strcmp(v, "13") == 0;
+}
+
+/*
+ * "host[:port]" or "[v6]:port" of `len` bytes: the host lower-cased (IPv6
+ * with its brackets) and the port, `defport` when absent. 0 or -1.
+ */
+static int hostport_parse(const char *s, size_t len, int defport, char *host, size_t cap,
+                          int *port) {
+  if (len && s[len - 1] == '/') len--; /* "https://a.example/" in a list */
+  const char *end = s + len, *colon = NULL;
+  size_t hlen;
+  if (len && *s == '[') {
+    const char *rb = memchr(s, ']', len);
+    if (!rb) return -1;
+    hlen = (size_t)(rb - s) + 1;
+    if (rb + 1 < end) {
+      if (rb[1] != ':') return -1;
+      colon = rb + 1;
+    }
+  } else {
+    colon = memchr(s, ':', len);
+    hlen = colon ? (size_t)(colon - s) : len;
+  }
+  if (hlen == 0 || hlen >= cap) return -1;
+  for (size_t i = 0; i < hlen; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch <= ' ' || ch == '/' || ch == '@' || ch >= 0x7f) return -1;
+    host[i] = (char)tolower(ch);
+  }
+  host[hlen] = '\0';
+  if (!colon) {
+    *port = defport;
+    return 0;
+  }
+  return num_parse_int(colon + 1, (size_t)(end - colon - 1), 1, 65535, port) ? -1 : 0;
+}
+
+struct origin {
+  int https;
+  char host[256];
+  int port;
+};
+
+static int origin_parse(const char *s, size_t len, struct origin *o) {
+  if (len > 7 && strncasecmp(s, "http://", 7) == 0) o->https = 0, s += 7, len -= 7;
+  else if (len > 8 && strncasecmp(s, "https://", 8) == 0) o->https = 1, s += 8, len -= 8;
+  else return -1;
+  return hostport_parse(s, len, o->https ? 443 : 80, o->host, sizeof o->host, &o->port);
+}
+
+static int is_localhost(const char *host) {
+  return strcmp(host, "localhost") == 0 || strcmp(host, "127.0.0.1") == 0 ||
+         strcmp(host, "[::1]") == 0;
+}
+
+/* An IP address written out cannot be re-pointed by DNS. */
+static int is_ip_literal(const char *host) {
+  unsigned char buf[16];
+  char v6[64];
+  size_t n = strlen(host);
+  if (n > 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof v6) {
+    memcpy(v6, host + 1, n - 2);
+    v6[n - 2] = '\0';
+    return inet_pton(AF_INET6, v6, buf) == 1;
+  }
+  return inet_pton(AF_INET, host, buf) == 1;
+}
+
+static int origin_listed(const char *list, const struct origin *o) {
+  for (const char *p = list; *p;) {
+    p += strspn(p, " ,");
+    size_t n = strcspn(p, ",");
+    size_t m = n;
+    while (m && p[m - 1] == ' ') m--;
+    struct origin e;
+    if (m && origin_parse(p, m, &e) == 0 && e.https == o->https && e.port == o->port &&
+        strcmp(e.host, o->host) == 0)
+      return 1;
+    p += n;
+  }
+  return 0;
+}
+
+/*
+ * Whether a WebSocket may be opened from this Origin (see
+ * docs/security.md, "Origins"). The server's own origin is the request's
+ * Host under this listener's scheme, but only when that Host is ours for
+ * certain: a literal IP address, localhost, or the host a listener was
+ * configured with. Otherwise a page on a name its owner points at us (DNS
+ * rebinding) would count as our own.
+ */
+static int origin_ok(struct http_server *srv, struct lws *wsi, const struct listener *l) {
+  int olen = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
+  if (olen <= 0) return 1; /* not a browser */
+  char *raw = copy_header(wsi, WSI_TOKEN_ORIGIN);
+  struct origin o;
+  int ok = raw && origin_parse(raw, strlen(raw), &o) == 0;
+  free(raw);
+  if (!ok) return 0; /* "null", or garbage */
+  if (is_localhost(o.host) || origin_listed(srv->allowed_origins, &o)) return 1;
+  int https = l->kind == LISTEN_HTTPS;
+  if (o.https != https) return 0;
+  char *hosthdr = copy_header(wsi, WSI_TOKEN_HOST);
+  char host[256];
+  int port;
+  ok = hosthdr && hostport_parse(hosthdr, strlen(hosthdr), https ? 443 : 80, host, sizeof host,
+                                 &port) == 0;
+  free(hosthdr);
+  if (!ok || port != o.port || strcmp(host, o.host) != 0) return 0;
+  return is_ip_literal(host) || strcasecmp(host, l->host) == 0;
+}
+
+/* The refusal to send, or 0 with *why untouched when the upgrade may go ahead. */
+static int ws_verdict(struct http_server *srv, struct lws *wsi, enum ws_refusal *why,
+                      const char **msg, const char **headers) {
+  struct conn *c = conn_of(wsi);
+  struct lws_vhost *vh = lws_get_vhost(wsi);
+  *headers = NULL;
+  if (vh == srv->metrics_vh || !c || !ws_path_ok(wsi)) {
+    *why = WS_REFUSE_PATH, *msg = "no WebSocket here";
+    return 404;
+  }
+  if (!ws_version_ok(wsi)) {
+    *why = WS_REFUSE_VERSION, *msg = "unsupported WebSocket version";
+    *headers = "sec-websocket-version: 13\r\n";
+    return 426;
+  }
+  if (!origin_ok(srv, wsi, c->l)) {
+    *why = WS_REFUSE_ORIGIN, *msg = "origin not allowed";
+    return 403;
+  }
+  if (srv->n_ws >= srv->max_ws) {
+    *why = WS_REFUSE_CAPACITY, *msg = "too many connections";
+    *headers = "retry-after: 10\r\n";
+    return 503;
+  }
+  if (!c->exempt && srv->max_ws_per_ip && c->peer->ws >= srv->max_ws_per_ip) {
+    *why = WS_REFUSE_PER_IP, *msg = "too many connections from your address";
+    *headers = "retry-after: 10\r\n";
+    return 429;
+  }
+  return 0;
+}
+
+/*
+ * An HTTP/1.1 upgrade request, before lws answers it: refused with an
+ * answer of ours and the connection closed (-1), or let through (0).
+ */
+static int ws_confirm(struct http_server *srv, struct lws *wsi, const char *upgrade) {
+  struct conn *c = conn_of(wsi);
+  conn_unlist(c); /* its head came */
+  if (!upgrade || strcasecmp(upgrade, "websocket") != 0) return 0; /* h2c: lws's */
+  enum ws_refusal why;
+  const char *msg, *headers;
+  int status = ws_verdict(srv, wsi, &why, &msg, &headers);
+  if (!status) return 0;
+  srv->ws_refused[why]++;
+  log_debug("ws", "refused an upgrade: %d %s", status, msg);
+  unsigned char buf[LWS_PRE + 512];
+  int n = format_refusal((char *)buf + LWS_PRE, sizeof buf - LWS_PRE, status, msg, headers);
+  if (n > 0) lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP);
+  return -1; /* lws writes what is buffered before it closes */
+}
+
+/* The last word on an upgrade; over HTTP/2 the only one, and there a refusal resets the stream. */
+static int ws_filter(struct http_server *srv, struct lws *wsi) {
+  enum ws_refusal why;
+  const char *msg, *headers;
+  int status = ws_verdict(srv, wsi, &why, &msg, &headers);
+  if (status && lws_get_network_wsi(wsi) != wsi) srv->ws_refused[why]++;
+  return status ? -1 : 0;
+}
+
+/* lws's callback for a connection it is about to create or has freed. */
+static int wsi_created(struct http_server *srv, struct lws *wsi) {
+  if (srv && srv->adopting && !srv->adopting->wsi) srv->adopting->wsi = wsi;
+  return 0;
+}
+
+static void wsi_destroyed(struct http_server *srv, struct lws *wsi) {
+  struct conn *c = lws_get_opaque_user_data(wsi);
+  if (!c && srv && srv->adopting && srv->adopting->wsi == wsi) c = srv->adopting;
+  if (!c || c->wsi != wsi) return;
+  lws_set_opaque_user_data(wsi, NULL);
+  c->wsi = NULL;
+  if (c == srv->adopting) c->destroyed = 1; /* conn_adopt frees it */
+  else conn_free(c);
+}
+
+/*
+ * Closes a connection. lws carries out a requested close from its own list
+ * of timers, which it re-arms only on its way out of a callback: asked from
+ * outside one (a timer of ours, a late answer) the close would wait for
+ * lws's next wake-up, seconds away, so there it is done at once. Inside a
+ * callback it must not be: lws still uses the connection.
+ */
+static void wsi_kill(struct lws *wsi) {
+  struct lws_vhost *vh = lws_get_vhost(wsi);
+  struct http_server *srv = vh ? lws_get_vhost_user(vh) : NULL;
+  lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK,
+                  srv && !srv->in_lws ? LWS_TO_KILL_SYNC : LWS_TO_KILL_ASYNC);
+}
+
+static int on_event_inner(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                          void *in, size_t len) {
   struct session *s = user;
   struct lws_vhost *vh = lws_get_vhost(wsi);
   struct http_server *srv = vh ? lws_get_vhost_user(vh) : NULL;
   switch (reason) {
+  case LWS_CALLBACK_WSI_CREATE:
+    return wsi_created(srv, wsi);
+  case LWS_CALLBACK_WSI_DESTROY:
+    wsi_destroyed(srv, wsi);
+    return 0;
+  case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
+    conn_unlist(conn_of(wsi)); /* its head came */
+    return 0;
+  case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+    return srv ? ws_confirm(srv, wsi, in) : -1;
   case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-    return vh != srv->metrics_vh && ws_path_ok(wsi) ? 0 : -1;
+    return srv ? ws_filter(srv, wsi) : -1;
   case LWS_CALLBACK_ESTABLISHED:
     return ws_established(srv, s, wsi);
   case LWS_CALLBACK_RECEIVE:
@@ -820,12 +1700,25 @@ static int on_event(struct lws *wsi, enum lws_callback_reasons reason, void *use
   case LWS_CALLBACK_HTTP_WRITEABLE:
     return s ? http_writable(s, wsi) : 0;
   case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+    session_hold(s, wsi);
+    session_release(s);
+    return 0;
   case LWS_CALLBACK_CLOSED_HTTP:
     session_release(s);
     return 0;
   default:
     return lws_callback_http_dummy(wsi, reason, user, in, len);
   }
+}
+
+static int on_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len) {
+  struct lws_vhost *vh = lws_get_vhost(wsi);
+  struct http_server *srv = vh ? lws_get_vhost_user(vh) : NULL;
+  if (srv) srv->in_lws++;
+  int rc = on_event_inner(wsi, reason, user, in, len);
+  if (srv) srv->in_lws--;
+  return rc;
 }
 
 /* lws's own log lines, routed into ours. */
@@ -859,7 +1752,7 @@ static int setup_mounts(struct http_server *srv) {
   return 0;
 }
 
-/* Splits "host:port" / "[v6]:port" into an interface string lws accepts. */
+/* Splits "host:port" / "[v6]:port". */
 static int split_addr(const char *addr, char *host, size_t cap, int *port) {
   const char *colon = strrchr(addr, ':');
   if (!colon) return -EINVAL;
@@ -869,86 +1762,155 @@ static int split_addr(const char *addr, char *host, size_t cap, int *port) {
   if (hl >= cap) return -EINVAL;
   memcpy(host, h, hl);
   host[hl] = '\0';
-  char *end;
-  errno = 0;
-  long p = strtol(colon + 1, &end, 10);
-  if (errno || end == colon + 1 || *end || p < 0 || p > 65535) return -EINVAL;
-  *port = (int)p;
-  return 0;
+  return num_parse_int_str(colon + 1, 0, 65535, port) ? -EINVAL : 0;
 }
 
-static struct lws_vhost *make_vhost(struct http_server *srv, const char *name, const char *addr,
-                                    int tls, const struct lws_http_mount *mounts, char *url,
-                                    size_t urlcap, char *err, size_t errlen) {
-  char host[256];
-  int port;
-  if (split_addr(addr, host, sizeof host, &port)) {
-    snprintf(err, errlen, "bad address %s", addr);
-    return NULL;
+/* A non-blocking listening socket on host:port; the fd or a negative errno. */
+static int open_listener(const char *host, int port, int *bound) {
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                           .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+  char ps[8];
+  snprintf(ps, sizeof ps, "%d", port);
+  struct addrinfo *res = NULL;
+  if (getaddrinfo(host[0] ? host : NULL, ps, &hints, &res)) return -EADDRNOTAVAIL;
+  int fd = -EADDRNOTAVAIL;
+  for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      fd = -errno;
+      continue;
+    }
+    int one = 1, zero = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (ai->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 511) == 0) break;
+    int e = -errno;
+    close(fd);
+    fd = e;
   }
+  freeaddrinfo(res);
+  if (fd < 0) return fd;
+  struct sockaddr_storage sa;
+  socklen_t len = sizeof sa;
+  getsockname(fd, (struct sockaddr *)&sa, &len);
+  *bound = ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&sa)->sin6_port
+                                          : ((struct sockaddr_in *)&sa)->sin_port);
+  return fd;
+}
+
+/* An lws context holding one vhost that serves what this listener accepts. */
+static struct lws_vhost *listener_vhost(struct http_server *srv, struct listener *l,
+                                        const char *name, const struct lws_http_mount *mounts) {
+  int tls = l->kind == LISTEN_HTTPS;
+  struct lws_context_creation_info ci = {0};
+  ci.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+               LWS_SERVER_OPTION_VALIDATE_UTF8;
+  if (tls) ci.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+  ci.foreign_loops = srv->loops;
+  ci.port = CONTEXT_PORT_NO_LISTEN;
+  ci.max_http_header_pool = (unsigned short)srv->header_pool;
+  ci.max_http_header_data = HTTP_HEAD_MAX + 1024;
+  /* lws clears l->ctx itself once its asynchronous teardown has finished. */
+  ci.pcontext = &l->ctx;
+  l->ctx = lws_create_context(&ci);
+  if (!l->ctx) return NULL;
   struct lws_context_creation_info vi = {0};
   vi.vhost_name = name;
-  vi.port = port; /* 0: the kernel picks a free port, read back below */
-  vi.iface = host;
+  vi.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* the sockets are ours (see the top) */
   vi.protocols = srv->protocols;
   vi.mounts = mounts;
   vi.user = srv;
-  vi.options = LWS_SERVER_OPTION_DISABLE_IPV6 * (strchr(host, ':') == NULL);
+  vi.timeout_secs_ah_idle = (srv->header_timeout_ms + 999) / 1000;
   if (tls) {
     vi.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT; /* per vhost: enables TLS on it */
     vi.ssl_cert_filepath = srv->cert;
     vi.ssl_private_key_filepath = srv->key;
   }
-  struct lws_vhost *vh = lws_create_vhost(srv->ctx, &vi);
-  if (!vh) {
-    snprintf(err, errlen, "cannot listen on %s (in use, or not an address of this machine?)",
-             addr);
-    return NULL;
-  }
-  int bound = lws_get_vhost_listen_port(vh);
-  const char *open = strchr(host, ':') ? "[" : "", *close = strchr(host, ':') ? "]" : "";
-  const char *shown = strcmp(host, "0.0.0.0") == 0 ? "localhost" : host;
-  snprintf(url, urlcap, "%s://%s%s%s:%d/", tls ? "https" : "http", open, shown, close, bound);
-  return vh;
+  return lws_create_vhost(l->ctx, &vi);
 }
 
-static int create_context(struct http_server *srv, uv_loop_t *loop, int tls, char *err,
-                          size_t errlen) {
-  struct lws_context_creation_info ci = {0};
-  ci.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
-               LWS_SERVER_OPTION_VALIDATE_UTF8;
-  if (tls) ci.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-  srv->loops[0] = loop;
-  ci.foreign_loops = srv->loops;
-  ci.port = CONTEXT_PORT_NO_LISTEN;
-  ci.max_http_header_pool = 64;
-  /* lws clears srv->ctx itself once its asynchronous teardown has finished. */
-  ci.pcontext = &srv->ctx;
-  srv->ctx = lws_create_context(&ci);
-  if (!srv->ctx) {
-    snprintf(err, errlen, "libwebsockets could not start on libuv "
-                          "(is libwebsockets-evlib_uv.so installed?)");
+static int start_listener(struct http_server *srv, enum listener_kind kind, const char *addr,
+                          char *url, size_t urlcap, char *err, size_t errlen) {
+  static const char *const names[LISTEN_COUNT] = {"http", "https", "metrics"};
+  struct listener *l = &srv->l[kind];
+  char host[256];
+  int port;
+  if (split_addr(addr, host, sizeof host, &port)) {
+    snprintf(err, errlen, "bad address %s", addr);
+    return -EINVAL;
+  }
+  l->vh = listener_vhost(srv, l, names[kind], kind == LISTEN_METRICS ? &srv->metrics_mount
+                                                                     : srv->mounts);
+  if (!l->vh) {
+    snprintf(err, errlen, "libwebsockets could not set up the %s listener (is "
+             "libwebsockets-evlib_uv.so installed?%s)", names[kind],
+             kind == LISTEN_HTTPS ? " are the certificate and key readable PEM files?" : "");
     return -EIO;
   }
+  int fd = open_listener(host, port, &l->port);
+  if (fd < 0) {
+    snprintf(err, errlen, "cannot listen on %s (in use, or not an address of this machine?)",
+             addr);
+    return -EADDRINUSE;
+  }
+  l->fd = fd;
+  snprintf(l->host, sizeof l->host, "%s%s%s", strchr(host, ':') ? "[" : "", host,
+           strchr(host, ':') ? "]" : "");
+  for (char *p = l->host; *p; p++) *p = (char)tolower((unsigned char)*p);
+  uv_poll_init(srv->loop, &l->poll, fd);
+  l->poll.data = l;
+  uv_poll_start(&l->poll, UV_READABLE, on_listen);
+  l->polling = 1;
+  const char *shown = strcmp(host, "0.0.0.0") == 0 ? "localhost" : l->host;
+  snprintf(url, urlcap, "%s://%s:%d/", kind == LISTEN_HTTPS ? "https" : "http", shown, l->port);
   return 0;
 }
 
-static int make_vhosts(struct http_server *srv, const struct config *cfg, int tls, char *err,
-                       size_t errlen) {
-  srv->http_vh = make_vhost(srv, "http", cfg->listen, 0, srv->mounts, srv->url, sizeof srv->url,
-                            err, errlen);
-  if (!srv->http_vh) return -EADDRINUSE;
-  if (tls) {
-    srv->https_vh = make_vhost(srv, "https", cfg->https_listen, 1, srv->mounts, srv->https_url,
-                               sizeof srv->https_url, err, errlen);
-    if (!srv->https_vh) return -EADDRINUSE;
+/*
+ * How many connections the file-descriptor limit leaves room for. The soft
+ * limit is raised to the hard one first (up to FD_RAISE_TO), as a server
+ * that uses poll-style APIs may; what is left after FD_RESERVE and
+ * FD_PER_CALL for each of max_calls is for connections, but never less than
+ * a quarter of the limit. WebSockets get all of it but a little headroom,
+ * so /healthz still answers when the WebSockets are full.
+ */
+static void plan_limits(struct http_server *srv, const struct config *cfg) {
+  struct rlimit rl;
+  long nofile = 1024;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    if (rl.rlim_cur < rl.rlim_max && rl.rlim_cur < FD_RAISE_TO) {
+      struct rlimit want = rl;
+      want.rlim_cur = rl.rlim_max < FD_RAISE_TO ? rl.rlim_max : FD_RAISE_TO;
+      if (setrlimit(RLIMIT_NOFILE, &want) == 0) rl = want;
+    }
+    nofile = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > FD_RAISE_TO ? FD_RAISE_TO
+                                                                       : (long)rl.rlim_cur;
   }
-  if (cfg->metrics_listen[0]) {
-    srv->metrics_vh = make_vhost(srv, "metrics", cfg->metrics_listen, 0, &srv->metrics_mount,
-                                 srv->metrics_url, sizeof srv->metrics_url, err, errlen);
-    if (!srv->metrics_vh) return -EADDRINUSE;
+  long want = FD_RESERVE + (long)FD_PER_CALL * cfg->max_calls;
+  long room = nofile - want;
+  if (room < nofile / 4) room = nofile / 4;
+  srv->max_conns = room < 8 ? 8 : (int)room;
+  int headroom = srv->max_conns / 8 < 4 ? 4 : srv->max_conns / 8 > 256 ? 256 : srv->max_conns / 8;
+  int ws_room = srv->max_conns - headroom < 1 ? 1 : srv->max_conns - headroom;
+  srv->max_ws = cfg->max_ws_connections ? cfg->max_ws_connections : ws_room;
+  if (srv->max_ws > ws_room) {
+    log_warn("http", "max_ws_connections %d is more than %ld file descriptors allow; using %d",
+             cfg->max_ws_connections, nofile, ws_room);
+    srv->max_ws = ws_room;
   }
-  return 0;
+  if (nofile - srv->max_conns < want)
+    log_warn("http", "the file-descriptor limit (%ld) is low for max_calls %d: raise it "
+             "(LimitNOFILE=, ulimit -n) to at least %ld", nofile, cfg->max_calls,
+             want + srv->max_conns);
+  srv->max_ws_per_ip = cfg->max_ws_per_ip;
+  srv->conns_per_ip = HTTP_CONNS_PER_IP;
+  srv->limit_loopback = cfg->limit_loopback;
+  srv->header_timeout_ms = cfg->http_header_timeout_ms;
+  srv->header_pool = srv->max_conns < 64 ? 64
+                     : srv->max_conns > HEADER_POOL_MAX ? HEADER_POOL_MAX : srv->max_conns;
+  snprintf(srv->allowed_origins, sizeof srv->allowed_origins, "%s", cfg->allowed_origins);
+  log_info("http", "up to %d connections, %d of them WebSockets (file-descriptor limit %ld)",
+           srv->max_conns, srv->max_ws, nofile);
 }
 
 int http_server_start(struct http_server **out, uv_loop_t *loop, const struct config *cfg,
@@ -956,6 +1918,10 @@ int http_server_start(struct http_server **out, uv_loop_t *loop, const struct co
   struct http_server *srv = calloc(1, sizeof *srv);
   if (!srv) return -ENOMEM;
   srv->h = *handlers;
+  srv->loop = loop;
+  srv->loops[0] = loop;
+  for (int i = 0; i < LISTEN_COUNT; i++)
+    srv->l[i] = (struct listener){.srv = srv, .kind = (enum listener_kind)i, .fd = -1};
   snprintf(srv->web_root, sizeof srv->web_root, "%s",
            cfg->web_root[0] ? cfg->web_root : TINGSHUO_WEB_ROOT);
   if (setup_mounts(srv)) {
@@ -963,20 +1929,29 @@ int http_server_start(struct http_server **out, uv_loop_t *loop, const struct co
     free(srv);
     return -EINVAL;
   }
+  uv_timer_init(loop, &srv->sweep);
+  uv_timer_init(loop, &srv->resume);
+  srv->sweep.data = srv->resume.data = srv;
+  srv->handles = 1;
   lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
+  plan_limits(srv, cfg);
   int tls = cfg->https_listen[0] != '\0';
-  int rc = 0;
-  if (tls) rc = tls_files_ensure(cfg, srv->cert, sizeof srv->cert, srv->key, sizeof srv->key,
-                                 err, errlen);
-  if (rc == 0) rc = create_context(srv, loop, tls, err, errlen);
-  if (rc == 0) rc = make_vhosts(srv, cfg, tls, err, errlen);
-  if (rc) {
-    http_server_stop(srv);
-    *out = srv; /* the caller runs the loop to let lws close, then frees */
-    return rc;
-  }
+  int rc = start_listener(srv, LISTEN_HTTP, cfg->listen, srv->url, sizeof srv->url, err, errlen);
+  srv->http_vh = srv->l[LISTEN_HTTP].vh;
+  if (rc == 0 && tls)
+    rc = tls_files_ensure(cfg, srv->cert, sizeof srv->cert, srv->key, sizeof srv->key, err,
+                          errlen);
+  if (rc == 0 && tls)
+    rc = start_listener(srv, LISTEN_HTTPS, cfg->https_listen, srv->https_url,
+                        sizeof srv->https_url, err, errlen);
+  srv->https_vh = srv->l[LISTEN_HTTPS].vh;
+  if (rc == 0 && cfg->metrics_listen[0])
+    rc = start_listener(srv, LISTEN_METRICS, cfg->metrics_listen, srv->metrics_url,
+                        sizeof srv->metrics_url, err, errlen);
+  srv->metrics_vh = srv->l[LISTEN_METRICS].vh;
   *out = srv;
-  return 0;
+  if (rc) http_server_stop(srv); /* the caller runs the loop to let lws close, then frees */
+  return rc;
 }
 
 const char *http_server_url(const struct http_server *srv) { return srv->url; }
@@ -985,18 +1960,103 @@ const char *http_server_metrics_url(const struct http_server *srv) { return srv-
 
 /*
  * On a foreign loop lws tears down asynchronously: the first destroy closes
- * listeners and connections, the loop then runs their close callbacks, and
- * lws finishes and clears srv->ctx through pcontext.
+ * connections, the loop then runs their close callbacks, and lws finishes
+ * and clears each listener's context through pcontext. Connections lws
+ * never had are closed here.
  */
 void http_server_stop(struct http_server *srv) {
-  if (srv->ctx && !srv->stopping) {
-    srv->stopping = 1;
-    lws_context_destroy(srv->ctx);
+  if (srv->stopping) return;
+  srv->stopping = 1;
+  if (srv->handles) {
+    uv_close((uv_handle_t *)&srv->sweep, NULL);
+    uv_close((uv_handle_t *)&srv->resume, NULL);
   }
+  for (int i = 0; i < LISTEN_COUNT; i++) {
+    struct listener *l = &srv->l[i];
+    if (l->fd >= 0) {
+      uv_close((uv_handle_t *)&l->poll, NULL);
+      close(l->fd);
+      l->fd = -1;
+    }
+  }
+  struct conn *lists[2] = {srv->waiting_head, srv->linger_head};
+  for (int i = 0; i < 2; i++) {
+    for (struct conn *c = lists[i], *next; c; c = next) {
+      next = c->next;
+      if (c->pre) conn_drop(c);
+    }
+  }
+  for (int i = 0; i < LISTEN_COUNT; i++)
+    if (srv->l[i].ctx) lws_context_destroy(srv->l[i].ctx);
 }
 
 void http_server_free(struct http_server *srv) {
   if (!srv) return;
-  if (srv->ctx) lws_context_destroy(srv->ctx); /* completes what stop began */
+  for (int i = 0; i < LISTEN_COUNT; i++)
+    if (srv->l[i].ctx) lws_context_destroy(srv->l[i].ctx); /* completes what stop began */
+  for (int i = 0; i < PEER_BUCKETS; i++) {
+    for (struct peer *p = srv->peers[i], *next; p; p = next) {
+      next = p->next;
+      free(p);
+    }
+  }
   free(srv);
+}
+
+/* ---- metrics ---- */
+
+static void counter(struct prom_buf *b, const char *name, const char *help, double v) {
+  prom_family(b, name, "counter", help);
+  prom_sample(b, name, v, NULL);
+}
+
+static void gauge(struct prom_buf *b, const char *name, const char *help, double v) {
+  prom_family(b, name, "gauge", help);
+  prom_sample(b, name, v, NULL);
+}
+
+void http_server_write_metrics(const struct http_server *srv, struct prom_buf *b) {
+  gauge(b, "tingshuo_http_connections", "TCP connections open on the HTTP(S) listeners, "
+        "WebSockets included.", srv->n_conns);
+  gauge(b, "tingshuo_http_connections_max", "Connections allowed at once (from the "
+        "file-descriptor limit).", srv->max_conns);
+  gauge(b, "tingshuo_ws_connections", "WebSocket connections open.", srv->n_ws);
+  gauge(b, "tingshuo_ws_connections_max", "WebSocket connections allowed at once.", srv->max_ws);
+  counter(b, "tingshuo_http_connections_accepted_total", "TCP connections accepted.",
+          (double)srv->accepted);
+  prom_family(b, "tingshuo_http_refused_total", "counter",
+              "Connections closed or requests answered with an error before reaching the "
+              "application, by reason.");
+  for (int i = 0; i < REFUSE_COUNT; i++)
+    prom_sample(b, "tingshuo_http_refused_total", (double)srv->refused[i], "reason",
+                refusal_names[i], NULL);
+  prom_family(b, "tingshuo_ws_refused_total", "counter", "WebSocket upgrades refused, by reason.");
+  for (int i = 0; i < WS_REFUSE_COUNT; i++)
+    prom_sample(b, "tingshuo_ws_refused_total", (double)srv->ws_refused[i], "reason",
+                ws_refusal_names[i], NULL);
+  counter(b, "tingshuo_http_accept_pauses_total", "Times accepting paused because accept() "
+          "ran out of file descriptors or memory.", (double)srv->accept_pauses);
+  counter(b, "tingshuo_log_lines_suppressed_total", "Log lines not written: repeats, and lines "
+          "over the per-thread rate.", (double)log_suppressed());
+}
+
+/* ---- the upgrade request's query, for call tokens ---- */
+
+int ws_conn_query(const struct ws_conn *c, const char *name, char *out, size_t cap) {
+  size_t n = strlen(name);
+  for (int i = 0;; i++) {
+    int flen = lws_hdr_fragment_length(c->wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
+    if (flen <= 0) return -ENOENT; /* no more arguments, or the request is gone */
+    char *frag = malloc((size_t)flen + 1);
+    if (!frag) return -ENOMEM;
+    int len = lws_hdr_copy_fragment(c->wsi, frag, flen + 1, WSI_TOKEN_HTTP_URI_ARGS, i);
+    int match = len >= 0 && (size_t)len > n && strncmp(frag, name, n) == 0 && frag[n] == '=';
+    int rc = -ENOSPC;
+    if (match && (size_t)len - n - 1 < cap) {
+      memcpy(out, frag + n + 1, (size_t)len - n);
+      rc = len - (int)n - 1;
+    }
+    free(frag);
+    if (match) return rc;
+  }
 }

@@ -12,6 +12,12 @@
  * from any callback on the loop. If the client goes away first, the request
  * stays valid and the answer, when it comes, is dropped and frees it.
  *
+ * Connections are accepted here and limited before lws serves them: how
+ * many at once (from the file-descriptor limit), per client address, how
+ * long a request's head may take and how large it may be, and which
+ * WebSocket upgrades are let through (path, version, Origin, how many).
+ * docs/security.md lists each limit.
+ *
  * All functions run on the loop's thread only.
  */
 #ifndef TS_NET_HTTP_SERVER_H
@@ -26,6 +32,7 @@
 struct http_server;
 struct http_req;
 struct ws_conn;
+struct prom_buf;
 
 /* Largest WebSocket message accepted; a larger one closes the connection (1009). */
 #define WS_MAX_MESSAGE (256 * 1024)
@@ -33,6 +40,10 @@ struct ws_conn;
 #define HTTP_REQ_BODY_MAX (16 * 1024)
 /* Seconds a request may wait for its answer, or a response for the client to read on. */
 #define HTTP_IDLE_TIMEOUT_S 30
+/* Longest request target; a longer one is answered 414. */
+#define HTTP_URI_MAX 4096
+/* Largest request head (request line and headers); a larger one is answered 431. */
+#define HTTP_HEAD_MAX 8192
 
 enum http_method { HTTP_GET, HTTP_HEAD, HTTP_POST, HTTP_DELETE, HTTP_OTHER };
 
@@ -81,8 +92,9 @@ struct http_handlers {
 /*
  * Starts listening on cfg->listen and, if set, cfg->https_listen (with
  * cfg->tls_cert/tls_key, or a self-signed certificate generated into
- * cfg->data_dir), and cfg->metrics_listen. Returns 0 or a negative errno
- * with `err` filled in.
+ * cfg->data_dir), and cfg->metrics_listen. Raises the process's soft
+ * file-descriptor limit to its hard limit (the connection limit is derived
+ * from it). Returns 0 or a negative errno with `err` filled in.
  */
 int http_server_start(struct http_server **out, uv_loop_t *loop, const struct config *cfg,
                       const struct http_handlers *handlers, char *err, size_t errlen);
@@ -99,6 +111,12 @@ const char *http_server_metrics_url(const struct http_server *srv);
  */
 void http_server_stop(struct http_server *srv);
 void http_server_free(struct http_server *srv);
+
+/*
+ * The server's figures for /metrics: connections open and allowed, and
+ * what was refused and why (docs/metrics.md).
+ */
+void http_server_write_metrics(const struct http_server *srv, struct prom_buf *b);
 
 /* The request. Strings are valid until the request is answered. */
 enum http_method http_req_method(const struct http_req *req);
@@ -159,5 +177,12 @@ void *ws_conn_data(const struct ws_conn *conn);
 const char *ws_conn_peer(const struct ws_conn *conn);
 /* The User-Agent of the WebSocket's upgrade request; NULL when it had none. */
 const char *ws_conn_user_agent(const struct ws_conn *conn);
+/*
+ * Copies the upgrade request's first query parameter `name` (percent-decoded)
+ * into `out` and returns its length; -ENOENT when absent, -ENOSPC when it does
+ * not fit in `cap` bytes with its NUL. Only from within ws_open: lws lets go
+ * of the request's headers once the connection is open.
+ */
+int ws_conn_query(const struct ws_conn *conn, const char *name, char *out, size_t cap);
 
 #endif

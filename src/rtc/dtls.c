@@ -58,8 +58,16 @@ struct dtls_session {
 
 /* --- certificate ---------------------------------------------------------------- */
 
-static void hex_colon(const unsigned char *md, unsigned len, char *out) {
-  for (unsigned i = 0; i < len; i++) sprintf(out + 3 * i, i + 1 < len ? "%02X:" : "%02X", md[i]);
+/* "AB:CD:..." of a digest into out (cap bytes, at least 3 * len). */
+static void hex_colon(const unsigned char *md, unsigned len, char *out, size_t cap) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t o = 0;
+  for (unsigned i = 0; i < len && o + 3 <= cap; i++) {
+    if (i) out[o++] = ':';
+    out[o++] = hex[md[i] >> 4];
+    out[o++] = hex[md[i] & 0x0f];
+  }
+  if (cap) out[o < cap ? o : cap - 1] = '\0';
 }
 
 int dtls_cert_new(struct dtls_cert **out) {
@@ -73,7 +81,7 @@ int dtls_cert_new(struct dtls_cert **out) {
     dtls_cert_free(c);
     return -EIO;
   }
-  hex_colon(md, len, c->fingerprint);
+  hex_colon(md, len, c->fingerprint, sizeof c->fingerprint);
   *out = c;
   return 0;
 }
@@ -157,6 +165,12 @@ void dtls_ctx_free(struct dtls_ctx *c) {
 
 /* --- session --------------------------------------------------------------------------- */
 
+/*
+ * No OpenSSL object is made here: a server's session is created on the
+ * control thread along with its call, and the context belongs to the media
+ * worker the call is handed to. The SSL object is made by ensure_ssl() on
+ * first use, which is on the thread that owns the context.
+ */
 struct dtls_session *dtls_session_new(struct dtls_ctx *ctx, const char *fp_alg, const char *fp,
                                       dtls_send_fn send, void *user) {
   struct dtls_session *s = calloc(1, sizeof *s);
@@ -166,24 +180,35 @@ struct dtls_session *dtls_session_new(struct dtls_ctx *ctx, const char *fp_alg, 
   s->user = user;
   snprintf(s->fp_alg, sizeof s->fp_alg, "%s", fp_alg ? fp_alg : "");
   snprintf(s->fp, sizeof s->fp, "%s", fp ? fp : "");
-  s->ssl = SSL_new(ctx->ssl_ctx);
-  s->in = BIO_new(BIO_s_mem());
-  BIO *outb = BIO_new(ctx->out_method);
-  if (!s->ssl || !s->in || !outb) {
-    BIO_free(s->in);
-    BIO_free(outb);
-    SSL_free(s->ssl);
-    free(s);
-    return NULL;
-  }
-  BIO_set_mem_eof_return(s->in, -1);
-  BIO_set_data(outb, s);
-  SSL_set_bio(s->ssl, s->in, outb); /* the SSL owns both now */
-  SSL_set_mtu(s->ssl, DTLS_MTU);
-  DTLS_set_link_mtu(s->ssl, DTLS_MTU);
-  if (ctx->role == DTLS_ROLE_SERVER) SSL_set_accept_state(s->ssl);
-  else SSL_set_connect_state(s->ssl);
   return s;
+}
+
+static enum dtls_state fail(struct dtls_session *s, const char *why);
+
+/* 0 once the session has its SSL object; a session that cannot get one has failed. */
+static int ensure_ssl(struct dtls_session *s) {
+  if (s->ssl) return 0;
+  if (s->state != DTLS_HANDSHAKING) return -1;
+  SSL *ssl = SSL_new(s->ctx->ssl_ctx);
+  BIO *in = BIO_new(BIO_s_mem());
+  BIO *outb = BIO_new(s->ctx->out_method);
+  if (!ssl || !in || !outb) {
+    BIO_free(in);
+    BIO_free(outb);
+    SSL_free(ssl);
+    fail(s, "cannot create the DTLS session (out of memory)");
+    return -1;
+  }
+  BIO_set_mem_eof_return(in, -1);
+  BIO_set_data(outb, s);
+  SSL_set_bio(ssl, in, outb); /* the SSL owns both now */
+  SSL_set_mtu(ssl, DTLS_MTU);
+  DTLS_set_link_mtu(ssl, DTLS_MTU);
+  if (s->ctx->role == DTLS_ROLE_SERVER) SSL_set_accept_state(ssl);
+  else SSL_set_connect_state(ssl);
+  s->ssl = ssl;
+  s->in = in;
+  return 0;
 }
 
 void dtls_session_free(struct dtls_session *s) {
@@ -209,6 +234,7 @@ static enum dtls_state fail(struct dtls_session *s, const char *why) {
 static const EVP_MD *digest_named(const char *alg) {
   if (strcasecmp(alg, "sha-256") == 0) return EVP_sha256();
   if (strcasecmp(alg, "sha-1") == 0) return EVP_sha1();
+  if (strcasecmp(alg, "sha-224") == 0) return EVP_sha224();
   if (strcasecmp(alg, "sha-384") == 0) return EVP_sha384();
   if (strcasecmp(alg, "sha-512") == 0) return EVP_sha512();
   return NULL;
@@ -223,7 +249,7 @@ static int fingerprint_matches(struct dtls_session *s) {
   int ok = md && peer && X509_digest(peer, md, d, &len);
   X509_free(peer);
   if (!ok) return 0;
-  hex_colon(d, len, hex);
+  hex_colon(d, len, hex, sizeof hex);
   return strcasecmp(hex, s->fp) == 0;
 }
 
@@ -256,11 +282,15 @@ static enum dtls_state step(struct dtls_session *s) {
   return s->state;
 }
 
-enum dtls_state dtls_session_start(struct dtls_session *s) { return step(s); }
+enum dtls_state dtls_session_start(struct dtls_session *s) {
+  if (ensure_ssl(s)) return s->state;
+  return step(s);
+}
 
 enum dtls_state dtls_session_handle(struct dtls_session *s, const uint8_t *data, size_t len) {
   if (s->state == DTLS_FAILED || s->state == DTLS_CLOSED) return s->state;
   if (len == 0 || len > 65535) return s->state;
+  if (ensure_ssl(s)) return s->state;
   BIO_write(s->in, data, (int)len);
   enum dtls_state st = step(s);
   (void)BIO_reset(s->in); /* whatever was not consumed was not a valid record */
@@ -273,12 +303,12 @@ enum dtls_role dtls_session_role(const struct dtls_session *s) { return s->ctx->
 
 long dtls_session_timeout_ms(struct dtls_session *s) {
   struct timeval tv;
-  if (s->state != DTLS_HANDSHAKING || !DTLSv1_get_timeout(s->ssl, &tv)) return -1;
+  if (s->state != DTLS_HANDSHAKING || !s->ssl || !DTLSv1_get_timeout(s->ssl, &tv)) return -1;
   return tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
 void dtls_session_on_timer(struct dtls_session *s) {
-  if (s->state != DTLS_HANDSHAKING) return;
+  if (s->state != DTLS_HANDSHAKING || !s->ssl) return;
   if (DTLSv1_handle_timeout(s->ssl) < 0) fail(s, "handshake timed out");
 }
 
@@ -293,5 +323,16 @@ int dtls_session_srtp_keys(struct dtls_session *s, int *profile, uint8_t *materi
     return -EIO;
   *profile = (int)p->id;
   *len = need;
+  return 0;
+}
+
+int dtls_cert_fingerprint_as(const struct dtls_cert *c, const char *alg, char *out, size_t cap) {
+  const EVP_MD *md = digest_named(alg);
+  unsigned char d[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  if (!md) return -EINVAL;
+  if (!X509_digest(c->x509, md, d, &len)) return -EIO;
+  if (cap < 3 * (size_t)len) return -ENOSPC;
+  hex_colon(d, len, out, cap);
   return 0;
 }

@@ -29,7 +29,8 @@ void dtls_cert_free(struct dtls_cert *cert);
 /*
  * Settings shared by the sessions of one role; `profiles` is OpenSSL's
  * use_srtp list (NULL: AEAD_AES_128_GCM preferred, then AES128_CM_SHA1_80).
- * Owned by one thread; the certificate must outlive it.
+ * Owned by one thread: only that thread makes OpenSSL objects from it (see
+ * dtls_session_new). The certificate must outlive it.
  */
 struct dtls_ctx;
 int dtls_ctx_new(struct dtls_ctx **out, struct dtls_cert *cert, enum dtls_role role);
@@ -43,6 +44,10 @@ struct dtls_session;
 /*
  * `fp_alg`/`fp`: the peer's certificate fingerprint from its SDP
  * ("sha-256", "AB:CD:..."); the handshake fails when it does not match.
+ * Any thread may create a session (a media call is made on the control
+ * thread): it holds no OpenSSL object until its first use
+ * (dtls_session_start or _handle), which must be on the thread that owns
+ * `ctx`, as every later use of the session is.
  */
 struct dtls_session *dtls_session_new(struct dtls_ctx *ctx, const char *fp_alg, const char *fp,
                                       dtls_send_fn send, void *user);
@@ -66,5 +71,13 @@ void dtls_session_on_timer(struct dtls_session *s);
 /* After DTLS_CONNECTED: the SRTP profile and RFC 5764 4.2 keying material. */
 int dtls_session_srtp_keys(struct dtls_session *s, int *profile, uint8_t *material, size_t *len);
 enum dtls_role dtls_session_role(const struct dtls_session *s);
+
+/*
+ * The certificate's fingerprint with another hash RFC 8122 names (sha-1,
+ * sha-224, sha-256, sha-384, sha-512), as a peer would put it in its SDP:
+ * 0, -EINVAL (a hash we do not check), -ENOSPC (out has room for less
+ * than 3 characters per digest byte) or -EIO.
+ */
+int dtls_cert_fingerprint_as(const struct dtls_cert *cert, const char *alg, char *out, size_t cap);
 
 #endif

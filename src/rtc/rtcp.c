@@ -56,10 +56,18 @@ int rtcp_parse(const uint8_t *p, size_t n, struct rtcp_info *info) {
       if (len < 8 + 24 * (size_t)count) return -EBADMSG;
       read_blocks(b + 8, count, info);
     } else if (type == RTCP_BYE) {
+      if (len < 4 + 4 * (size_t)count) return -EBADMSG;
       info->bye = 1;
+      for (int i = 0; i < count && info->nbye < RTCP_BYE_MAX; i++) info->bye_ssrc[info->nbye++] = rd32(b + 4 + 4 * i);
     }
     off += len;
   }
+  return 0;
+}
+
+int rtcp_bye_names(const struct rtcp_info *info, uint32_t ssrc) {
+  for (int i = 0; i < info->nbye; i++)
+    if (info->bye_ssrc[i] == ssrc) return 1;
   return 0;
 }
 

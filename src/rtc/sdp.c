@@ -6,7 +6,13 @@
  * mid, direction, rtcp-mux/rsize, ICE credentials, fingerprint, setup role,
  * rtpmap/fmtp of Opus and telephone-event, and candidates. Attributes may
  * sit at session level and apply to every section (RFC 8839 5.4, RFC 8122
- * 5); media-level ones win. Sizes are bounded before anything is copied.
+ * 5); media-level ones win. Sizes are bounded before anything is copied,
+ * and a value that does not fit is refused rather than cut: a cut ICE
+ * password or fingerprint would only fail later, with a misleading reason.
+ * Numbers are read with core/num (all digits, in range). Everything the
+ * answer repeats back (mid, media kind, protocol, formats) must be an
+ * RFC 8866 token, and a line may not hide a CR, so an offer cannot write
+ * lines of its own into our answer.
  *
  * Validation is about what we can serve, and says so in words: a browser
  * developer reading "no Opus codec in the audio section" knows what to fix.
@@ -28,13 +34,16 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/num.h"
+
 #define MAX_LINE 4096
 
 struct media {
-  char kind[16], proto[40], mid[64];
+  char kind[16], proto[40], mid[SDP_MID_MAX + 1];
   int port;
   char fmt_text[256]; /* the format list as written, for rejected sections */
-  char ufrag[257], pwd[257], fp_alg[16], fp[200], setup[16], direction[16];
+  char ufrag[SDP_ICE_MAX + 1], pwd[SDP_ICE_MAX + 1];
+  char fp_alg[16], fp[SDP_FINGERPRINT_MAX + 1], setup[16], direction[16];
   int rtcp_mux, rtcp_rsize;
   int opus_pt, te_pt;
   char opus_fmtp[512];
@@ -65,6 +74,58 @@ static void copy(char *dst, size_t cap, const char *src, size_t n) {
 
 static void copy_str(char *dst, size_t cap, const char *src) { copy(dst, cap, src, strlen(src)); }
 
+/* --- the grammar of what is stored or echoed ------------------------------------- */
+
+/* RFC 8866 token-char: visible ASCII but for the separators " ( ) , / : ; < = > ? @ [ \ ] */
+static int token_char(int c) {
+  return c == 0x21 || (c >= 0x23 && c <= 0x27) || c == 0x2a || c == 0x2b || c == 0x2d ||
+         c == 0x2e || (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x5e && c <= 0x7e);
+}
+
+static int is_token(const char *s, size_t n) {
+  if (n == 0) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!token_char((unsigned char)s[i])) return 0;
+  return 1;
+}
+
+/* A transport protocol: tokens joined by "/" (RFC 8866 5.14). */
+static int is_proto(const char *s, size_t n) {
+  if (n == 0 || s[0] == '/' || s[n - 1] == '/') return 0;
+  for (size_t i = 0; i < n; i++)
+    if (s[i] != '/' && !token_char((unsigned char)s[i])) return 0;
+  return 1;
+}
+
+/* RFC 8839 ice-char: ALPHA / DIGIT / "+" / "/". */
+static int is_ice_chars(const char *s) {
+  for (; *s; s++)
+    if (!isalnum((unsigned char)*s) && *s != '+' && *s != '/') return 0;
+  return 1;
+}
+
+/* The next word of *p (words are separated by spaces); an empty one at the end. */
+struct word {
+  const char *p;
+  size_t n;
+};
+
+static struct word next_word(const char **p) {
+  const char *s = *p + strspn(*p, " ");
+  size_t n = strcspn(s, " ");
+  *p = s + n;
+  return (struct word){s, n};
+}
+
+static int word_is(struct word w, const char *lit) { return w.n == strlen(lit) && strncasecmp(w.p, lit, w.n) == 0; }
+
+/* Copies a word that must fit; 0 or -1. */
+static int take(char *dst, size_t cap, struct word w) {
+  if (w.n == 0 || w.n >= cap) return -1;
+  copy(dst, cap, w.p, w.n);
+  return 0;
+}
+
 /* "a=name:value" -> value after "name:", or NULL. */
 static const char *attr(const char *line, const char *name) {
   size_t n = strlen(name);
@@ -76,61 +137,95 @@ static const char *attr(const char *line, const char *name) {
 
 /* "audio 9 UDP/TLS/RTP/SAVPF 111 63 9" (the port may carry "/count"). */
 static int parse_m(struct media *m, const char *v, char *err, size_t errlen) {
-  int port, used = 0;
-  if (sscanf(v, "%15s %d%n", m->kind, &port, &used) != 2 || port < 0 || port > 65535)
+  const char *p = v;
+  struct word kind = next_word(&p), port = next_word(&p), proto = next_word(&p);
+  const char *slash = memchr(port.p, '/', port.n);
+  size_t port_n = slash ? (size_t)(slash - port.p) : port.n;
+  int count;
+  if (!is_token(kind.p, kind.n) || take(m->kind, sizeof m->kind, kind) ||
+      num_parse_int(port.p, port_n, 0, 65535, &m->port) ||
+      (slash && num_parse_int(slash + 1, port.n - port_n - 1, 1, 65535, &count)) ||
+      !is_proto(proto.p, proto.n) || take(m->proto, sizeof m->proto, proto))
     return fail(err, errlen, "malformed m= line \"%.60s\"", v);
-  const char *p = v + used;
-  if (*p == '/') p += 1 + strspn(p + 1, "0123456789");
-  used = 0;
-  if (sscanf(p, " %39s %n", m->proto, &used) != 1) return fail(err, errlen, "malformed m= line \"%.60s\"", v);
-  m->port = port;
-  p += used;
-  copy_str(m->fmt_text, sizeof m->fmt_text, p);
+  p += strspn(p, " ");
+  size_t n = strlen(p);
+  while (n && p[n - 1] == ' ') n--;
+  if (n == 0 || n >= sizeof m->fmt_text) return fail(err, errlen, "m= line with %s formats", n ? "too many" : "no");
+  for (const char *f = p; f < p + n;) {
+    struct word w = next_word(&f);
+    if (!is_token(w.p, w.n)) return fail(err, errlen, "malformed format list in \"%.60s\"", v);
+  }
+  copy(m->fmt_text, sizeof m->fmt_text, p, n);
   m->opus_pt = m->te_pt = -1;
   return 0;
 }
 
+/* "111 opus/48000/2": only Opus and telephone-event at 48 kHz matter; others are ignored. */
 static void parse_rtpmap(struct media *m, const char *v) {
-  int pt;
-  char name[64];
-  if (sscanf(v, "%d %63[^/]/", &pt, name) != 2 || pt < 0 || pt > 127) return;
-  if (strcasecmp(name, "opus") == 0 && strstr(v, "/48000") && m->opus_pt < 0) m->opus_pt = pt;
-  if (strcasecmp(name, "telephone-event") == 0 && strstr(v, "/48000")) m->te_pt = pt;
+  const char *p = v;
+  struct word pt_w = next_word(&p), enc = next_word(&p);
+  int pt, rate;
+  const char *slash = memchr(enc.p, '/', enc.n);
+  if (num_parse_int(pt_w.p, pt_w.n, 0, 127, &pt) || !slash) return;
+  size_t name_n = (size_t)(slash - enc.p);
+  const char *r = slash + 1, *r_end = enc.p + enc.n, *r_slash = memchr(r, '/', (size_t)(r_end - r));
+  if (num_parse_int(r, (size_t)((r_slash ? r_slash : r_end) - r), 1, 1000000, &rate) || rate != 48000) return;
+  if (name_n == 4 && strncasecmp(enc.p, "opus", 4) == 0 && m->opus_pt < 0) m->opus_pt = pt;
+  if (name_n == 15 && strncasecmp(enc.p, "telephone-event", 15) == 0) m->te_pt = pt;
 }
 
+/* "foundation component transport priority address port typ type ..." (RFC 8839 5.1). */
 static void parse_candidate(struct media *m, const char *v) {
-  char found[64], proto[16], ip[64], typ[16], kind[16];
-  unsigned comp;
-  unsigned long prio;
-  int port;
-  if (m->ncand >= SDP_MAX_CANDIDATES) return;
-  if (sscanf(v, "%63s %u %15s %lu %63s %d %15s %15s", found, &comp, proto, &prio, ip, &port, typ,
-             kind) != 8 || comp != 1 || strcasecmp(proto, "udp") || port <= 0 || port > 65535)
+  const char *p = v;
+  struct word found = next_word(&p), comp_w = next_word(&p), proto = next_word(&p), prio_w = next_word(&p),
+              ip = next_word(&p), port_w = next_word(&p), typ = next_word(&p), kind = next_word(&p);
+  int comp, port;
+  uint64_t prio;
+  if (m->ncand >= SDP_MAX_CANDIDATES || found.n == 0 || kind.n == 0 || !word_is(typ, "typ")) return;
+  if (num_parse_int(comp_w.p, comp_w.n, 1, 256, &comp) || comp != 1 || !word_is(proto, "udp") ||
+      num_parse_u64(prio_w.p, prio_w.n, UINT32_MAX, &prio) ||
+      num_parse_int(port_w.p, port_w.n, 1, 65535, &port) || take(m->cand_ip[m->ncand], sizeof m->cand_ip[0], ip))
     return;
-  snprintf(m->cand_ip[m->ncand], sizeof m->cand_ip[0], "%s", ip);
   m->cand_port[m->ncand++] = port;
 }
 
-static void parse_fingerprint(struct media *m, const char *v) {
+static int parse_fingerprint(struct media *m, const char *v, char *err, size_t errlen) {
   const char *sp = strchr(v, ' ');
-  if (!sp) return;
+  if (!sp || !is_token(v, (size_t)(sp - v)) || (size_t)(sp - v) >= sizeof m->fp_alg)
+    return fail(err, errlen, "malformed a=fingerprint \"%.40s\"", v);
+  if (strlen(sp + 1) > SDP_FINGERPRINT_MAX)
+    return fail(err, errlen, "a=fingerprint longer than %d characters", SDP_FINGERPRINT_MAX);
   copy(m->fp_alg, sizeof m->fp_alg, v, (size_t)(sp - v));
   copy_str(m->fp, sizeof m->fp, sp + 1);
+  return 0;
 }
 
-static void parse_attribute(struct media *m, const char *line) {
+/* ICE credentials are refused rather than cut: a cut one would fail every check later, silently. */
+static int parse_ice(char *dst, size_t cap, const char *v, const char *name, char *err, size_t errlen) {
+  if (strlen(v) >= cap) return fail(err, errlen, "a=%s longer than %zu characters", name, cap - 1);
+  if (!is_ice_chars(v)) return fail(err, errlen, "a=%s has characters ICE does not allow (RFC 8839)", name);
+  copy_str(dst, cap, v);
+  return 0;
+}
+
+static int parse_attribute(struct media *m, const char *line, char *err, size_t errlen) {
   const char *v;
-  if ((v = attr(line, "ice-ufrag"))) copy_str(m->ufrag, sizeof m->ufrag, v);
-  else if ((v = attr(line, "ice-pwd"))) copy_str(m->pwd, sizeof m->pwd, v);
-  else if ((v = attr(line, "fingerprint"))) parse_fingerprint(m, v);
-  else if ((v = attr(line, "setup"))) copy_str(m->setup, sizeof m->setup, v);
-  else if ((v = attr(line, "mid"))) copy_str(m->mid, sizeof m->mid, v);
+  if ((v = attr(line, "ice-ufrag"))) return parse_ice(m->ufrag, sizeof m->ufrag, v, "ice-ufrag", err, errlen);
+  if ((v = attr(line, "ice-pwd"))) return parse_ice(m->pwd, sizeof m->pwd, v, "ice-pwd", err, errlen);
+  if ((v = attr(line, "fingerprint"))) return parse_fingerprint(m, v, err, errlen);
+  if ((v = attr(line, "mid"))) {
+    /* echoed into the answer, so it must be a token and nothing else (RFC 8843 / 8866) */
+    if (!is_token(v, strlen(v))) return fail(err, errlen, "a=mid \"%.40s\" is not a token", v);
+    if (strlen(v) > SDP_MID_MAX) return fail(err, errlen, "a=mid longer than %d characters", SDP_MID_MAX);
+    copy_str(m->mid, sizeof m->mid, v);
+  } else if ((v = attr(line, "setup"))) copy_str(m->setup, sizeof m->setup, v);
   else if ((v = attr(line, "rtcp-mux"))) m->rtcp_mux = 1;
   else if ((v = attr(line, "rtcp-rsize"))) m->rtcp_rsize = 1;
   else if ((v = attr(line, "rtpmap"))) parse_rtpmap(m, v);
   else if ((v = attr(line, "candidate"))) parse_candidate(m, v);
   else if (attr(line, "sendrecv") || attr(line, "sendonly") || attr(line, "recvonly") || attr(line, "inactive"))
     copy_str(m->direction, sizeof m->direction, line + 2);
+  return 0;
 }
 
 static int parse_line(struct sdp_session *s, const char *line, char *err, size_t errlen) {
@@ -142,7 +237,7 @@ static int parse_line(struct sdp_session *s, const char *line, char *err, size_t
   }
   if (line[0] == 'a') {
     struct media *m = s->nmedia ? &s->media[s->nmedia - 1] : &s->session;
-    parse_attribute(m, line);
+    return parse_attribute(m, line, err, errlen);
   }
   return 0;
 }
@@ -157,6 +252,25 @@ static void inherit(struct media *m, const struct media *sess) {
   }
   if (!m->setup[0]) copy_str(m->setup, sizeof m->setup, sess->setup);
   if (!m->direction[0]) copy_str(m->direction, sizeof m->direction, sess->direction[0] ? sess->direction : "sendrecv");
+}
+
+/* The hashes RFC 8122 names that DTLS can check, by the bytes each gives; 0 for others. */
+static int fingerprint_bytes(const char *alg) {
+  static const struct {
+    const char *name;
+    int bytes;
+  } hashes[] = {{"sha-1", 20}, {"sha-224", 28}, {"sha-256", 32}, {"sha-384", 48}, {"sha-512", 64}};
+  for (size_t i = 0; i < sizeof hashes / sizeof *hashes; i++)
+    if (strcasecmp(alg, hashes[i].name) == 0) return hashes[i].bytes;
+  return 0;
+}
+
+/* "AB:CD:...": `bytes` pairs of hex digits, colon-separated (RFC 8122 5). */
+static int fingerprint_shaped(const char *fp, int bytes) {
+  if (strlen(fp) != (size_t)bytes * 3 - 1) return 0;
+  for (size_t i = 0; fp[i]; i++)
+    if (i % 3 == 2 ? fp[i] != ':' : !isxdigit((unsigned char)fp[i])) return 0;
+  return 1;
 }
 
 static int validate(struct sdp_session *s, char *err, size_t errlen) {
@@ -175,9 +289,10 @@ static int validate(struct sdp_session *s, char *err, size_t errlen) {
   if (strlen(a->ufrag) < 4 || strlen(a->pwd) < 22)
     return fail(err, errlen, "ICE credentials too short (RFC 8839 needs 4 and 22 characters)");
   if (!a->fp[0]) return fail(err, errlen, "missing a=fingerprint");
-  if (strcasecmp(a->fp_alg, "sha-256") && strcasecmp(a->fp_alg, "sha-1") &&
-      strcasecmp(a->fp_alg, "sha-384") && strcasecmp(a->fp_alg, "sha-512"))
-    return fail(err, errlen, "unsupported fingerprint hash \"%s\"", a->fp_alg);
+  int bytes = fingerprint_bytes(a->fp_alg);
+  if (!bytes) return fail(err, errlen, "unsupported fingerprint hash \"%s\"", a->fp_alg);
+  if (!fingerprint_shaped(a->fp, bytes))
+    return fail(err, errlen, "a %s fingerprint is %d hex bytes separated by colons", a->fp_alg, bytes);
   return 0;
 }
 
@@ -211,6 +326,7 @@ int sdp_parse(const char *text, size_t len, struct sdp_session **out, char *err,
     size_t l = n && text[pos + n - 1] == '\r' ? n - 1 : n;
     if (l >= MAX_LINE) rc = fail(err, errlen, "line longer than %d bytes", MAX_LINE);
     else if (memchr(text + pos, '\0', l)) rc = fail(err, errlen, "NUL byte in SDP");
+    else if (memchr(text + pos, '\r', l)) rc = fail(err, errlen, "a CR inside a line (lines end with CRLF)");
     else if (l) {
       memcpy(line, text + pos, l);
       line[l] = '\0';
@@ -315,7 +431,8 @@ static void audio_lines(struct buf *b, const struct sdp_answer_params *ap, const
                         const char *direction, int pt, int te_pt, int rsize) {
   put(b, "c=IN %s %s\r\n", ap->ncandidates && strchr(ap->candidates[0], ':') ? "IP6" : "IP4",
       ap->ncandidates ? ap->candidates[0] : "0.0.0.0");
-  put(b, "a=mid:%s\r\na=ice-ufrag:%s\r\na=ice-pwd:%s\r\n", mid, ap->ice_ufrag, ap->ice_pwd);
+  if (mid[0]) put(b, "a=mid:%s\r\n", mid); /* an offer without mids gets none back */
+  put(b, "a=ice-ufrag:%s\r\na=ice-pwd:%s\r\n", ap->ice_ufrag, ap->ice_pwd);
   put(b, "a=fingerprint:sha-256 %s\r\na=setup:%s\r\na=%s\r\na=rtcp-mux\r\n", ap->fingerprint,
       ap->setup ? ap->setup : "passive", direction);
   if (rsize) put(b, "a=rtcp-rsize\r\n");
@@ -346,7 +463,8 @@ int sdp_build_answer(const struct sdp_session *offer, const struct sdp_answer_pa
   if (!b.p) return -ENOMEM;
   const struct media *a = audio(offer);
   session_header(&b, ap);
-  put(&b, "a=group:BUNDLE %s\r\na=msid-semantic: WMS tingshuo\r\n", a->mid);
+  if (a->mid[0]) put(&b, "a=group:BUNDLE %s\r\n", a->mid);
+  put(&b, "a=msid-semantic: WMS tingshuo\r\n");
   for (int i = 0; i < offer->nmedia; i++) {
     const struct media *m = &offer->media[i];
     if (i != offer->audio) { /* rejected: same kind and formats, port 0 */

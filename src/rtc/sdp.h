@@ -13,17 +13,25 @@
 #define SDP_MAX_SIZE (64 * 1024)
 #define SDP_MAX_MEDIA 16
 #define SDP_MAX_CANDIDATES 8
+#define SDP_ICE_MAX 256         /* ice-ufrag and ice-pwd, characters (RFC 8839 5.4) */
+#define SDP_FINGERPRINT_MAX 191 /* "AB:CD:..." of sha-512, the longest hash DTLS checks */
+#define SDP_MID_MAX 63
 
 struct sdp_session;
 
-/* -EBADMSG (with `err` saying why) when the text cannot carry an audio call. */
+/*
+ * -EBADMSG (with `err` saying why) when the text cannot carry an audio call,
+ * or holds a value we keep that breaks its grammar or does not fit: ICE
+ * credentials, the fingerprint, a=mid and the m= line's words are refused,
+ * never cut, and whatever the answer repeats must be an RFC 8866 token.
+ */
 int sdp_parse(const char *text, size_t len, struct sdp_session **out, char *err, size_t errlen);
 void sdp_session_free(struct sdp_session *s);
 
 /* Of the audio section (falling back to session level, as RFC 8839 allows). */
 const char *sdp_ice_ufrag(const struct sdp_session *s);
 const char *sdp_ice_pwd(const struct sdp_session *s);
-const char *sdp_fingerprint_alg(const struct sdp_session *s); /* "sha-256" */
+const char *sdp_fingerprint_alg(const struct sdp_session *s); /* sha-1, -224, -256, -384 or -512 */
 const char *sdp_fingerprint(const struct sdp_session *s);     /* "AB:CD:..." */
 const char *sdp_setup(const struct sdp_session *s);           /* actpass | active | passive */
 const char *sdp_audio_mid(const struct sdp_session *s);

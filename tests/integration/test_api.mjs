@@ -385,7 +385,7 @@ test('metrics_listen serves /metrics to anyone, and nothing else', async () => {
 // machine's own non-loopback address, when it has one.
 test('without admin_token: loopback only, proxies and foreign Host names refused', async (t) => {
   const own = Object.values(networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal);
-  const open = await startServer({ args: ['--agent', 'echo', '--listen', '0.0.0.0:0'] });
+  const open = await startServer({ args: ['--agent', 'echo', '--listen', '0.0.0.0:0', '--call-auth', 'none'] });
   try {
     const port = new URL(open.url).port;
     const local = `http://127.0.0.1:${port}/`;

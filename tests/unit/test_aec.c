@@ -5,6 +5,12 @@
  * loss enhancement (ERLE), that a VAD fed the output and aec_residual_db never
  * starts a turn on the echo alone, and that a second talker over the echo
  * (double talk) still does. Ends with ns per frame.
+ *
+ * Then calls played out frame by frame, the way the voice agent runs them:
+ * the caller interrupts a reply, the AI's audio stops once the VAD has heard
+ * 60 ms of them, and the next reply's echo must start no turn, however the
+ * caller's words after the AI fell silent line up with what it had said,
+ * and also when the echo grows 6 dB louder halfway (the volume turned up).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -171,6 +177,147 @@ static void caller_heard_over_the_echo(void **state) {
   free(far);
 }
 
+/* --- calls with barge-ins ------------------------------------------------------------ */
+
+#define CALL_S 40
+
+/* One call: the AI's replies, the caller's turns and the room, 20 ms at a time. */
+struct call_sim {
+  struct aec *a;
+  struct vad *v;
+  float *played;     /* what the AI sent, as heard: silence while paused */
+  size_t pos, len;   /* samples so far, capacity */
+  int delay_ms;
+  double gain;       /* echo path, linear */
+  double gain_later; /* from the middle of the call on */
+  uint64_t seed;
+};
+
+/* Runs one frame: `ai` (NULL = silence) goes out, the microphone hears its
+ * echo plus `caller` (NULL = none) plus the room. Returns the VAD's event. */
+static enum vad_event sim_frame(struct call_sim *c, const float *ai, const float *caller) {
+  float mic[AEC_FRAME], noise[AEC_FRAME];
+  int16_t f16[AEC_FRAME], n16[AEC_FRAME], out[AEC_FRAME];
+  assert_true(c->pos + AEC_FRAME <= c->len);
+  for (int i = 0; i < AEC_FRAME; i++) c->played[c->pos + (size_t)i] = ai ? ai[i] : 0;
+  sig_pink(noise, AEC_FRAME, c->seed++);
+  sig_set_level(noise, AEC_FRAME, -70);
+  size_t d = SIG_MS(c->delay_ms);
+  double g = c->pos >= c->len / 2 ? c->gain_later : c->gain;
+  for (int i = 0; i < AEC_FRAME; i++) {
+    size_t t = c->pos + (size_t)i;
+    mic[i] = noise[i] + (caller ? caller[i] : 0) + (t >= d ? (float)(g * c->played[t - d]) : 0);
+  }
+  sig_to_pcm(c->played + c->pos, f16, AEC_FRAME);
+  sig_to_pcm(mic, n16, AEC_FRAME);
+  aec_playback(c->a, f16);
+  aec_capture(c->a, n16, out);
+  c->pos += AEC_FRAME;
+  return vad_process(c->v, out, aec_residual_db(c->a));
+}
+
+/* Plays `reply`; the caller starts `caller` `barge_ms` into it (no caller: -1).
+ * Returns the onsets heard before the caller spoke (the echo taken for
+ * them); *stopped_ms gets how long after the caller's first frame the AI
+ * fell silent (-1: it did not). */
+static int sim_reply(struct call_sim *c, const float *reply, size_t rlen, const float *caller,
+                     size_t clen, long barge_ms, long *stopped_ms) {
+  size_t rf = 0, cf = 0, barge = barge_ms < 0 ? (size_t)-1 : (size_t)barge_ms / 20;
+  int falses = 0, paused = 0;
+  *stopped_ms = -1;
+  /* until the reply is over (or stopped), the caller is done and the echo has died */
+  for (size_t f = 0;; f++) {
+    int ai_left = !paused && (rf + 1) * AEC_FRAME <= rlen;
+    int caller_on = f >= barge && (cf + 1) * AEC_FRAME <= clen;
+    if (!ai_left && !caller_on && f > rf + (size_t)c->delay_ms / 20 + 10) break;
+    enum vad_event ev = sim_frame(c, ai_left ? reply + rf++ * AEC_FRAME : NULL,
+                                  caller_on ? caller + cf++ * AEC_FRAME : NULL);
+    if (ev == VAD_ONSET && f < barge) {
+      falses++;
+      if (getenv("TS_AEC_TRACE"))
+        fprintf(stderr, "false onset %zu ms into a reply at %zu ms, delay estimate %d ms\n",
+                f * 20, c->pos * 1000 / SIG_RATE, aec_delay_ms(c->a));
+    }
+    if (!paused && vad_in_speech(c->v) && vad_voiced_ms(c->v) >= 60) {
+      paused = 1; /* the voice agent withholds the next frame */
+      if (f >= barge) *stopped_ms = (long)(f + 1 - barge) * 20;
+    }
+  }
+  /* the caller's turn ends; the AI thinks for 800 ms */
+  for (int i = 0; i < 40; i++) sim_frame(c, NULL, NULL);
+  return falses;
+}
+
+static const char *REPLIES[] = {
+    "Seven plus five is twelve. Is there anything else you would like to know?",
+    "Twelve. You can ask me another sum whenever you like, I am happy to help.",
+    "The answer is twelve. I can also tell you about the weather or the time.",
+};
+
+/* Reply, barge-in, reply, ... for a call; returns the false onsets (echo
+ * taken for the caller) and checks that every barge-in stopped the AI;
+ * *slowest_ms gets the longest a barge-in took to stop it. */
+static int barge_in_call(int delay_ms, double gain_db, double later_db, uint64_t seed,
+                         long *slowest_ms) {
+  struct call_sim c = {.len = SIG_MS(CALL_S * 1000), .delay_ms = delay_ms, .seed = seed,
+                       .gain = pow(10, gain_db / 20), .gain_later = pow(10, later_db / 20)};
+  assert_int_equal(aec_new(&c.a, 600), 0);
+  assert_int_equal(vad_new(&c.v, &VAD_DEFAULTS), 0);
+  c.played = sig_alloc(c.len);
+  size_t clen;
+  float *caller = sig_flite("What is seven plus five?", 1, &clen);
+  assert_non_null(caller);
+  sig_set_level(caller, clen, -20);
+  for (int i = 0; i < 25; i++) sim_frame(&c, NULL, NULL);
+  int falses = 0;
+  *slowest_ms = 0;
+  for (int turn = 0;; turn++) {
+    size_t rlen;
+    float *reply = sig_flite(REPLIES[turn % 3], 0, &rlen);
+    assert_non_null(reply);
+    sig_set_level(reply, rlen, -20);
+    if (c.pos + rlen + 2 * clen + SIG_MS(4000) >= c.len) {
+      free(reply);
+      break;
+    }
+    long stopped;
+    int barge = turn % 2 == 1;
+    falses += sim_reply(&c, reply, rlen, caller, clen, barge ? 1200 : -1, &stopped);
+    if (barge) { /* the caller was heard over the echo, and soon */
+      assert_true(falses > 0 || (stopped > 0 && stopped <= 400));
+      if (stopped > *slowest_ms) *slowest_ms = stopped;
+    } else { /* the caller's next turn, after the reply */
+      falses += sim_reply(&c, reply, 0, caller, clen, 0, &stopped);
+    }
+    free(reply);
+  }
+  free(caller);
+  free(c.played);
+  vad_free(c.v);
+  aec_free(c.a);
+  return falses;
+}
+
+static void echo_after_a_barge_in_is_no_turn(void **state) {
+  const int delays[] = {200, 300, 400, 80};
+  const double gains[] = {-10.5, -10.5, -10.5, -4.4}; /* 0.3, 0.3, 0.3, 0.6 */
+  for (int i = 0; i < 4; i++) {
+    long slowest;
+    int falses = barge_in_call(delays[i], gains[i], gains[i], 70 + (uint64_t)i, &slowest);
+    printf("# barge-ins, delay %d ms, echo %.1f dB: %d false onsets, barge-ins stopped the AI"
+           " within %ld ms\n", delays[i], gains[i], falses, slowest);
+    assert_int_equal(falses, 0);
+  }
+}
+
+static void echo_turned_up_mid_call_is_no_turn(void **state) {
+  long slowest;
+  int falses = barge_in_call(200, -10.5, -4.5, 90, &slowest);
+  printf("# barge-ins, echo -10.5 dB then -4.5 dB: %d false onsets, barge-ins stopped the AI"
+         " within %ld ms\n", falses, slowest);
+  assert_int_equal(falses, 0);
+}
+
 static void silence_passes_through(void **state) {
   struct aec *a;
   assert_int_equal(aec_new(&a, 500), 0);
@@ -201,6 +348,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(echo_removed_and_never_a_turn),
       cmocka_unit_test(caller_heard_over_the_echo),
+      cmocka_unit_test(echo_after_a_barge_in_is_no_turn),
+      cmocka_unit_test(echo_turned_up_mid_call_is_no_turn),
       cmocka_unit_test(silence_passes_through),
       cmocka_unit_test(bad_arguments_refused),
   };

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include <cmocka.h>
+#include <uv.h>
 
 #include "rtc/dtls.h"
 
@@ -181,6 +182,38 @@ static void garbage_does_not_crash(void **state) {
   free_pair(&p);
 }
 
+/* A server session is made on the control thread and used on its worker: the
+ * making thread must create no OpenSSL object from the worker's context. */
+struct maker {
+  struct pair *p;
+  struct dtls_session *made;
+};
+
+static void make_server_session(void *arg) {
+  struct maker *m = arg;
+  m->made = dtls_session_new(m->p->sctx, "sha-256", dtls_cert_fingerprint(m->p->cc), enqueue,
+                             &m->p->to_client);
+}
+
+static void session_made_on_another_thread_handshakes_on_its_owner(void **state) {
+  struct pair p;
+  make_pair(&p, NULL, 0);
+  dtls_session_free(p.server);
+  struct maker m = {&p, NULL};
+  uv_thread_t t;
+  assert_int_equal(uv_thread_create(&t, make_server_session, &m), 0);
+  assert_int_equal(uv_thread_join(&t), 0);
+  p.server = m.made;
+  assert_non_null(p.server);
+  assert_int_equal(dtls_session_timeout_ms(p.server), -1); /* nothing pending before first use */
+  run_handshake(&p);
+  assert_int_equal(dtls_session_state(p.server), DTLS_CONNECTED);
+  check_keys(&p, DTLS_SRTP_AEAD_AES_128_GCM, 56);
+  /* A session freed before any use (a call refused at once) owns nothing to free. */
+  dtls_session_free(dtls_session_new(p.sctx, "sha-256", "AA", enqueue, &p.to_client));
+  free_pair(&p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(handshake_gcm),
@@ -188,6 +221,7 @@ int main(void) {
       cmocka_unit_test(fingerprint_mismatch_fails),
       cmocka_unit_test(lost_flight_is_retransmitted),
       cmocka_unit_test(garbage_does_not_crash),
+      cmocka_unit_test(session_made_on_another_thread_handshakes_on_its_owner),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,13 +2,17 @@
  * http_server: requests answered now and later, bodies of any size, files
  * with ranges, HEAD, body limits, 405 on files, and an answer that comes
  * after its client has gone (dropped, reported, nothing touched: ASan
- * watches). The server runs on a real libuv loop on this thread; a client
- * thread speaks raw HTTP/1.1 over blocking sockets, so every byte the
- * server sends is seen as sent.
+ * watches); pipelined requests; the limits a stranger meets: request line
+ * and head sizes, the header deadline, many half-open connections, and the
+ * checks on a WebSocket upgrade (path, version, Origin, how many). The
+ * server runs on a real libuv loop on this thread; a client thread speaks
+ * raw HTTP/1.1 over blocking sockets, so every byte the server sends is
+ * seen as sent.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,22 +21,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "core/config.h"
+#include "core/prom.h"
 #include "net/http_server.h"
 
 #define BIG (1024 * 1024 + 123) /* not a multiple of the server's chunk */
-#define MAX_EXCHANGES 8
+#define MAX_EXCHANGES 12
 
 struct exchange {
-  char request[512];
+  char request[HTTP_HEAD_MAX + 4096];
   size_t extra_body;   /* bytes of 'x' sent after the request's headers */
   int hang_up;         /* close right after sending, without reading */
   int keep_alive;      /* read one response (by Content-Length) and send the next on this socket */
+  int upgrade;         /* read the response's head only; the connection stays open */
+  int keep_open;       /* leave the socket open until the client is done; next on a new one */
+  int pause_ms;        /* wait this long before reading the answer */
+  int64_t answer_ms;   /* from the request sent to the answer (or close) */
   int timed_out;       /* the server neither answered nor closed */
   int status;
   char *response;      /* headers and body as received */
@@ -50,6 +62,9 @@ struct fixture {
   struct http_req *late_req;
   int late_rc, late_fired;
   int wait_after_ms;   /* the client waits this long before saying it is done */
+  int half_open;       /* connections the client opens first and leaves unfinished */
+  int wait_before_ms;  /* the client waits this long before its first connection */
+  int ws_opened;
   struct exchange ex[MAX_EXCHANGES];
   int nex;
 };
@@ -68,20 +83,26 @@ static void on_stop(uv_timer_t *t) {
   http_server_stop(f->srv);
 }
 
+static void on_ws_open(void *user, struct ws_conn *conn) {
+  struct fixture *f = user;
+  f->ws_opened++;
+  (void)conn;
+}
+
 static void on_request(void *user, struct http_req *req) {
   struct fixture *f = user;
   const char *path = http_req_path(req);
   if (http_req_method(req) == HTTP_OTHER) {
     http_reply(req, 405, "text/plain", "Allow: GET\r\n", "no", 2);
   } else if (strcmp(path, "/t/echo") == 0) {
-    char body[256];
+    char body[2048];
     size_t blen;
     const char *b = http_req_body(req, &blen);
     const char *a = http_req_query(req, "a"), *flag = http_req_query(req, "flag");
-    int n = snprintf(body, sizeof body, "%s %s a=[%s] flag=[%s] none=[%s] body=%zu:%.8s peer=%s",
+    snprintf(body, sizeof body, "%s %s a=[%s] flag=[%s] none=[%s] body=%zu:%.8s peer=%s",
                      http_req_method_name(req), path, a ? a : "-", flag ? flag : "-",
                      http_req_query(req, "none") ? "?" : "-", blen, b, http_req_peer(req));
-    http_reply(req, 200, "text/plain", "X-Echo: yes\r\n", body, (size_t)n);
+    http_reply(req, 200, "text/plain", "X-Echo: yes\r\n", body, strlen(body));
   } else if (strcmp(path, "/t/big") == 0) {
     unsigned char *big = malloc(BIG);
     for (size_t i = 0; i < BIG; i++) big[i] = (unsigned char)(i * 7 % 251);
@@ -128,8 +149,16 @@ static int response_complete(const char *buf, size_t len) {
   return (size_t)(end + 4 - buf) + (size_t)strtol(cl + 16, NULL, 10) <= len;
 }
 
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void exchange_run_on(int fd, struct exchange *x) {
+  int64_t t0 = mono_ms();
   if (write(fd, x->request, strlen(x->request)) < 0) x->status = -1;
+  if (x->pause_ms) usleep((useconds_t)x->pause_ms * 1000);
   char filler[4096];
   memset(filler, 'x', sizeof filler);
   for (size_t sent = 0; sent < x->extra_body;) {
@@ -149,7 +178,9 @@ static void exchange_run_on(int fd, struct exchange *x) {
       x->len += (size_t)n;
       x->response[x->len] = '\0';
       if (x->keep_alive && response_complete(x->response, x->len)) break;
+      if (x->upgrade && strstr(x->response, "\r\n\r\n")) break;
     }
+    x->answer_ms = mono_ms() - t0;
     x->response[x->len] = '\0';
     if (x->len > 12 && strncmp(x->response, "HTTP/1.", 7) == 0)
       x->status = (int)strtol(x->response + 9, NULL, 10);
@@ -159,15 +190,30 @@ static void exchange_run_on(int fd, struct exchange *x) {
 static void *client_main(void *arg) {
   struct fixture *f = arg;
   int fd = -1;
+  int kept[MAX_EXCHANGES], nkept = 0;
+  if (f->wait_before_ms) usleep((useconds_t)f->wait_before_ms * 1000);
+  int *idle = f->half_open ? calloc((size_t)f->half_open, sizeof *idle) : NULL;
+  for (int i = 0; i < f->half_open; i++) {
+    idle[i] = connect_to(f->port);
+    static const char part[] = "GET / HTTP/1.1\r\nHost: t\r\n";
+    if (idle[i] >= 0 && write(idle[i], part, sizeof part - 1) < 0) close(idle[i]);
+  }
   for (int i = 0; i < f->nex; i++) {
     if (fd < 0) fd = connect_to(f->port);
     exchange_run_on(fd, &f->ex[i]);
-    if (!f->ex[i].keep_alive) {
+    if (f->ex[i].keep_open) {
+      kept[nkept++] = fd;
+      fd = -1;
+    } else if (!f->ex[i].keep_alive) {
       close(fd);
       fd = -1;
     }
   }
   if (fd >= 0) close(fd);
+  for (int i = 0; i < f->half_open; i++)
+    if (idle[i] >= 0) close(idle[i]);
+  for (int i = 0; i < nkept; i++) close(kept[i]);
+  free(idle);
   if (f->wait_after_ms) usleep((useconds_t)f->wait_after_ms * 1000);
   uv_async_send(&f->done);
   return NULL;
@@ -193,23 +239,34 @@ static int setup(void **state) {
     assert_int_equal(write(fd, &c, 1), 1);
   }
   close(fd);
-  struct http_handlers h = {.mounts = {"/t", NULL}, .request_user = f, .request = on_request};
+  *state = f;
+  return 0;
+}
+
+/* Tests that change the configuration start the server themselves. */
+static void start_server(struct fixture *f) {
+  struct http_handlers h = {.user = f, .ws_open = on_ws_open, .mounts = {"/t", NULL},
+                            .request_user = f, .request = on_request};
   char err[256];
   assert_int_equal(http_server_start(&f->srv, &f->loop, &f->cfg, &h, err, sizeof err), 0);
   const char *port = strrchr(http_server_url(f->srv), ':');
   f->port = (int)strtol(port + 1, NULL, 10);
-  *state = f;
+}
+
+static int setup_started(void **state) {
+  setup(state);
+  start_server(*state);
   return 0;
 }
 
 static int teardown(void **state) {
   struct fixture *f = *state;
-  http_server_stop(f->srv);
+  if (f->srv) http_server_stop(f->srv);
   uv_close((uv_handle_t *)&f->done, NULL);
   uv_close((uv_handle_t *)&f->late, NULL);
   uv_close((uv_handle_t *)&f->stop, NULL);
   uv_run(&f->loop, UV_RUN_DEFAULT);
-  http_server_free(f->srv);
+  if (f->srv) http_server_free(f->srv);
   assert_int_equal(uv_loop_close(&f->loop), 0);
   for (int i = 0; i < f->nex; i++) free(f->ex[i].response);
   unlink(f->file);
@@ -413,21 +470,267 @@ static void one_connection_carries_several_requests(void **state) {
   assert_non_null(strstr(body_of(&f->ex[3]), "a=[4]"));
 }
 
-/* Pipelining is refused by closing the connection: promptly, and nothing else is hurt. */
-static void a_pipelined_request_closes_its_connection(void **state) {
-  struct fixture *f = *state;
-  add(f, "GET /t/late HTTP/1.1\r\nHost: t\r\n\r\nGET /t/echo HTTP/1.1\r\nHost: t\r\n\r\n");
-  add(f, GET("/t/echo?a=after", ""));
-  f->wait_after_ms = 500; /* lets the late answer come, to a connection that is gone */
-  run_client(f);
-  assert_false(f->ex[0].timed_out);
-  assert_null(strstr(f->ex[0].response, "late"));
-  assert_int_equal(f->late_fired, 1);
-  assert_int_equal(f->late_rc, -ENOTCONN);
-  assert_non_null(strstr(body_of(&f->ex[1]), "a=[after]"));
+static int count_of(const char *hay, const char *needle) {
+  int n = 0;
+  for (const char *p = hay; p && (p = strstr(p, needle)); p++) n++;
+  return n;
 }
 
-#define WITH_SERVER(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
+/*
+ * Pipelining: the first request is answered, whole and once, with
+ * "connection: close", and the connection then closes; what followed it is
+ * left for the client to send again. Nothing else is hurt.
+ */
+static void a_pipelined_request_gets_the_first_answer_then_a_close(void **state) {
+  struct fixture *f = *state;
+  add(f, "GET /t/late HTTP/1.1\r\nHost: t\r\n\r\nGET /t/echo HTTP/1.1\r\nHost: t\r\n\r\n");
+  add(f, "GET /t/echo?a=1 HTTP/1.1\r\nHost: t\r\n\r\nGET /t/echo?a=2 HTTP/1.1\r\nHost: t\r\n\r\n");
+  add(f, GET("/t/echo?a=after", ""));
+  run_client(f);
+  assert_false(f->ex[0].timed_out);
+  assert_int_equal(f->ex[0].status, 200);
+  assert_int_equal(count_of(f->ex[0].response, "HTTP/1.1 "), 1);
+  assert_int_equal(count_of(f->ex[0].response, "content-length"), 1);
+  assert_true(has_header(&f->ex[0], "connection: close"));
+  assert_string_equal(body_of(&f->ex[0]), "late");
+  assert_int_equal(f->late_fired, 1);
+  assert_int_equal(f->late_rc, 0);
+  assert_false(f->ex[1].timed_out); /* answered now, not after a timeout */
+  assert_int_equal(count_of(f->ex[1].response, "HTTP/1.1 "), 1);
+  assert_non_null(strstr(body_of(&f->ex[1]), "a=[1]"));
+  assert_non_null(strstr(body_of(&f->ex[2]), "a=[after]"));
+}
+
+static void long_request_lines_get_414_and_huge_heads_431(void **state) {
+  struct fixture *f = *state;
+  char path[HTTP_URI_MAX + 100];
+  memset(path, 'a', sizeof path - 1);
+  path[sizeof path - 1] = '\0';
+  add(f, "GET /t/echo?%s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+  char big[HTTP_HEAD_MAX + 100];
+  memset(big, 'b', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  add(f, "GET /t/echo HTTP/1.1\r\nHost: t\r\nX-Big: %s\r\n\r\n", big);
+  path[1000] = '\0'; /* long, but within the limit */
+  add(f, "GET /t/echo?a=%s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
+  run_client(f);
+  assert_int_equal(f->ex[0].status, 414);
+  assert_true(has_header(&f->ex[0], "connection: close"));
+  assert_int_equal(f->ex[1].status, 431);
+  assert_int_equal(f->ex[2].status, 200);
+  struct prom_buf b;
+  prom_buf_init(&b);
+  http_server_write_metrics(f->srv, &b);
+  assert_non_null(strstr(b.data, "tingshuo_http_refused_total{reason=\"uri_too_long\"} 1"));
+  assert_non_null(strstr(b.data, "tingshuo_http_refused_total{reason=\"headers_too_large\"} 1"));
+  prom_buf_free(&b);
+}
+
+/* A head that is not finished within http_header_timeout_ms is answered 408 and closed. */
+static void a_slow_head_is_cut_off_at_the_deadline(void **state) {
+  struct fixture *f = *state;
+  f->cfg.http_header_timeout_ms = 1000;
+  start_server(f);
+  struct exchange *x = add(f, "GET /t/echo HTTP/1.1\r\nHost: t\r\n");
+  run_client(f);
+  assert_int_equal(x->status, 408);
+  assert_true(x->answer_ms >= 900 && x->answer_ms < 2500);
+}
+
+/* Far more half-open connections than lws has header buffers by default (64): others get in. */
+static void half_open_connections_do_not_lock_others_out(void **state) {
+  struct fixture *f = *state;
+  f->half_open = 300;
+  struct exchange *x = add(f, GET("/t/echo?a=still", ""));
+  run_client(f);
+  assert_int_equal(x->status, 200);
+  assert_true(x->answer_ms < 1000);
+}
+
+/* With limit_loopback on, one address gets HTTP_CONNS_PER_IP connections at most. */
+static void connections_per_address_are_limited(void **state) {
+  struct fixture *f = *state;
+  f->cfg.limit_loopback = 1;
+  start_server(f);
+  f->half_open = 40;
+  add(f, GET("/t/echo", ""));
+  run_client(f);
+  assert_int_not_equal(f->ex[0].status, 200); /* closed at accept: this address has 32 */
+  struct prom_buf b;
+  prom_buf_init(&b);
+  http_server_write_metrics(f->srv, &b);
+  assert_null(strstr(b.data, "tingshuo_http_refused_total{reason=\"per_ip\"} 0"));
+  prom_buf_free(&b);
+  f->half_open = 0; /* they are closed now: the address is welcome again */
+  for (int i = 0; i < f->nex; i++) free(f->ex[i].response);
+  f->nex = 0;
+  memset(f->ex, 0, sizeof f->ex);
+  add(f, GET("/t/echo", ""));
+  f->wait_before_ms = 200; /* the server sees them close */
+  run_client(f);
+  assert_int_equal(f->ex[0].status, 200);
+}
+
+#define UPGRADE(origin_host, extra)                                                       \
+  "GET /ws HTTP/1.1\r\nHost: " origin_host "\r\nUpgrade: websocket\r\n"                  \
+  "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" extra "\r\n"
+
+static struct exchange *upgrade(struct fixture *f, const char *req) {
+  struct exchange *x = add(f, "%s", req);
+  x->upgrade = 1;
+  return x;
+}
+
+static void websocket_upgrades_are_checked(void **state) {
+  struct fixture *f = *state;
+  snprintf(f->cfg.allowed_origins, sizeof f->cfg.allowed_origins,
+           "https://shop.example, http://partner.example:8080");
+  start_server(f);
+  char host[64];
+  snprintf(host, sizeof host, "127.0.0.1:%d", f->port);
+#define V13 "Sec-WebSocket-Version: 13\r\n"
+  struct exchange *ok_no_origin = upgrade(f, UPGRADE("t", V13));
+  struct exchange *v99 = upgrade(f, UPGRADE("t", "Sec-WebSocket-Version: 99\r\n"));
+  struct exchange *path = add(f, "GET /elsewhere HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                                 "Connection: Upgrade\r\nSec-WebSocket-Key: "
+                                 "dGhlIHNhbXBsZSBub25jZQ==\r\n" V13 "\r\n");
+  path->upgrade = 1;
+  struct exchange *evil = upgrade(f, UPGRADE("t", V13 "Origin: https://evil.example\r\n"));
+  struct exchange *local = upgrade(f, UPGRADE("t", V13 "Origin: http://localhost:5173\r\n"));
+  struct exchange *listed = upgrade(f, UPGRADE("t", V13 "Origin: https://shop.example\r\n"));
+  struct exchange *port = upgrade(f, UPGRADE("t", V13 "Origin: http://partner.example:9090\r\n"));
+  /* DNS rebinding: the page's name now points at us; its Host matches its Origin. */
+  struct exchange *rebound =
+      upgrade(f, UPGRADE("evil.example:8080", V13 "Origin: http://evil.example:8080\r\n"));
+  struct exchange *own = add(f, "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
+                                "Connection: Upgrade\r\nSec-WebSocket-Key: "
+                                "dGhlIHNhbXBsZSBub25jZQ==\r\n" V13 "Origin: http://%s\r\n\r\n",
+                             host, host);
+  own->upgrade = 1;
+  struct exchange *null = upgrade(f, UPGRADE("t", V13 "Origin: null\r\n"));
+  run_client(f);
+  assert_int_equal(ok_no_origin->status, 101);
+  assert_int_equal(v99->status, 426);
+  assert_true(has_header(v99, "sec-websocket-version: 13"));
+  assert_int_equal(path->status, 404);
+  assert_int_equal(evil->status, 403);
+  assert_non_null(strstr(body_of(evil), "origin"));
+  assert_int_equal(local->status, 101);
+  assert_int_equal(listed->status, 101);
+  assert_int_equal(port->status, 403);
+  assert_int_equal(rebound->status, 403);
+  assert_int_equal(own->status, 101);
+  assert_int_equal(null->status, 403);
+  assert_int_equal(f->ws_opened, 4);
+  struct prom_buf b;
+  prom_buf_init(&b);
+  http_server_write_metrics(f->srv, &b);
+  assert_non_null(strstr(b.data, "tingshuo_ws_refused_total{reason=\"origin\"} 4"));
+  assert_non_null(strstr(b.data, "tingshuo_ws_refused_total{reason=\"version\"} 1"));
+  prom_buf_free(&b);
+}
+
+/* WebSockets kept open (keep_open) while the next is tried. */
+static void websocket_limits_refuse_with_503_overall_and_429_per_address(void **state) {
+  struct fixture *f = *state;
+  f->cfg.max_ws_connections = 2;
+  f->cfg.max_ws_per_ip = 1;
+  start_server(f);
+  /* Loopback is exempt from the per-address limit, not from the overall one. */
+  struct exchange *a = upgrade(f, UPGRADE("t", V13)), *b = upgrade(f, UPGRADE("t", V13)),
+                  *c = upgrade(f, UPGRADE("t", V13));
+  a->keep_open = b->keep_open = 1;
+  run_client(f);
+  assert_int_equal(a->status, 101);
+  assert_int_equal(b->status, 101);
+  assert_int_equal(c->status, 503);
+  assert_true(has_header(c, "retry-after: "));
+}
+
+static void websocket_limits_per_address_apply_to_loopback_on_request(void **state) {
+  struct fixture *f = *state;
+  f->cfg.max_ws_per_ip = 1;
+  f->cfg.limit_loopback = 1;
+  start_server(f);
+  struct exchange *a = upgrade(f, UPGRADE("t", V13)), *b = upgrade(f, UPGRADE("t", V13));
+  a->keep_open = 1;
+  add(f, GET("/t/echo", "")); /* plain HTTP from the same address still works */
+  run_client(f);
+  assert_int_equal(a->status, 101);
+  assert_int_equal(b->status, 429);
+  assert_non_null(strstr(body_of(b), "too many connections from your address"));
+  assert_int_equal(f->ex[2].status, 200);
+  struct prom_buf m;
+  prom_buf_init(&m);
+  http_server_write_metrics(f->srv, &m);
+  assert_non_null(strstr(m.data, "tingshuo_ws_refused_total{reason=\"per_ip\"} 1"));
+  prom_buf_free(&m);
+}
+
+/* The client of the test below: it holds the process's last free descriptor. */
+struct emfile_client {
+  struct fixture *f;
+  int *fill;
+  int nfill;
+  int status;
+};
+
+static void *emfile_client_main(void *arg) {
+  struct emfile_client *e = arg;
+  int fd = connect_to(e->f->port);
+  static const char req[] = GET("/t/echo?a=emfile", "");
+  if (fd >= 0 && write(fd, req, sizeof req - 1) < 0) e->status = -1;
+  usleep(300 * 1000); /* the server tries to accept meanwhile, and cannot */
+  for (int i = 0; i < 64 && e->nfill; i++) close(e->fill[--e->nfill]);
+  char buf[512] = "";
+  ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+  if (n > 12) e->status = (int)strtol(buf + 9, NULL, 10);
+  if (fd >= 0) close(fd);
+  uv_async_send(&e->f->done);
+  return NULL;
+}
+
+static double metric(struct http_server *srv, const char *line_start) {
+  struct prom_buf b;
+  prom_buf_init(&b);
+  http_server_write_metrics(srv, &b);
+  const char *at = strstr(b.data, line_start);
+  double v = at ? strtod(at + strlen(line_start), NULL) : -1;
+  prom_buf_free(&b);
+  return v;
+}
+
+/*
+ * Out of file descriptors: accept() fails, and the server pauses accepting
+ * (50 ms, then twice as long each time in a row) instead of retrying at
+ * once, forever. When descriptors are free again, the waiting client is
+ * served.
+ */
+static void out_of_descriptors_the_server_pauses_then_serves(void **state) {
+  struct fixture *f = *state;
+  struct emfile_client e = {.f = f};
+  struct rlimit rl;
+  getrlimit(RLIMIT_NOFILE, &rl);
+  e.fill = malloc(sizeof *e.fill * (size_t)rl.rlim_cur);
+  int devnull = open("/dev/null", O_RDONLY);
+  for (int fd; (fd = dup(devnull)) >= 0;) e.fill[e.nfill++] = fd;
+  assert_int_equal(errno, EMFILE);
+  close(e.fill[--e.nfill]); /* one for the client's socket */
+  pthread_t th;
+  pthread_create(&th, NULL, emfile_client_main, &e);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  pthread_join(th, NULL);
+  while (e.nfill) close(e.fill[--e.nfill]);
+  free(e.fill);
+  close(devnull);
+  assert_int_equal(e.status, 200);
+  double pauses = metric(f->srv, "\ntingshuo_http_accept_pauses_total ");
+  assert_true(pauses >= 1 && pauses <= 6); /* not thousands */
+  assert_true(metric(f->srv, "\ntingshuo_http_refused_total{reason=\"accept_error\"} ") >= 1);
+}
+
+#define WITH_SERVER(t) cmocka_unit_test_setup_teardown(t, setup_started, teardown)
+#define CONFIGURED(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 
 int main(void) {
   const struct CMUnitTest tests[] = {
@@ -440,7 +743,15 @@ int main(void) {
       WITH_SERVER(files_answer_ranges_and_head),
       WITH_SERVER(bodies_are_bounded_and_files_take_only_get),
       WITH_SERVER(one_connection_carries_several_requests),
-      WITH_SERVER(a_pipelined_request_closes_its_connection),
+      WITH_SERVER(a_pipelined_request_gets_the_first_answer_then_a_close),
+      WITH_SERVER(long_request_lines_get_414_and_huge_heads_431),
+      CONFIGURED(a_slow_head_is_cut_off_at_the_deadline),
+      WITH_SERVER(half_open_connections_do_not_lock_others_out),
+      CONFIGURED(connections_per_address_are_limited),
+      CONFIGURED(websocket_upgrades_are_checked),
+      CONFIGURED(websocket_limits_refuse_with_503_overall_and_429_per_address),
+      CONFIGURED(websocket_limits_per_address_apply_to_loopback_on_request),
+      WITH_SERVER(out_of_descriptors_the_server_pauses_then_serves),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,6 +12,8 @@
 
 #include "agent/chunker.h"
 #include "core/mailbox.h"
+#include "core/pool.h"
+#include "engines/engine.h"
 #include "engines/llm.h"
 
 extern const struct llm_backend llm_local, llm_fixed;
@@ -318,6 +320,53 @@ static void release_mid_stream_stops_callbacks(void **state) {
   free(r);
 }
 
+/* Opened with an inference pool, as the server opens it: the answer is computed
+ * there (never on the asking thread) and arrives the same as without one. */
+static void with_a_pool_the_answer_comes_from_the_pool(void **state) {
+  struct pool *pool;
+  assert_int_equal(pool_new(&pool, 1), 0);
+  struct engine_env env = {.pool = pool};
+  void *engine = NULL;
+  char err[128];
+  assert_int_equal(llm_local.open(&engine, &env, err, sizeof err), 0);
+  assert_ptr_equal(engine, pool);
+  uv_loop_t loop;
+  struct mailbox *mb = loop_open(&loop);
+  struct llm_turn turns[] = {{LLM_USER, "what is two plus three"}};
+  struct llm_params p = {.turns = turns, .nturns = 1, .language = "en"};
+  struct run *r = calloc(1, sizeof *r);
+  struct llm_cb cb = {on_token, on_done, on_error, r};
+  assert_int_equal(llm_local.generate(engine, &p, mb, &cb, &r->job), 0);
+  turns[0].text = "overwritten"; /* the backend copied what it reads */
+  uv_run(&loop, UV_RUN_NOWAIT);
+  for (int i = 0; i < 2000 && !r->done; i++) {
+    uv_sleep(1);
+    uv_run(&loop, UV_RUN_NOWAIT);
+  }
+  assert_int_equal(r->done, 1);
+  assert_int_equal(r->errors, 0);
+  assert_non_null(strstr(r->text, "five"));
+  llm_release(r->job);
+
+  /* Released before the pool got to it: nothing ever arrives. */
+  memset(r, 0, sizeof *r);
+  assert_int_equal(llm_local.generate(engine, &p, mb, &cb, &r->job), 0);
+  llm_release(r->job);
+  pool_stop(pool); /* the item ran or was dropped */
+  uv_run(&loop, UV_RUN_NOWAIT);
+  assert_int_equal(r->tokens + r->done + r->errors, 0);
+
+  /* A pool that has stopped refuses the request; the caller hears nothing. */
+  memset(r, 0, sizeof *r);
+  assert_int_not_equal(llm_local.generate(engine, &p, mb, &cb, &r->job), 0);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  assert_int_equal(r->tokens + r->done + r->errors, 0);
+  loop_close(&loop, mb);
+  llm_local.close(engine);
+  pool_free(pool);
+  free(r);
+}
+
 static void fixed_backend_gives_two_sentences(void **state) {
   struct run *r = calloc(1, sizeof *r);
   ask_backend(&llm_fixed, "en", "anything at all", r, 0);
@@ -338,6 +387,7 @@ int main(void) {
       cmocka_unit_test(repeat_after_me_says_the_rest),
       cmocka_unit_test(say_that_again_repeats_the_last_reply),
       cmocka_unit_test(goodbye_hangs_up),
+      cmocka_unit_test(with_a_pool_the_answer_comes_from_the_pool),
       cmocka_unit_test(unknown_gets_the_honest_answer),
       cmocka_unit_test(greeting_help_and_thanks),
       cmocka_unit_test(reply_is_streamed_in_tokens),

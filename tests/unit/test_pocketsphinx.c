@@ -323,6 +323,36 @@ static void cancelled_silence_does_not_spoil_the_next_utterance(void **state) {
   asr_pocketsphinx.close(engine);
 }
 
+/* An utterance longer than the session's ring (16.4 s) is decoded across the
+ * ring's wrap. Filler speech is fed a second at a time, with time for the
+ * decoder to keep up, up to half a sentence before the wrap; then the last
+ * sentence goes in as one piece that the wrap splits, and is recognised. */
+static void utterance_longer_than_the_ring_is_decoded_across_its_wrap(void **state) {
+  struct engine_loop *f = *state;
+  void *engine = open_ps(f);
+  struct speech filler = say(sentences[1].text), last = say(sentences[2].text);
+  const size_t ring = (size_t)1 << 18, total = ring - last.n / 2;
+  int16_t *pcm = malloc(total * sizeof *pcm);
+  assert_non_null(pcm);
+  for (size_t i = 0; i < total; i++) pcm[i] = filler.pcm[i % filler.n];
+  struct report r;
+  struct asr_session *s = start(engine, &asr_pocketsphinx, f, &r);
+  for (size_t off = 0; off < total; off += ASR_RATE) {
+    size_t n = total - off < ASR_RATE ? total - off : ASR_RATE;
+    for (size_t k = 0; k < n; k += PIECE) asr_feed(s, pcm + off + k, n - k < PIECE ? n - k : PIECE);
+    engine_loop_spin(f, NULL, 150);
+  }
+  engine_loop_spin(f, NULL, 500);
+  asr_feed(s, last.pcm, last.n);
+  asr_finish(s);
+  expect_final(f, &r, sentences[2].words);
+  asr_release(s);
+  free(pcm);
+  free(filler.pcm);
+  free(last.pcm);
+  asr_pocketsphinx.close(engine);
+}
+
 static void finish_without_audio_gives_empty_final(void **state) {
   struct engine_loop *f = *state;
   void *engine = open_ps(f);
@@ -402,6 +432,7 @@ int main(void) {
       PS_TEST(released_session_stops_and_gives_back_its_decoder),
       PS_TEST(cancelled_silence_does_not_spoil_the_next_utterance),
       PS_TEST(finish_without_audio_gives_empty_final),
+      PS_TEST(utterance_longer_than_the_ring_is_decoded_across_its_wrap),
       PS_TEST(session_outlives_closed_engine),
       PS_TEST(scripted_cycles_through_its_lines),
   };

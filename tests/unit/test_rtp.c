@@ -148,12 +148,54 @@ static void rtcp_round_trip(void **state) {
   }
 }
 
+static size_t put32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+  return 4;
+}
+
+/* A browser that hangs up before it sent anything, or while only receiving, says RR + SDES + BYE. */
+static void bye_without_sender_report_names_its_source(void **state) {
+  uint8_t buf[256];
+  struct rtp_report_block rb = {.ssrc = 99};
+  int n = rtcp_build(buf, sizeof buf, 0xCAFEF00D, NULL, &rb, "browser");
+  assert_true(n > 0);
+  size_t off = (size_t)n;
+  buf[off++] = 0x80 | 2; /* V=2, two sources */
+  buf[off++] = RTCP_BYE;
+  buf[off++] = 0;
+  buf[off++] = 2; /* length in words, minus one */
+  off += put32(buf + off, 0x11111111);
+  off += put32(buf + off, 0xCAFEF00D);
+  struct rtcp_info info;
+  assert_int_equal(rtcp_parse(buf, off, &info), 0);
+  assert_false(info.has_sr);
+  assert_true(info.bye);
+  assert_true(rtcp_bye_names(&info, 0xCAFEF00D));
+  assert_true(rtcp_bye_names(&info, 0x11111111));
+  assert_false(rtcp_bye_names(&info, 0x22222222));
+  /* a BYE that claims more sources than it holds is malformed */
+  buf[n] = 0x80 | 3;
+  assert_int_equal(rtcp_parse(buf, off, &info), -EBADMSG);
+  /* with a sender report, the same */
+  struct rtcp_sender_info si = {.ntp = 1, .rtp_ts = 2, .packets = 3, .octets = 4};
+  n = rtcp_build(buf, sizeof buf, 7, &si, NULL, "x");
+  off = (size_t)n;
+  buf[off++] = 0x81;
+  buf[off++] = RTCP_BYE;
+  buf[off++] = 0;
+  buf[off++] = 1;
+  off += put32(buf + off, 7);
+  assert_int_equal(rtcp_parse(buf, off, &info), 0);
+  assert_true(info.has_sr && rtcp_bye_names(&info, 7));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(demux_by_first_byte),       cmocka_unit_test(parses_chrome_packet),
       cmocka_unit_test(rejects_malformed),         cmocka_unit_test(write_then_parse),
       cmocka_unit_test(stats_count_loss_across_wrap), cmocka_unit_test(stats_measure_jitter),
       cmocka_unit_test(rtcp_round_trip),
+      cmocka_unit_test(bye_without_sender_report_names_its_source),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

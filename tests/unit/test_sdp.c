@@ -33,8 +33,10 @@ static struct sdp_session *parse_fixture(const char *name) {
   return s;
 }
 
+#define SERVER_FP "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99"
+
 static struct sdp_answer_params params(void) {
-  struct sdp_answer_params ap = {.ice_ufrag = "srvU", .ice_pwd = "serverpassword0123456789", .fingerprint = "AA:BB:CC",
+  struct sdp_answer_params ap = {.ice_ufrag = "srvU", .ice_pwd = "serverpassword0123456789", .fingerprint = SERVER_FP,
                                  .ssrc = 12345, .cname = "callcname", .port = 40000, .ice_lite = 1};
   ap.candidates[0] = "192.0.2.1";
   ap.candidates[1] = "2001:db8::1";
@@ -86,7 +88,7 @@ static void answer_round_trip(const char *fixture, int want_media) {
   assert_int_equal(sdp_build_answer(offer, &ap, &answer), 0);
   const char *must[] = {"a=ice-lite\r\n", "a=setup:passive\r\n", "a=rtcp-mux\r\n",
                         "minptime=10;useinbandfec=1", "a=ssrc:12345 cname:callcname\r\n",
-                        "a=fingerprint:sha-256 AA:BB:CC\r\n", "typ host\r\n", "192.0.2.1 40000 typ host",
+                        "a=fingerprint:sha-256 " SERVER_FP "\r\n", "typ host\r\n", "192.0.2.1 40000 typ host",
                         "2001:db8::1 40000 typ host", "a=end-of-candidates\r\n", "a=sendrecv\r\n",
                         "a=ice-ufrag:srvU\r\n", "a=group:BUNDLE "};
   for (size_t i = 0; i < sizeof must / sizeof must[0]; i++)
@@ -209,6 +211,126 @@ static void unusable_offers(void **state) {
   free(big);
 }
 
+/* An offer whose one line `line` is added to a usable audio section. */
+static void offer_plus(char *buf, size_t cap, const char *ice, const char *line) {
+  snprintf(buf, cap,
+           "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+           "a=rtpmap:111 opus/48000/2\r\n%s%s\r\n",
+           ice, line);
+}
+
+#define GOOD_FP "a=fingerprint:sha-256 " SERVER_FP "\r\n"
+#define GOOD_ICE "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\n" GOOD_FP
+
+static void long_ice_credentials_are_refused_not_cut(void **state) {
+  char line[1024], buf[2048];
+  const char *fp = GOOD_FP;
+  char cred[300];
+  memset(cred, 'x', 257);
+  cred[257] = '\0';
+  snprintf(line, sizeof line, "a=ice-ufrag:%s\r\na=ice-pwd:0123456789012345678901", cred);
+  offer_plus(buf, sizeof buf, fp, line);
+  expect_error(buf, "a=ice-ufrag longer than 256");
+  snprintf(line, sizeof line, "a=ice-ufrag:abcd\r\na=ice-pwd:%s", cred);
+  offer_plus(buf, sizeof buf, fp, line);
+  expect_error(buf, "a=ice-pwd longer than 256");
+  offer_plus(buf, sizeof buf, fp, "a=ice-ufrag:ab cd\r\na=ice-pwd:0123456789012345678901");
+  expect_error(buf, "characters ICE does not allow");
+  cred[256] = '\0'; /* exactly the limit is fine */
+  snprintf(line, sizeof line, "a=ice-ufrag:%s\r\na=ice-pwd:%s", cred, cred);
+  offer_plus(buf, sizeof buf, fp, line);
+  struct sdp_session *s = NULL;
+  char err[256];
+  if (sdp_parse(buf, strlen(buf), &s, err, sizeof err)) fail_msg("%s", err);
+  assert_int_equal(strlen(sdp_ice_ufrag(s)), 256);
+  assert_int_equal(strlen(sdp_ice_pwd(s)), 256);
+  sdp_session_free(s);
+}
+
+static void a_mid_cannot_write_lines_into_the_answer(void **state) {
+  char buf[2048];
+  offer_plus(buf, sizeof buf, GOOD_ICE, "a=mid:0\rx=injected");
+  expect_error(buf, "CR inside a line");
+  offer_plus(buf, sizeof buf, GOOD_ICE, "a=mid:0;x=1");
+  expect_error(buf, "not a token");
+  offer_plus(buf, sizeof buf, GOOD_ICE, "a=mid:0 1");
+  expect_error(buf, "not a token");
+  offer_plus(buf, sizeof buf, GOOD_ICE, "a=mid:");
+  expect_error(buf, "not a token");
+  char line[200] = "a=mid:";
+  memset(line + 6, 'm', 64);
+  line[70] = '\0';
+  offer_plus(buf, sizeof buf, GOOD_ICE, line);
+  expect_error(buf, "a=mid longer than 63");
+  /* the other sections' words are echoed too, when they are rejected */
+  snprintf(buf, sizeof buf,
+           "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 \"x\"\r\n"
+           "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n" GOOD_ICE);
+  expect_error(buf, "format list");
+  snprintf(buf, sizeof buf,
+           "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=vid<eo 9 UDP/TLS/RTP/SAVPF 96\r\n"
+           "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n" GOOD_ICE);
+  expect_error(buf, "m= line");
+  /* a good mid comes back as it was */
+  offer_plus(buf, sizeof buf, GOOD_ICE, "a=mid:audio-0_x.1");
+  struct sdp_session *s = NULL;
+  char err[256], *answer = NULL;
+  if (sdp_parse(buf, strlen(buf), &s, err, sizeof err)) fail_msg("%s", err);
+  struct sdp_answer_params ap = params();
+  assert_int_equal(sdp_build_answer(s, &ap, &answer), 0);
+  assert_non_null(strstr(answer, "a=mid:audio-0_x.1\r\n"));
+  free(answer);
+  sdp_session_free(s);
+}
+
+static void fingerprints_have_their_hash_length(void **state) {
+  char buf[2048];
+  const char *ice = "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\n";
+  offer_plus(buf, sizeof buf, ice, "a=fingerprint:sha-256 AA:BB");
+  expect_error(buf, "sha-256 fingerprint is 32 hex bytes");
+  offer_plus(buf, sizeof buf, ice, "a=fingerprint:sha-1 " SERVER_FP); /* 32 bytes for a 20-byte hash */
+  expect_error(buf, "sha-1 fingerprint is 20 hex bytes");
+  offer_plus(buf, sizeof buf, ice, "a=fingerprint:sha-256 AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:"
+                                   "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:GG");
+  expect_error(buf, "hex bytes");
+  char line[400] = "a=fingerprint:sha-512 ";
+  size_t n = strlen(line);
+  for (int i = 0; i < 65 * 3 - 1; i++) line[n + i] = i % 3 == 2 ? ':' : 'A';
+  line[n + 65 * 3 - 1] = '\0';
+  offer_plus(buf, sizeof buf, ice, line);
+  expect_error(buf, "longer than 191");
+}
+
+/* Numbers that overflow were undefined for sscanf("%d"); glibc wrapped 2^32 + 111 to Opus's 111. */
+static void numbers_out_of_range_are_refused(void **state) {
+  char buf[2048];
+  snprintf(buf, sizeof buf,
+           "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+           "a=rtpmap:4294967407 opus/48000/2\r\n" GOOD_ICE);
+  expect_error(buf, "no Opus codec");
+  snprintf(buf, sizeof buf,
+           "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 4294967305 UDP/TLS/RTP/SAVPF 111\r\n"
+           "a=rtpmap:111 opus/48000/2\r\n" GOOD_ICE);
+  expect_error(buf, "m= line");
+  snprintf(buf, sizeof buf,
+           "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9/x UDP/TLS/RTP/SAVPF 111\r\n"
+           "a=rtpmap:111 opus/48000/2\r\n" GOOD_ICE);
+  expect_error(buf, "m= line");
+  /* a candidate with a port past 65535 is skipped, one in range is kept */
+  offer_plus(buf, sizeof buf, GOOD_ICE,
+             "a=candidate:1 1 udp 2130706431 192.0.2.9 4294967297 typ host\r\n"
+             "a=candidate:2 1 udp 2130706431 192.0.2.8 5000 typ host");
+  struct sdp_session *s = NULL;
+  char err[256], ip[64];
+  int port;
+  if (sdp_parse(buf, strlen(buf), &s, err, sizeof err)) fail_msg("%s", err);
+  assert_int_equal(sdp_candidate_count(s), 1);
+  assert_int_equal(sdp_candidate(s, 0, ip, sizeof ip, &port), 0);
+  assert_string_equal(ip, "192.0.2.8");
+  assert_int_equal(port, 5000);
+  sdp_session_free(s);
+}
+
 static void fuzz_fixtures(void **state) {
   const char *names[] = {"chrome_offer.sdp", "firefox_offer.sdp", "safari_offer.sdp", "chrome_av_datachannel_offer.sdp"};
   unsigned seed = 17;
@@ -256,6 +378,10 @@ int main(void) {
       cmocka_unit_test(answer_asks_for_the_playback_rate_it_wants), cmocka_unit_test(video_and_data_are_rejected_in_order),
       cmocka_unit_test(ice_restart_has_new_credentials), cmocka_unit_test(unusable_offers),
       cmocka_unit_test(fuzz_fixtures), cmocka_unit_test(client_offer_parses),
+      cmocka_unit_test(long_ice_credentials_are_refused_not_cut),
+      cmocka_unit_test(a_mid_cannot_write_lines_into_the_answer),
+      cmocka_unit_test(fingerprints_have_their_hash_length),
+      cmocka_unit_test(numbers_out_of_range_are_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

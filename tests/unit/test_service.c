@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -92,12 +93,70 @@ static void request_strings_are_owned_and_bounded(void **state) {
   assert_null(r.headers[0]);
 }
 
+/* ---- a streamed PCM body, fed by hand ---- */
+
+struct pcm_seen {
+  int16_t pcm[16];
+  size_t n;
+};
+
+static struct svc_call *fed_call;
+
+/* The request "builder" only notes which svc_call the stream carries its request in. */
+static int note_call(const struct svc_conf *c, const struct tts_params *p, struct http_request *out) {
+  fed_call = (struct svc_call *)((char *)out - offsetof(struct svc_call, req));
+  svc_request_post(c, out);
+  return 0;
+}
+
+static void seen_audio(void *u, const int16_t *pcm, size_t n, int rate) {
+  struct pcm_seen *s = u;
+  for (size_t i = 0; i < n && s->n < 16; i++) s->pcm[s->n++] = pcm[i];
+}
+static void seen_done(void *u) {}
+static void seen_error(void *u, const char *m) {}
+static void ignore_msg(struct mailbox *mb, struct mailbox_msg *m, void *u) { free(m); }
+static void drop_msg(struct mailbox_msg *m) { free(m); }
+
+/* curl documents that its write callback may get 0 bytes; a sample split around one stays whole. */
+static void an_empty_read_between_halves_of_a_sample_changes_nothing(void **state) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct mailbox *control, *home;
+  assert_int_equal(mailbox_new(&control, &loop, ignore_msg, NULL), 0);
+  assert_int_equal(mailbox_new(&home, &loop, ignore_msg, NULL), 0);
+  struct svc_conf c = conf("PCM service", "");
+  c.control = control;
+  struct pcm_seen seen = {0};
+  struct tts_cb cb = {seen_audio, seen_done, seen_error, &seen};
+  struct tts_params p = {.text = "hi"};
+  struct tts_job *job = NULL;
+  assert_int_equal(svc_tts_speak(&c, NULL, 24000, note_call, &p, home, &cb, &job), 0);
+  assert_non_null(fed_call);
+  static const char first[] = {0x01, 0x02, 0x03}, nothing[] = {(char)0xff}, rest[] = {0x04, 0x05, 0x06};
+  assert_int_equal(fed_call->ops->data(fed_call, first, 3), 0);
+  assert_int_equal(fed_call->ops->data(fed_call, nothing, 0), 0); /* points at a byte it does not own */
+  assert_int_equal(fed_call->ops->data(fed_call, rest, 3), 0);
+  assert_int_equal(fed_call->ops->data(fed_call, NULL, 0), 0);
+  for (int i = 0; i < 5; i++) uv_run(&loop, UV_RUN_NOWAIT);
+  assert_int_equal(seen.n, 3);
+  assert_int_equal((uint16_t)seen.pcm[0], 0x0201);
+  assert_int_equal((uint16_t)seen.pcm[1], 0x0403); /* 0xff03 if the empty read took a byte */
+  assert_int_equal((uint16_t)seen.pcm[2], 0x0605);
+  tts_release(job);
+  mailbox_close(control, drop_msg);
+  mailbox_close(home, drop_msg);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(credential_headers_are_redacted),
       cmocka_unit_test(error_bodies_of_each_service_are_read),
       cmocka_unit_test(anything_shaped_like_a_key_is_scrubbed),
       cmocka_unit_test(request_strings_are_owned_and_bounded),
+      cmocka_unit_test(an_empty_read_between_halves_of_a_sample_changes_nothing),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,6 +28,7 @@
 
 #include <cmocka.h>
 
+#include "core/redact.h"
 #include "engines/engines.h"
 #include "engines/service.h"
 #include "net/http_client.h"
@@ -455,6 +456,15 @@ static void asr_errors_are_reported(void **state) {
   engines_close(e);
 }
 
+/* A new HTTP client in place of the old, which closes on the loop. */
+static void renew_http(void) {
+  http_client_free(F.http);
+  struct http_client_opts o = {.connect_timeout_ms = 1000, .first_byte_timeout_ms = FIRST_BYTE_MS,
+                               .total_timeout_ms = 10000};
+  assert_int_equal(http_client_new(&F.http, &F.loop, &o), 0);
+  F.env.http = F.http;
+}
+
 static void retry_after_429_is_honoured(void **state) {
   SCRIPT("{\"reset\":true,\"scenarios\":[\"429\",\"ok\"],\"retryAfter\":1}");
   struct engines *e = open_engines("openai", "openai", "openai");
@@ -474,7 +484,59 @@ static void retry_after_429_is_honoured(void **state) {
   memset(&r, 0, sizeof r);
   llm_expect_error(e, &r);
   assert_non_null(strstr(r.err, "HTTP 429 (rate limited; retry after 30 s)"));
+
+  /* The service is held meanwhile: the next request fails at once, unsent; other services are not held. */
+  memset(&r, 0, sizeof r);
+  t0 = uv_hrtime();
+  llm_expect_error(e, &r);
+  assert_true((double)(uv_hrtime() - t0) / 1e6 < 300);
+  assert_non_null(strstr(r.err, "rate limited; the service asked for no requests for another 30 s"));
+  reqs = requests("openai-chat");
+  assert_int_equal(json_array_size(reqs), 1);
+  json_decref(reqs);
+  struct rec t = {0};
+  tts_run(e, &t);
+  assert_int_equal(t.errors, 0);
   SCRIPT("{\"retryAfter\":1}");
+  engines_close(e);
+  renew_http(); /* forgets the hold, which would refuse the tests that follow */
+}
+
+/* A short hold is waited out by every request, not only the one that met the 429. */
+static void short_retry_after_holds_other_requests(void **state) {
+  SCRIPT("{\"reset\":true,\"scenarios\":[\"429\",\"ok\",\"ok\"],\"retryAfter\":1}");
+  struct engines *e = open_engines("openai", "openai", "openai");
+  struct rec a = {0}, b = {0};
+  struct llm_turn turns[] = {{LLM_USER, "hi"}};
+  struct llm_params p = {.turns = turns, .nturns = 1, .max_tokens = 20, .temperature = 0.5};
+  struct llm_cb ca = LLM_CB, cb = LLM_CB;
+  ca.user = &a;
+  cb.user = &b;
+  struct llm_job *ja, *jb;
+  assert_int_equal(engines_llm_generate(e, &p, F.home, &ca, &ja), 0);
+  json_t *reqs = NULL;
+  for (int i = 0; i < 100 && (!reqs || json_array_size(reqs) < 1); i++) {
+    json_decref(reqs);
+    spin(10);
+    reqs = requests("openai-chat");
+  }
+  json_decref(reqs);
+  spin(100); /* the 429 is in: the first request waits to retry */
+  assert_int_equal(engines_llm_generate(e, &p, F.home, &cb, &jb), 0);
+  llm_wait_any(&a, 5000);
+  llm_wait_any(&b, 5000);
+  expect_reply(&a);
+  expect_reply(&b);
+  reqs = requests("openai-chat");
+  assert_int_equal(json_array_size(reqs), 3);
+  uint64_t first = ns_field(json_array_get(reqs, 0), "startNs");
+  for (size_t i = 1; i < 3; i++) {
+    double after = (double)(ns_field(json_array_get(reqs, i), "startNs") - first) / 1e6;
+    if (after < 900) fail_msg("request %zu reached the service %.0f ms after the 429", i, after);
+  }
+  json_decref(reqs);
+  llm_release(ja);
+  llm_release(jb);
   engines_close(e);
 }
 
@@ -627,6 +689,23 @@ static void latency_added_by_the_service_layer(void **state) {
   engines_close(e);
 }
 
+/* A service that quotes the key back changed (upper case, no "sk-") still gets nothing of it out. */
+static void an_echoed_key_in_another_form_is_redacted(void **state) {
+  struct engines *e = open_engines("openai", "openai", "openai");
+  SCRIPT("{\"reset\":true,\"scenarios\":[\"401-echo\"]}");
+  struct rec r = {0};
+  llm_expect_error(e, &r);
+  assert_non_null(strstr(r.err, "HTTP 401"));
+  assert_non_null(strstr(r.err, "[redacted]"));
+  assert_null(strcasestr(r.err, "Secret0123"));
+  assert_null(strcasestr(r.err, "0123456789abcdef"));
+  /* the set the voice agent cleans its log line with holds the key the config names, in any form */
+  char out[256];
+  redact_text(engines_redact(e), "upstream said TEST-SECRET0123456789ABCDEFXYZ, then 6789abcdefxy", out, sizeof out);
+  assert_string_equal(out, "upstream said [redacted], then [redacted]");
+  engines_close(e);
+}
+
 /* ---- setup ---- */
 
 static int setup(void **state) {
@@ -675,8 +754,10 @@ int main(void) {
       cmocka_unit_test(asr_openai_transcribes_a_wav_upload),
       cmocka_unit_test(tts_services_stream_pcm),
       cmocka_unit_test(errors_name_the_service_and_hide_the_key),
+      cmocka_unit_test(an_echoed_key_in_another_form_is_redacted),
       cmocka_unit_test(asr_errors_are_reported),
       cmocka_unit_test(retry_after_429_is_honoured),
+      cmocka_unit_test(short_retry_after_holds_other_requests),
       cmocka_unit_test(first_byte_timeout_fires),
       cmocka_unit_test(cancel_closes_the_connection_at_once),
       cmocka_unit_test(latency_added_by_the_service_layer),

@@ -8,6 +8,11 @@
  * multipart/form-data POST (no temporary file) with the model, language,
  * prompt and response_format=json. The reply's "text" is the final result;
  * there are no partials.
+ *
+ * The session lives on a media worker, which only appends each fed frame
+ * to the session's buffer. The request (a copy of the whole utterance, a
+ * few hundred kilobytes) is built on the control loop, where its transfer
+ * runs anyway: the worker's part of finishing is one message.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -42,6 +47,25 @@ static void base_language(char *out, size_t outlen, const char *lang) {
   snprintf(out, outlen, "%.*s", (int)n, lang ? lang : "");
 }
 
+/* Writes n samples as 16-bit little-endian, as WAV wants, whatever the host is. */
+static void put_le16(FILE *f, const int16_t *pcm, size_t n) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  fwrite(pcm, sizeof *pcm, n, f); /* already the wire's order: one bulk copy */
+#else
+  uint8_t buf[1024];
+  while (n) {
+    size_t k = n < sizeof buf / 2 ? n : sizeof buf / 2;
+    for (size_t i = 0; i < k; i++) {
+      buf[2 * i] = (uint8_t)((uint16_t)pcm[i] & 0xff);
+      buf[2 * i + 1] = (uint8_t)((uint16_t)pcm[i] >> 8);
+    }
+    fwrite(buf, 2, k, f);
+    pcm += k;
+    n -= k;
+  }
+#endif
+}
+
 static void add_field(FILE *f, const char *boundary, const char *name, const char *value) {
   fprintf(f, "--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n", boundary, name, value);
 }
@@ -66,10 +90,7 @@ int asr_openai_build(const struct svc_conf *c, const char *language, const int16
   uint8_t wav[44];
   svc_wav_header(wav, n, ASR_RATE);
   fwrite(wav, 1, sizeof wav, f);
-  for (size_t i = 0; i < n; i++) { /* WAV is little-endian whatever the host is */
-    uint8_t s[2] = {(uint8_t)((uint16_t)pcm[i] & 0xff), (uint8_t)((uint16_t)pcm[i] >> 8)};
-    fwrite(s, 1, 2, f);
-  }
+  put_le16(f, pcm, n);
   fprintf(f, "\r\n--%s--\r\n", boundary);
   if (svc_request_memstream(out, f, &body, &len)) return -ENOMEM;
   int rc = http_request_set_url(out, "%s/audio/transcriptions", c->base_url);
@@ -131,6 +152,34 @@ static void on_done(struct svc_call *sc, const struct http_result *r) {
 
 static const struct svc_call_ops ops = {.data = on_data, .done = on_done};
 
+static void post_build_error(struct session *s, int rc) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s: could not build the request (%s)", s->conf->service, strerror(-rc));
+  svc_post_text(&s->base.job, deliver_error, msg, strlen(msg));
+}
+
+/* Control loop: the utterance becomes the request, which starts. */
+static void build_and_start(struct session *s) {
+  int rc = asr_openai_build(s->conf, s->language, s->pcm, s->n, &s->call.req);
+  free(s->pcm); /* the request holds its own copy now */
+  s->pcm = NULL;
+  s->n = s->cap = 0;
+  if (!rc) rc = svc_call_start(&s->call);
+  if (rc) post_build_error(s, rc);
+}
+
+struct build_msg {
+  struct mailbox_run run;
+  struct session *s; /* holds a job reference */
+};
+
+static void build_run(struct mailbox_run *r, int run) {
+  struct session *s = ((struct build_msg *)r)->s;
+  free(r);
+  if (run && !eng_job_cancelled(&s->base.job)) build_and_start(s);
+  eng_job_unref(&s->base.job);
+}
+
 /* ---- the backend ---- */
 
 static void session_destroy(struct eng_job *j) {
@@ -186,20 +235,21 @@ static void feed(struct asr_session *base, const int16_t *pcm, size_t n) {
   s->n += n;
 }
 
+/* Home thread: from here on the buffer is the control loop's, until the request is built. */
 static void finish(struct asr_session *base) {
   struct session *s = (struct session *)base;
   if (s->finished) return;
   s->finished = 1;
-  int rc = asr_openai_build(s->conf, s->language, s->pcm, s->n, &s->call.req);
-  free(s->pcm); /* the request holds its own copy now */
-  s->pcm = NULL;
-  s->n = s->cap = 0;
-  if (!rc) rc = svc_call_start(&s->call);
-  if (rc) {
-    char msg[256];
-    snprintf(msg, sizeof msg, "%s: could not build the request (%s)", s->conf->service, strerror(-rc));
-    svc_post_text(&s->base.job, deliver_error, msg, strlen(msg));
+  struct build_msg *m = calloc(1, sizeof *m);
+  if (!m) {
+    post_build_error(s, -ENOMEM);
+    return;
   }
+  m->run.hdr.type = MAILBOX_RUN;
+  m->run.fn = build_run;
+  m->s = s;
+  eng_job_ref(&s->base.job);
+  mailbox_post(s->conf->control, &m->run.hdr);
 }
 
 static int open_engine(void **out, const struct engine_env *env, char *err, size_t errlen) {

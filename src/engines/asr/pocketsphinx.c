@@ -10,12 +10,23 @@
  * every decoder is lent out, a session that needs one parks in a FIFO and
  * is handed the next decoder returned.
  *
- * A session is fed on its home loop, but decodes on the inference pool: fed
- * audio goes to the session's own mutex-protected queue, and at most one
- * "drain" item per session is in flight, so frames reach the decoder in
- * order and a session never occupies two pool threads. A drain decodes
- * what is queued and, if more arrived meanwhile, submits itself again
- * rather than looping, so busy sessions take turns on the pool.
+ * A session is fed on its home loop (a media worker), but decodes on the
+ * inference pool. The worker must not wait, so feeding takes no lock: fed
+ * audio goes into the session's ring, a single-producer single-consumer
+ * queue of samples (the home loop writes, the one drain in flight reads;
+ * two atomic positions, no lock). At most one "drain" item per session is
+ * in flight, so frames reach the decoder in order and a session never
+ * occupies two pool threads. Who may start a drain is decided by one
+ * atomic state (idle, scheduled, closed), taken by compare-and-swap. The
+ * home loop wakes a drain for the first audio, then once PS_BATCH samples
+ * are waiting, and at finish, so the pool's queue (whose short lock is the
+ * hand-off) is reached a few times a second per speaker, not every frame.
+ * A drain decodes what is waiting and, if enough arrived meanwhile, submits
+ * itself again rather than looping, so busy sessions take turns on the pool.
+ *
+ * The ring holds PS_RING samples (16 s). Decoding keeps up with speech, so
+ * it only fills when a session waits that long for a decoder on an
+ * overloaded server; audio that does not fit is dropped, and logged once.
  *
  * Partial hypotheses are asked for at most every 200 ms of wall time
  * (ps_get_hyp runs a backtrace, which is not free) and posted only when
@@ -63,6 +74,8 @@
 #define PS_DICT TS_POCKETSPHINX_MODELDIR "/en-us/cmudict-en-us.dict"
 #define PS_PARTIAL_NS (200 * 1000000ULL)
 #define PS_PIECE 320 /* samples decoded between cancellation checks: 20 ms */
+#define PS_RING (1u << 18) /* samples a session holds undecoded: 16.4 s (a power of two) */
+#define PS_BATCH (3 * 320) /* samples waiting that wake a drain: 60 ms */
 
 extern const struct asr_backend asr_pocketsphinx;
 
@@ -88,20 +101,25 @@ struct ps_engine {
   struct ps_session *wait_head, *wait_tail;
 };
 
-struct chunk {
-  struct chunk *next;
-  size_t n;
-  int16_t pcm[];
+/* Who runs the session's consumer side (the drain, the decoder). */
+enum drain_state {
+  DRAIN_IDLE,      /* nobody: the next to swap it to SCHEDULED starts a drain */
+  DRAIN_SCHEDULED, /* a drain is queued, running, or parked for a decoder */
+  DRAIN_CLOSED,    /* done, cancelled or failed: no drain will run again */
 };
 
 struct ps_session {
   struct asr_session base;
   struct ps_engine *eng;
-  uv_mutex_t lock; /* queue, finishing, scheduled, dec */
-  struct chunk *head, *tail;
-  int finishing;   /* asr_finish was called: no more audio */
-  int scheduled;   /* a drain is queued, running, or parked for a decoder */
-  struct decoder *dec;
+  /* The ring: samples [rpos, wpos) are waiting, at index pos % PS_RING.
+   * Positions only grow. wpos is written by the home loop, rpos by the
+   * drain in flight. */
+  int16_t *ring;
+  _Atomic size_t wpos, rpos;
+  atomic_int finishing; /* asr_finish was called: no more audio */
+  atomic_int sched;     /* enum drain_state */
+  struct decoder *dec;  /* whoever set sched to SCHEDULED (or CLOSED from IDLE) owns it */
+  int overflowed;       /* home loop: the ring was full once (logged) */
   /* Guarded by the engine's lock. */
   struct ps_session *next_waiter;
   int waiting;
@@ -231,15 +249,12 @@ static void decoder_put(struct ps_engine *e, struct decoder *d) {
       return;
     }
     uv_mutex_unlock(&e->lock);
-    uv_mutex_lock(&w->lock);
+    /* A parked session is SCHEDULED: taking it off the list makes it ours. */
     w->dec = d;
-    uv_mutex_unlock(&w->lock);
     if (pool_submit(e->pool, drain, drop, w) == 0) return;
     /* The pool is going away: the waiter will never run. */
-    uv_mutex_lock(&w->lock);
     w->dec = NULL;
-    w->scheduled = 0;
-    uv_mutex_unlock(&w->lock);
+    atomic_store(&w->sched, DRAIN_CLOSED);
     eng_job_unref(&w->base.job);
   }
 }
@@ -300,22 +315,21 @@ static uint64_t cpu_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-static void decode(struct ps_session *s, struct chunk *list) {
+/* Decodes the ring up to `end`, handing each piece's room back to the home loop at once. */
+static void decode(struct ps_session *s, size_t end) {
   uint64_t t0 = cpu_ns();
-  for (struct chunk *c = list; c && !eng_job_cancelled(&s->base.job); c = c->next) {
-    for (size_t off = 0; off < c->n && !eng_job_cancelled(&s->base.job); off += PS_PIECE) {
-      size_t n = c->n - off < PS_PIECE ? c->n - off : PS_PIECE;
-      ps_process_raw(s->dec->ps, c->pcm + off, n, FALSE, FALSE);
-      s->samples += n;
-      maybe_partial(s);
-    }
+  size_t r = atomic_load_explicit(&s->rpos, memory_order_relaxed); /* ours */
+  while (r < end && !eng_job_cancelled(&s->base.job)) {
+    size_t at = r % PS_RING, n = end - r;
+    if (n > PS_PIECE) n = PS_PIECE;
+    if (n > PS_RING - at) n = PS_RING - at;
+    ps_process_raw(s->dec->ps, s->ring + at, n, FALSE, FALSE);
+    r += n;
+    atomic_store_explicit(&s->rpos, r, memory_order_release);
+    s->samples += n;
+    maybe_partial(s);
   }
   s->busy_ns += cpu_ns() - t0;
-  while (list) {
-    struct chunk *next = list->next;
-    free(list);
-    list = next;
-  }
 }
 
 static void end_utterance(struct ps_session *s) {
@@ -340,9 +354,8 @@ enum ready { READY, NOT_NOW, PARKED };
  * waiting list: decoder_put (or the cancel hook) takes it from there. */
 static enum ready ensure_decoder(struct ps_session *s) {
   if (!s->dec) {
-    uv_mutex_lock(&s->lock);
-    int empty = !s->head, fin = s->finishing;
-    uv_mutex_unlock(&s->lock);
+    int fin = atomic_load(&s->finishing); /* before wpos: all audio precedes finishing */
+    int empty = atomic_load(&s->wpos) == atomic_load_explicit(&s->rpos, memory_order_relaxed);
     if (empty) {
       /* Finished without a sample of audio: nothing to decode. */
       if (fin) post_text(s, deliver_final, "");
@@ -357,9 +370,7 @@ static enum ready ensure_decoder(struct ps_session *s) {
       s->done = 1;
       return NOT_NOW;
     }
-    uv_mutex_lock(&s->lock);
     s->dec = d;
-    uv_mutex_unlock(&s->lock);
   }
   if (!s->started) {
     abandon_utterance(s->dec);
@@ -377,67 +388,69 @@ static enum ready ensure_decoder(struct ps_session *s) {
   return READY;
 }
 
+/* The consumer side's owner lets go for good: the decoder goes back. */
+static void close_session(struct ps_session *s) {
+  struct decoder *d = s->dec;
+  s->dec = NULL;
+  atomic_store(&s->sched, DRAIN_CLOSED);
+  if (d) decoder_put(s->eng, d);
+}
+
+static void post_error(struct ps_session *s, int rc) {
+  char msg[96];
+  snprintf(msg, sizeof msg, "speech recognition unavailable (%s)", strerror(-rc));
+  post_text(s, deliver_error, msg);
+}
+
+/* Whether a drain has something to do: enough audio, the end of it, or a cancellation to tidy. */
+static int work_waiting(struct ps_session *s) {
+  size_t waiting = atomic_load(&s->wpos) - atomic_load(&s->rpos);
+  return waiting >= PS_BATCH || atomic_load(&s->finishing) || eng_job_cancelled(&s->base.job);
+}
+
 static void drain(void *arg) {
   struct ps_session *s = arg;
   if (!eng_job_cancelled(&s->base.job) && !s->done) {
     enum ready r = ensure_decoder(s);
     if (r == PARKED) return;
     if (r == READY) {
-      uv_mutex_lock(&s->lock);
-      struct chunk *list = s->head;
-      s->head = s->tail = NULL;
-      int fin = s->finishing;
-      uv_mutex_unlock(&s->lock);
-      decode(s, list);
+      int fin = atomic_load(&s->finishing); /* before wpos: all audio precedes finishing */
+      decode(s, atomic_load(&s->wpos));
       if (fin && !eng_job_cancelled(&s->base.job)) end_utterance(s);
     }
   }
-  struct decoder *give_back = NULL;
-  int again = 0;
-  uv_mutex_lock(&s->lock);
   if (eng_job_cancelled(&s->base.job) || s->done) {
-    give_back = s->dec;
-    s->dec = NULL;
-    s->scheduled = 0;
-  } else if (s->head || s->finishing) {
-    again = 1;
-  } else {
-    s->scheduled = 0;
+    close_session(s);
+    eng_job_unref(&s->base.job);
+    return;
   }
-  uv_mutex_unlock(&s->lock);
-  if (give_back) decoder_put(s->eng, give_back);
-  if (again && pool_submit(s->eng->pool, drain, drop, s) == 0) return;
+  /* Let go, then look again: audio fed while we were letting go either
+   * shows up here or finds us idle and starts a drain itself. */
+  atomic_store(&s->sched, DRAIN_IDLE);
+  int idle = DRAIN_IDLE;
+  if (work_waiting(s) && atomic_compare_exchange_strong(&s->sched, &idle, DRAIN_SCHEDULED)) {
+    int rc = pool_submit(s->eng->pool, drain, drop, s); /* our reference goes with it */
+    if (rc == 0) return;
+    close_session(s);
+    post_error(s, rc);
+  }
   eng_job_unref(&s->base.job);
 }
 
 /* The pool went away with our drain queued. */
 static void drop(void *arg) {
   struct ps_session *s = arg;
-  uv_mutex_lock(&s->lock);
-  struct decoder *d = s->dec;
-  s->dec = NULL;
-  s->scheduled = 0;
-  uv_mutex_unlock(&s->lock);
-  if (d) decoder_put(s->eng, d);
+  close_session(s);
   eng_job_unref(&s->base.job);
 }
 
 /* ---- the session, on its home loop ---- */
 
-static void free_chunks(struct chunk *c) {
-  while (c) {
-    struct chunk *next = c->next;
-    free(c);
-    c = next;
-  }
-}
-
 static void session_destroy(struct eng_job *j) {
   struct ps_session *s = (struct ps_session *)j;
   if (s->dec) decoder_put(s->eng, s->dec);
-  free_chunks(s->head);
+  free(s->ring);
   free(s->last_partial);
-  uv_mutex_destroy(&s->lock);
   engine_unref(s->eng);
   free(s);
 }
@@ -459,74 +472,58 @@ static void session_cancel(struct eng_job *j) {
     parked = 1;
   }
   uv_mutex_unlock(&e->lock);
-  struct decoder *d = NULL;
-  uv_mutex_lock(&s->lock);
-  struct chunk *queued = s->head;
-  s->head = s->tail = NULL;
-  if (!s->scheduled || parked) {
-    d = s->dec;
-    s->dec = NULL;
-    s->scheduled = 0;
+  if (parked) { /* the waiting list's reference is ours now */
+    atomic_store(&s->sched, DRAIN_CLOSED);
+    eng_job_unref(&s->base.job);
+    return;
   }
-  uv_mutex_unlock(&s->lock);
-  free_chunks(queued);
-  if (d) decoder_put(e, d);
-  if (parked) eng_job_unref(&s->base.job);
+  /* Idle: no drain will come, so the decoder is handed back from here.
+   * Otherwise the drain in flight sees the cancellation and does it. */
+  int idle = DRAIN_IDLE;
+  if (atomic_compare_exchange_strong(&s->sched, &idle, DRAIN_CLOSED)) close_session(s);
 }
 
-static void fail(struct ps_session *s, int rc) {
-  char msg[96];
-  snprintf(msg, sizeof msg, "speech recognition unavailable (%s)", strerror(-rc));
-  post_text(s, deliver_error, msg);
-}
-
-/* Called with s->lock held and scheduled just set; submits a drain. */
-static void schedule(struct ps_session *s) {
+/* Home loop: starts a drain unless one is in flight (or none may run again). */
+static void wake(struct ps_session *s) {
+  int idle = DRAIN_IDLE;
+  if (!atomic_compare_exchange_strong(&s->sched, &idle, DRAIN_SCHEDULED)) return;
   eng_job_ref(&s->base.job);
   int rc = pool_submit(s->eng->pool, drain, drop, s);
   if (rc == 0) return;
-  s->scheduled = 0;
-  s->finishing = 1; /* nothing more will be decoded */
+  /* Only when the server is stopping. The decoder, if any, goes back with the session. */
+  atomic_store(&s->sched, DRAIN_CLOSED);
   eng_job_unref(&s->base.job);
-  fail(s, rc);
+  post_error(s, rc);
 }
 
+/* Home loop, every frame of speech: a copy into the ring and, now and then, a wake-up. */
 static void ps_feed(struct asr_session *base, const int16_t *pcm, size_t n) {
   struct ps_session *s = (struct ps_session *)base;
-  if (!n || eng_job_cancelled(&base->job)) return;
-  struct chunk *c = malloc(sizeof *c + n * sizeof *pcm);
-  if (!c) return;
-  c->next = NULL;
-  c->n = n;
-  memcpy(c->pcm, pcm, n * sizeof *pcm);
-  uv_mutex_lock(&s->lock);
-  if (s->finishing) {
-    uv_mutex_unlock(&s->lock);
-    free(c);
+  if (!n || eng_job_cancelled(&base->job) || atomic_load_explicit(&s->finishing, memory_order_relaxed) ||
+      atomic_load_explicit(&s->sched, memory_order_relaxed) == DRAIN_CLOSED)
+    return;
+  size_t w = atomic_load_explicit(&s->wpos, memory_order_relaxed); /* ours */
+  size_t r = atomic_load_explicit(&s->rpos, memory_order_acquire);
+  if (n > PS_RING - (w - r)) {
+    if (!s->overflowed)
+      log_call_warn("asr", s->base.call_id,
+                    "pocketsphinx: recognition is %.0f s behind the caller; audio dropped",
+                    (w - r) / (double)ASR_RATE);
+    s->overflowed = 1;
     return;
   }
-  if (s->tail) s->tail->next = c;
-  else s->head = c;
-  s->tail = c;
-  if (!s->scheduled) {
-    s->scheduled = 1;
-    schedule(s);
-  }
-  uv_mutex_unlock(&s->lock);
+  size_t at = w % PS_RING, first = n < PS_RING - at ? n : PS_RING - at;
+  memcpy(s->ring + at, pcm, first * sizeof *pcm);
+  memcpy(s->ring, pcm + first, (n - first) * sizeof *pcm);
+  atomic_store(&s->wpos, w + n); /* publishes the samples; seq_cst, against the drain's letting go */
+  if (w == 0 || w + n - r >= PS_BATCH) wake(s);
 }
 
 static void ps_finish(struct asr_session *base) {
   struct ps_session *s = (struct ps_session *)base;
-  if (eng_job_cancelled(&base->job)) return;
-  uv_mutex_lock(&s->lock);
-  if (!s->finishing) {
-    s->finishing = 1;
-    if (!s->scheduled) {
-      s->scheduled = 1;
-      schedule(s);
-    }
-  }
-  uv_mutex_unlock(&s->lock);
+  if (eng_job_cancelled(&base->job) || atomic_load(&s->finishing)) return;
+  atomic_store(&s->finishing, 1);
+  wake(s);
 }
 
 static int ps_start(void *engine, const struct asr_params *p, struct mailbox *home,
@@ -534,10 +531,15 @@ static int ps_start(void *engine, const struct asr_params *p, struct mailbox *ho
   struct ps_engine *e = engine;
   struct ps_session *s = calloc(1, sizeof *s);
   if (!s) return -ENOMEM;
-  if (uv_mutex_init(&s->lock)) {
+  s->ring = malloc(PS_RING * sizeof *s->ring);
+  if (!s->ring) {
     free(s);
     return -ENOMEM;
   }
+  atomic_init(&s->wpos, 0);
+  atomic_init(&s->rpos, 0);
+  atomic_init(&s->finishing, 0);
+  atomic_init(&s->sched, DRAIN_IDLE);
   eng_job_init(&s->base.job, home, session_destroy);
   s->base.job.on_cancel = session_cancel;
   s->base.be = &asr_pocketsphinx;

@@ -6,6 +6,9 @@
  * what keeps a released job silent. A token ends after a space, or after
  * two characters in a run without spaces (Chinese), and never inside a
  * UTF-8 sequence.
+ *
+ * A backend that computes its answer on the inference pool makes its own
+ * job and streams the answer into it with canned_post, from that thread.
  */
 #include "engines/llm/canned.h"
 
@@ -15,11 +18,6 @@
 
 #define CJK_TOKEN_CHARS 2
 
-struct canned_job {
-  struct llm_job llm;
-  int hangup;
-};
-
 static void destroy(struct eng_job *j) { free(j); }
 
 static void on_token(struct eng_job *j, void *arg) {
@@ -28,8 +26,13 @@ static void on_token(struct eng_job *j, void *arg) {
 }
 
 static void on_done(struct eng_job *j, void *arg) {
-  struct canned_job *c = (struct canned_job *)j;
-  c->llm.cb.done(c->llm.cb.user, c->hangup);
+  struct llm_job *l = (struct llm_job *)j;
+  l->cb.done(l->cb.user, 0);
+}
+
+static void on_done_hangup(struct eng_job *j, void *arg) {
+  struct llm_job *l = (struct llm_job *)j;
+  l->cb.done(l->cb.user, 1);
 }
 
 /* Length of the token starting at s. */
@@ -51,26 +54,30 @@ static size_t token_len(const char *s) {
   return i;
 }
 
-int canned_reply(const struct llm_backend *be, const char *text, int hangup,
-                 struct mailbox *home, const struct llm_cb *cb, struct llm_job **out) {
-  struct canned_job *c = calloc(1, sizeof *c);
-  if (!c) return -ENOMEM;
-  eng_job_init(&c->llm.job, home, destroy);
-  c->llm.be = be;
-  c->llm.cb = *cb;
-  c->hangup = hangup;
+int canned_post(struct llm_job *j, const char *text, int hangup) {
   int rc = 0;
   for (const char *p = text; *p && rc == 0;) {
     size_t n = token_len(p);
     char *tok = strndup(p, n);
-    rc = tok ? eng_job_post(&c->llm.job, on_token, tok) : -ENOMEM;
+    rc = tok ? eng_job_post(&j->job, on_token, tok) : -ENOMEM;
     p += n;
   }
-  if (rc == 0) rc = eng_job_post(&c->llm.job, on_done, NULL);
+  if (rc == 0) rc = eng_job_post(&j->job, hangup ? on_done_hangup : on_done, NULL);
+  return rc;
+}
+
+int canned_reply(const struct llm_backend *be, const char *text, int hangup,
+                 struct mailbox *home, const struct llm_cb *cb, struct llm_job **out) {
+  struct llm_job *j = calloc(1, sizeof *j);
+  if (!j) return -ENOMEM;
+  eng_job_init(&j->job, home, destroy);
+  j->be = be;
+  j->cb = *cb;
+  int rc = canned_post(j, text, hangup);
   if (rc) {
-    eng_job_release(&c->llm.job); /* what was posted arrives cancelled */
+    eng_job_release(&j->job); /* what was posted arrives cancelled */
     return rc;
   }
-  *out = &c->llm;
+  *out = j;
   return 0;
 }

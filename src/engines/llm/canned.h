@@ -17,4 +17,10 @@
 int canned_reply(const struct llm_backend *be, const char *text, int hangup,
                  struct mailbox *home, const struct llm_cb *cb, struct llm_job **out);
 
+/*
+ * Any thread: posts `text` as tokens and then done(hangup) to j's home.
+ * Returns 0 or -ENOMEM (then only some tokens, and no done, were posted).
+ */
+int canned_post(struct llm_job *j, const char *text, int hangup);
+
 #endif
