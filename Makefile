@@ -15,7 +15,8 @@ TSAN_ENV = TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 atexit_sleep_ms
 # Unit tests of single-threaded code that are slow under ThreadSanitizer, which can find
 # nothing in them (test_vad measures a corpus: a minute and more there, for no check).
 TSAN_SKIP = '^unit/test_vad$$'
-
+# The integration tests run two at a time here: each starts its own server on free ports and
+# mostly waits on real time (speech is played in real time), which halves the stage.
 
 .PHONY: run test deps deps-test build build-asan build-tsan clean
 
@@ -28,7 +29,7 @@ test: deps-test build build-asan build-tsan
 	cd build-asan && ctest --output-on-failure -j $(JOBS) -L unit
 	cd build-asan && ctest --output-on-failure -LE unit
 	cd build-tsan && $(TSAN_ENV) ctest --output-on-failure -j $(JOBS) -L '^unit$$' -E $(TSAN_SKIP)
-	cd build-tsan && $(TSAN_ENV) ctest --output-on-failure -L '^integration$$'
+	cd build-tsan && $(TSAN_ENV) ctest --output-on-failure -j $(JOBS) -L '^integration$$'
 
 deps:
 	@scripts/deps.sh run

@@ -104,7 +104,8 @@ static const struct key keys[] = {
      "WebSocket connections at once from one IP address; 0 = no limit."},
     {"limit_loopback", BOOL(limit_loopback), "off", 0, 0, NULL,
      "Apply the per-address limits to loopback clients too (on|off). Off lets a local load "
-     "test through; turn it on behind a proxy on the same machine."},
+     "test through. Behind a reverse proxy every caller shares the proxy's address: limit "
+     "per caller at the proxy."},
     {"max_call_s", INT(max_call_s), "3600", 0, 604800, NULL,
      "Longest call in seconds, from its answer; a call that reaches it is ended with reason "
      "\"max duration\". 0 = no limit."},
