@@ -81,9 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   json_error_t jerr;
   json_t *msg = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &jerr);
   if (!msg) {
-    char why[256];
-    snprintf(why, sizeof why, "not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
-             jerr.column);
+    FUZZ_CHECK(jerr.text[0] != '\0'); /* the page is told why */
     return 0;
   }
   const char *type = json_string_value(json_object_get(msg, "type"));

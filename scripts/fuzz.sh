@@ -31,7 +31,7 @@ if [ ! -f "fuzz/fuzz_$target.c" ]; then
 fi
 command -v "${CC:-clang}" >/dev/null || { echo "needs clang: scripts/deps.sh test" >&2; exit 1; }
 
-build=build-fuzz
+build="build-fuzz"
 if [ ! -f $build/CMakeCache.txt ]; then
   CC=${CC:-clang} cmake -S . -B $build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTINGSHUO_SANITIZE=ON \
     -DTINGSHUO_FUZZ=ON -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link" >/dev/null
