@@ -282,10 +282,16 @@ static void on_latency(struct callrec *r, json_t *ev) {
   row_put(r, w);
 }
 
+/* The caller's sentence plus its error id, "(e-...)", which leads to the log line that has
+ * the detail: the record never holds an upstream service's own text. */
 static void on_error(struct callrec *r, json_t *ev) {
-  const char *msg = json_string_value(json_object_get(ev, "message"));
+  const char *text = json_string_value(json_object_get(ev, "message"));
   const char *code = json_string_value(json_object_get(ev, "code"));
-  if (!msg || !code || strcmp(code, "engine") != 0) return;
+  const char *id = json_string_value(json_object_get(ev, "error_id"));
+  if (!text || !code || strcmp(code, "engine") != 0) return;
+  char msg[512];
+  if (id) snprintf(msg, sizeof msg, "%s (%s)", text, id);
+  else snprintf(msg, sizeof msg, "%s", text);
   struct row *w = row_for(r, r->last_turn);
   if (w && !w->reply) { /* the turn being answered */
     add_error(&w->error, msg);

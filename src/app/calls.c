@@ -834,16 +834,16 @@ static int listen_is_loopback(const char *addr) {
   return strcmp(host, "localhost") == 0 || api_is_loopback(host);
 }
 
-int calls_token_auth(const struct config *cfg) {
-  if (strcmp(cfg->call_auth, "token") == 0) return 1;
-  if (strcmp(cfg->call_auth, "none") == 0) return 0;
-  return !listen_is_loopback(cfg->listen);
-}
-
-/* Strangers can reach /ws: listen, or https_listen (which auto does not look at), is not loopback. */
+/* Strangers can reach /ws: listen or https_listen is not loopback. */
 static int reachable(const struct config *cfg) {
   return !listen_is_loopback(cfg->listen) ||
          (cfg->https_listen[0] && !listen_is_loopback(cfg->https_listen));
+}
+
+int calls_token_auth(const struct config *cfg) {
+  if (strcmp(cfg->call_auth, "token") == 0) return 1;
+  if (strcmp(cfg->call_auth, "none") == 0) return 0;
+  return reachable(cfg);
 }
 
 /* Who may call, decided once at start: refuses to run token auth without a usable secret. */
@@ -854,7 +854,7 @@ static int setup_access(struct calls *calls, char *err, size_t errlen) {
     snprintf(err, errlen,
              "call_auth is %s%s, which needs call_secret (at least 16 characters; set "
              "TINGSHUO_CALL_SECRET), or call_auth = none to let anyone who reaches /ws call",
-             cfg->call_auth, strcmp(cfg->call_auth, "auto") == 0 ? " (token: listen is not loopback)" : "");
+             cfg->call_auth, strcmp(cfg->call_auth, "auto") == 0 ? " (token: a listener is not loopback)" : "");
     return -EINVAL;
   }
   if (calls->token_auth)

@@ -85,7 +85,7 @@ static const struct key keys[] = {
     {"call_auth", TYPED(KEY_ENUM, call_auth), "auto", 0, 0, "auto|none|token",
      "Who may start a call. none: anyone who reaches /ws; token: only a caller holding a "
      "call token signed with call_secret (tingshuo token, POST /api/tokens); auto: none "
-     "when listen is a loopback address, token otherwise."},
+     "when listen and https_listen are loopback addresses, token otherwise."},
     {"call_secret", TYPED(KEY_SECRET, call_secret), "", 0, 0, NULL,
      "Secret that signs call tokens, at least 16 characters (32 random ones is better); "
      "set it in the environment "

@@ -148,6 +148,11 @@ test('tingshuo token mints what tingshuo call --token uses; serve refuses token 
       '--data-dir', dir]);
     assert.equal(refusedStart.code, 1);
     assert.match(refusedStart.stderr, /call_secret/);
+    // auto means token when any listener is open to others, the HTTPS one included.
+    const refusedHttps = await run(['serve', '--https-listen', '0.0.0.0:0', '--agent', 'echo', '--records', 'off',
+      '--data-dir', dir]);
+    assert.equal(refusedHttps.code, 1);
+    assert.match(refusedHttps.stderr, /call_secret/);
   } finally {
     await srv.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -162,10 +167,11 @@ test('open calls on a non-loopback address warn loudly', async () => {
   } finally {
     await srv.stop();
   }
-  // auto looks at listen only; an HTTPS listener open to others still gets the warning.
-  const https = await startServer({ args: ['--agent', 'echo', '--https-listen', '0.0.0.0:0', '--records', 'off'] });
+  // An HTTPS listener open to others counts too: explicit none warns about it.
+  const https = await startServer({ args: ['--agent', 'echo', '--https-listen', '0.0.0.0:0', '--call-auth', 'none',
+    '--records', 'off'] });
   try {
-    assert.match(await logSays(https, /ANYONE/), /call_auth = auto on a non-loopback address: ANYONE/);
+    assert.match(await logSays(https, /ANYONE/), /call_auth = none on a non-loopback address: ANYONE/);
   } finally {
     await https.stop();
   }

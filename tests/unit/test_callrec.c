@@ -207,7 +207,8 @@ static void engine_errors_go_with_the_row_they_affected(void **state) {
   struct callrec *r = begin(f, "d4");
   static const char *const ev[] = {
       "{\"type\":\"transcript\",\"text\":\"hello\",\"final\":true,\"turn\":1}",
-      "{\"type\":\"error\",\"code\":\"engine\",\"engine\":\"llm\",\"message\":\"llm: HTTP 500\"}",
+      "{\"type\":\"error\",\"code\":\"engine\",\"engine\":\"llm\",\"message\":\"llm: HTTP 500\","
+      "\"error_id\":\"e-0123456789ab\"}",
       "{\"type\":\"reply\",\"text\":\"Sorry.\",\"interrupted\":false,\"turn\":1}",
       "{\"type\":\"error\",\"code\":\"engine\",\"engine\":\"asr\",\"message\":\"asr: timed out\"}",
       "{\"type\":\"reply\",\"text\":\"Sorry again.\",\"interrupted\":false,\"turn\":0}",
@@ -219,7 +220,7 @@ static void engine_errors_go_with_the_row_they_affected(void **state) {
   callrec_end(r, "hangup", NULL);
   json_t *call = read_call(f, "d4");
   assert_int_equal(json_array_size(json_object_get(call, "turns")), 2);
-  assert_text(turn_at(call, 0), "error", "llm: HTTP 500");
+  assert_text(turn_at(call, 0), "error", "llm: HTTP 500 (e-0123456789ab)");
   assert_text(turn_at(call, 0), "reply", "Sorry.");
   assert_text(turn_at(call, 1), "error", "asr: timed out");
   assert_text(turn_at(call, 1), "transcript", NULL);
