@@ -12,43 +12,13 @@
 #include <uv.h>
 
 #include "rtc/dtls.h"
-
-#define QMAX 64
-
-/* Datagrams in flight from one side to the other. */
-struct queue {
-  uint8_t *pkt[QMAX];
-  size_t len[QMAX];
-  int n, drop_next, max_seen;
-};
-
-static void enqueue(void *user, const uint8_t *data, size_t len) {
-  struct queue *q = user;
-  if ((int)len > q->max_seen) q->max_seen = (int)len;
-  if (q->drop_next > 0) {
-    q->drop_next--;
-    return;
-  }
-  assert_true(q->n < QMAX);
-  q->pkt[q->n] = malloc(len);
-  memcpy(q->pkt[q->n], data, len);
-  q->len[q->n++] = len;
-}
-
-static void deliver(struct queue *q, struct dtls_session *to) {
-  int n = q->n;
-  q->n = 0;
-  for (int i = 0; i < n; i++) {
-    dtls_session_handle(to, q->pkt[i], q->len[i]);
-    free(q->pkt[i]);
-  }
-}
+#include "dtls_queue.h"
 
 struct pair {
   struct dtls_cert *cc, *sc;
   struct dtls_ctx *cctx, *sctx;
   struct dtls_session *client, *server;
-  struct queue to_server, to_client;
+  struct dtls_queue to_server, to_client;
 };
 
 static void make_pair(struct pair *p, const char *client_profiles, int wrong_fp) {
@@ -58,22 +28,17 @@ static void make_pair(struct pair *p, const char *client_profiles, int wrong_fp)
   assert_int_equal(strlen(dtls_cert_fingerprint(p->sc)), 95);
   assert_int_equal(dtls_ctx_new_profiles(&p->cctx, p->cc, DTLS_ROLE_CLIENT, client_profiles), 0);
   assert_int_equal(dtls_ctx_new(&p->sctx, p->sc, DTLS_ROLE_SERVER), 0);
-  p->client = dtls_session_new(p->cctx, "sha-256", dtls_cert_fingerprint(p->sc), enqueue, &p->to_server);
+  p->client = dtls_session_new(p->cctx, "sha-256", dtls_cert_fingerprint(p->sc), dtls_queue_push, &p->to_server);
   p->server = dtls_session_new(p->sctx, "sha-256",
                                wrong_fp ? dtls_cert_fingerprint(p->sc) : dtls_cert_fingerprint(p->cc),
-                               enqueue, &p->to_client);
+                               dtls_queue_push, &p->to_client);
   assert_non_null(p->client);
   assert_non_null(p->server);
 }
 
-static void drop_all(struct queue *q) {
-  for (int i = 0; i < q->n; i++) free(q->pkt[i]);
-  q->n = 0;
-}
-
 static void free_pair(struct pair *p) {
-  drop_all(&p->to_server);
-  drop_all(&p->to_client);
+  dtls_queue_drop(&p->to_server);
+  dtls_queue_drop(&p->to_client);
   dtls_session_free(p->client);
   dtls_session_free(p->server);
   dtls_ctx_free(p->cctx);
@@ -85,8 +50,8 @@ static void free_pair(struct pair *p) {
 static void run_handshake(struct pair *p) {
   dtls_session_start(p->client);
   for (int round = 0; round < 20; round++) {
-    deliver(&p->to_server, p->server);
-    deliver(&p->to_client, p->client);
+    dtls_queue_deliver(&p->to_server, p->server);
+    dtls_queue_deliver(&p->to_client, p->client);
     if (dtls_session_state(p->client) != DTLS_HANDSHAKING && dtls_session_state(p->server) != DTLS_HANDSHAKING) break;
   }
 }
@@ -139,8 +104,8 @@ static void lost_flight_is_retransmitted(void **state) {
   make_pair(&p, NULL, 0);
   p.to_client.drop_next = 100; /* the server's whole first flight is lost */
   dtls_session_start(p.client);
-  deliver(&p.to_server, p.server);
-  deliver(&p.to_client, p.client);
+  dtls_queue_deliver(&p.to_server, p.server);
+  dtls_queue_deliver(&p.to_client, p.client);
   p.to_client.drop_next = 0;
   assert_int_equal(dtls_session_state(p.client), DTLS_HANDSHAKING);
   long ms = dtls_session_timeout_ms(p.server);
@@ -151,8 +116,8 @@ static void lost_flight_is_retransmitted(void **state) {
   dtls_session_on_timer(p.server);
   assert_true(p.to_client.n > 0); /* the flight went again */
   for (int round = 0; round < 10; round++) {
-    deliver(&p.to_client, p.client);
-    deliver(&p.to_server, p.server);
+    dtls_queue_deliver(&p.to_client, p.client);
+    dtls_queue_deliver(&p.to_server, p.server);
   }
   /* The client may need its own retransmission if its reply was dropped; here nothing was. */
   assert_int_equal(dtls_session_state(p.client), DTLS_CONNECTED);
@@ -177,7 +142,7 @@ static void garbage_does_not_crash(void **state) {
   free_pair(&p);
   make_pair(&p, NULL, 0);
   dtls_session_start(p.client);
-  deliver(&p.to_server, p.server);
+  dtls_queue_deliver(&p.to_server, p.server);
   /* free mid-handshake: no leak */
   free_pair(&p);
 }
@@ -191,7 +156,7 @@ struct maker {
 
 static void make_server_session(void *arg) {
   struct maker *m = arg;
-  m->made = dtls_session_new(m->p->sctx, "sha-256", dtls_cert_fingerprint(m->p->cc), enqueue,
+  m->made = dtls_session_new(m->p->sctx, "sha-256", dtls_cert_fingerprint(m->p->cc), dtls_queue_push,
                              &m->p->to_client);
 }
 
@@ -210,7 +175,7 @@ static void session_made_on_another_thread_handshakes_on_its_owner(void **state)
   assert_int_equal(dtls_session_state(p.server), DTLS_CONNECTED);
   check_keys(&p, DTLS_SRTP_AEAD_AES_128_GCM, 56);
   /* A session freed before any use (a call refused at once) owns nothing to free. */
-  dtls_session_free(dtls_session_new(p.sctx, "sha-256", "AA", enqueue, &p.to_client));
+  dtls_session_free(dtls_session_new(p.sctx, "sha-256", "AA", dtls_queue_push, &p.to_client));
   free_pair(&p);
 }
 

@@ -19,36 +19,7 @@
 #include "media/worker.h"
 #include "rtc/dtls.h"
 #include "rtc/sdp.h"
-
-#define QMAX 64
-
-struct queue {
-  uint8_t *pkt[QMAX];
-  size_t len[QMAX];
-  int n;
-};
-
-static void enqueue(void *user, const uint8_t *data, size_t len) {
-  struct queue *q = user;
-  assert_true(q->n < QMAX);
-  q->pkt[q->n] = malloc(len);
-  memcpy(q->pkt[q->n], data, len);
-  q->len[q->n++] = len;
-}
-
-static void deliver(struct queue *q, struct dtls_session *to) {
-  int n = q->n;
-  q->n = 0;
-  for (int i = 0; i < n; i++) {
-    dtls_session_handle(to, q->pkt[i], q->len[i]);
-    free(q->pkt[i]);
-  }
-}
-
-static void drop(struct queue *q) {
-  for (int i = 0; i < q->n; i++) free(q->pkt[i]);
-  q->n = 0;
-}
+#include "dtls_queue.h"
 
 static char *offer_with(const char *ufrag, const char *pwd, const char *fp_line) {
   char *text = malloc(4096);
@@ -90,18 +61,18 @@ static enum dtls_state handshake_case(const char *alg, const char *offer_fp, int
   call_params(s, &p);
   assert_string_equal(p.remote_fp, fp); /* nothing cut on the way */
 
-  struct queue to_server = {0}, to_client = {0};
-  struct dtls_session *client = dtls_session_new(cctx, "sha-256", dtls_cert_fingerprint(sc), enqueue, &to_server);
-  struct dtls_session *server = dtls_session_new(sctx, p.remote_fp_alg, p.remote_fp, enqueue, &to_client);
+  struct dtls_queue to_server = {0}, to_client = {0};
+  struct dtls_session *client = dtls_session_new(cctx, "sha-256", dtls_cert_fingerprint(sc), dtls_queue_push, &to_server);
+  struct dtls_session *server = dtls_session_new(sctx, p.remote_fp_alg, p.remote_fp, dtls_queue_push, &to_client);
   dtls_session_start(client);
   for (int round = 0; round < 20 && dtls_session_state(server) == DTLS_HANDSHAKING; round++) {
-    deliver(&to_server, server);
-    deliver(&to_client, client);
+    dtls_queue_deliver(&to_server, server);
+    dtls_queue_deliver(&to_client, client);
   }
   enum dtls_state st = dtls_session_state(server);
   if (st == DTLS_FAILED) assert_string_equal(dtls_session_error(server), "fingerprint mismatch");
-  drop(&to_server);
-  drop(&to_client);
+  dtls_queue_drop(&to_server);
+  dtls_queue_drop(&to_client);
   dtls_session_free(client);
   dtls_session_free(server);
   dtls_ctx_free(cctx);

@@ -25,25 +25,12 @@
 #include "rtc/rtcp.h"
 #include "rtc/rtp.h"
 #include "rtc/srtpctx.h"
+#include "dtls_queue.h"
 
-#define QMAX 64
 #define BROWSER_SSRC 0x5EED5EEDu
 
-struct queue {
-  uint8_t *pkt[QMAX];
-  size_t len[QMAX];
-  int n;
-};
-
-static void push(struct queue *q, const uint8_t *data, size_t len) {
-  assert_true(q->n < QMAX);
-  q->pkt[q->n] = malloc(len);
-  memcpy(q->pkt[q->n], data, len);
-  q->len[q->n++] = len;
-}
-
-static void to_browser(void *user, const uint8_t *data, size_t len, const struct sockaddr *to) { push(user, data, len); }
-static void to_server(void *user, const uint8_t *data, size_t len) { push(user, data, len); }
+static void to_browser(void *user, const uint8_t *data, size_t len, const struct sockaddr *to) { dtls_queue_push(user, data, len); }
+static void to_server(void *user, const uint8_t *data, size_t len) { dtls_queue_push(user, data, len); }
 static void on_event(void *user, const char *call_id, char *json) { free(json); }
 
 struct rig {
@@ -52,25 +39,20 @@ struct rig {
   struct dtls_session *browser;
   struct srtpctx *srtp;
   struct media_call *call;
-  struct queue up, down; /* browser -> call, call -> browser */
+  struct dtls_queue up, down; /* browser -> call, call -> browser */
   struct sockaddr_in from;
   uint64_t now;
 };
-
-static void drop(struct queue *q) {
-  for (int i = 0; i < q->n; i++) free(q->pkt[i]);
-  q->n = 0;
-}
 
 static void pump(struct rig *r) {
   for (int round = 0; round < 20; round++) {
     for (int i = 0; i < r->up.n; i++)
       media_call_on_packet(r->call, r->up.pkt[i], r->up.len[i], (struct sockaddr *)&r->from, r->now);
-    drop(&r->up);
+    dtls_queue_drop(&r->up);
     for (int i = 0; i < r->down.n; i++)
       if (rtp_demux(r->down.pkt[i], r->down.len[i]) == RTP_DEMUX_DTLS)
         dtls_session_handle(r->browser, r->down.pkt[i], r->down.len[i]);
-    drop(&r->down);
+    dtls_queue_drop(&r->down);
     if (!r->up.n) break;
   }
 }
@@ -106,8 +88,8 @@ static void rig_up(struct rig *r, const char *alg) {
 }
 
 static void rig_down(struct rig *r) {
-  drop(&r->up);
-  drop(&r->down);
+  dtls_queue_drop(&r->up);
+  dtls_queue_drop(&r->down);
   media_call_free(r->call);
   srtpctx_free(r->srtp);
   dtls_session_free(r->browser);
