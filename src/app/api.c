@@ -334,8 +334,7 @@ int api_is_loopback(const char *ip) {
   return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
 }
 
-/* "localhost", "x.localhost", "127.0.0.1", "[::1]", with or without a port. */
-static int host_is_loopback(const char *host) {
+int api_host_is_loopback(const char *host) {
   if (!host) return 1; /* HTTP/1.0 without Host: nothing a browser would send */
   char h[256];
   size_t n;
@@ -376,7 +375,7 @@ static enum access check_access(const struct api *api, const struct http_req *re
   const char *host = http_req_header(req, HTTP_H_HOST);
   if (unsafe && origin && !origin_matches_host(origin, host)) return CROSS_SITE;
   if (!api->token_set) {
-    if (!api_is_loopback(http_req_peer(req)) || proxied(req) || !host_is_loopback(host))
+    if (!api_is_loopback(http_req_peer(req)) || proxied(req) || !api_host_is_loopback(host))
       return LOOPBACK_ONLY;
     return LET_IN;
   }

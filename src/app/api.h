@@ -37,6 +37,9 @@ void api_http_handlers(struct api *api, struct http_handlers *h);
 
 /* 1 when `ip` (text, as http_req_peer gives it) is a loopback address. */
 int api_is_loopback(const char *ip);
+/* 1 when a host, with or without a port ("localhost", "x.localhost", "127.0.0.1:8080",
+ * "[::1]:80"), names this machine; NULL counts as loopback (HTTP/1.0 without Host). */
+int api_host_is_loopback(const char *host);
 /* Parses an API time: epoch milliseconds, or ISO 8601 (date, or date-time with Z or an offset). */
 int api_parse_time(const char *text, long long *ms);
 /* The HTTP server whose connection figures /metrics adds. */

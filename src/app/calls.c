@@ -822,22 +822,10 @@ static void close_engines(struct calls *calls) {
   calls->inference = NULL;
 }
 
-/* "127.0.0.1:8080", "[::1]:80", "localhost:8080": 1 when the host part is loopback. */
-static int listen_is_loopback(const char *addr) {
-  char host[256];
-  const char *end = addr[0] == '[' ? strchr(addr, ']') : strrchr(addr, ':');
-  const char *start = addr[0] == '[' ? addr + 1 : addr;
-  size_t n = end ? (size_t)(end - start) : strlen(start);
-  if (n >= sizeof host) return 0;
-  memcpy(host, start, n);
-  host[n] = '\0';
-  return strcmp(host, "localhost") == 0 || api_is_loopback(host);
-}
-
 /* Strangers can reach /ws: listen or https_listen is not loopback. */
 static int reachable(const struct config *cfg) {
-  return !listen_is_loopback(cfg->listen) ||
-         (cfg->https_listen[0] && !listen_is_loopback(cfg->https_listen));
+  return !api_host_is_loopback(cfg->listen) ||
+         (cfg->https_listen[0] && !api_host_is_loopback(cfg->https_listen));
 }
 
 int calls_token_auth(const struct config *cfg) {
