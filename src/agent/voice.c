@@ -371,7 +371,7 @@ static void ask_llm(struct voice_agent *va) {
     struct llm_params p = {.system = va->system_prompt, .turns = turns, .nturns = n,
                            .language = va->language, .max_tokens = va->cfg->llm_max_tokens,
                            .temperature = va->cfg->llm_temperature};
-    struct llm_cb cb = {on_llm_token, on_llm_done, on_llm_error, va};
+    struct llm_cb cb = {.token = on_llm_token, .done = on_llm_done, .error = on_llm_error, .user = va};
     rc = engines_llm_generate(va->eng, &p, va->home, &cb, &va->llm);
     free(turns);
   }

@@ -213,6 +213,27 @@ static const struct key keys[] = {
      "Environment variable holding the TTS service's API key; empty = the service's usual "
      "one (OPENAI_API_KEY, ELEVENLABS_API_KEY, AZURE_SPEECH_KEY)."},
     {"tts_rate", INT(tts_rate), "100", 50, 300, NULL, "Speaking rate, percent of normal."},
+    {"tts_cache_mb", INT(tts_cache_mb), "64", 0, 65536, NULL,
+     "Synthesised speech kept in memory, in MB, least recently used dropped first; phrases "
+     "said again (greetings, apologies, repeated answers) then play with no synthesis. 0 = "
+     "no memory cache."},
+    {"tts_cache_disk_mb", INT(tts_cache_disk_mb), "256", 0, 1048576, NULL,
+     "Synthesised speech kept on disk in data_dir/tts-cache, in MB, surviving restarts; "
+     "0 = no disk cache."},
+    {"price_llm_input", DBL(price_llm_input), "0", 0, 1000000, NULL,
+     "What the LLM service charges per million input tokens not read from its prompt "
+     "cache, in price_currency; 0 = not priced. With the other price_* keys it gives each "
+     "call's estimated cost."},
+    {"price_llm_cached", DBL(price_llm_cached), "0", 0, 1000000, NULL,
+     "Per million input tokens read from the LLM service's prompt cache."},
+    {"price_llm_output", DBL(price_llm_output), "0", 0, 1000000, NULL,
+     "Per million output tokens."},
+    {"price_tts", DBL(price_tts), "0", 0, 1000000, NULL,
+     "Per million characters synthesised by the TTS service (cache hits cost nothing)."},
+    {"price_asr", DBL(price_asr), "0", 0, 1000000, NULL,
+     "Per minute of audio recognised by the ASR service."},
+    {"price_currency", STR(price_currency), "USD", 0, 0, NULL,
+     "Currency the price_* keys are in, shown with each call's cost."},
     {"http_connect_timeout_ms", INT(http_connect_timeout_ms), "3000", 100, 600000, NULL,
      "AI services: longest wait for a connection."},
     {"http_first_byte_timeout_ms", INT(http_first_byte_timeout_ms), "10000", 100, 600000, NULL,
@@ -311,7 +332,7 @@ static int apply(struct config *cfg, const struct key *k, const char *value, con
     errno = 0;
     double d = strtod(value, &end);
     if (errno || end == value || *end) return *why = "expected a number", -EINVAL;
-    if (d < (double)k->min || d > (double)k->max) return *why = "out of range", -ERANGE;
+    if (!(d >= (double)k->min && d <= (double)k->max)) return *why = "out of range", -ERANGE; /* NaN too */
     *(double *)field = d;
     return 0;
   }

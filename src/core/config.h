@@ -78,6 +78,16 @@ struct config {
   char tts[32], tts_base_url[1024], tts_model[128], tts_voice[128], tts_api_key_env[128];
   int tts_rate;            /* speaking rate, percent of normal */
   int http_connect_timeout_ms, http_first_byte_timeout_ms, http_total_timeout_ms;
+  int tts_cache_mb;        /* memory TTS cache bound; 0 = none */
+  int tts_cache_disk_mb;   /* disk TTS cache bound (data_dir/tts-cache); 0 = none */
+
+  /* What the services charge, for each call's estimated cost; 0 = not priced. */
+  double price_llm_input;  /* per million uncached input tokens */
+  double price_llm_cached; /* per million input tokens read from the prompt cache */
+  double price_llm_output; /* per million output tokens */
+  double price_tts;        /* per million characters synthesised */
+  double price_asr;        /* per minute of audio recognised */
+  char price_currency[16];
 };
 
 /* Fills in every default. */

@@ -49,6 +49,11 @@ struct eng_stats {
   const char *kind, *backend;
   _Atomic uint64_t requests, errors, timeouts, cancelled;
   struct prom_histogram duration; /* start (ASR: finish) -> result or error */
+  /* What the requests used, for cost: ASR samples at 16 kHz; LLM tokens as the
+   * service reported them; TTS characters synthesised and served from the cache. */
+  _Atomic uint64_t asr_samples;
+  _Atomic uint64_t llm_input, llm_cached, llm_cache_write, llm_output;
+  _Atomic uint64_t tts_chars, tts_chars_cached;
 };
 
 enum { ST_ASR, ST_LLM, ST_TTS, ST_TTS_OTHER, ST_N };
@@ -179,6 +184,20 @@ static void llm_token_m(void *user, const char *text) {
   j->user_cb.token(j->user_cb.user, text);
 }
 
+static void add(_Atomic uint64_t *n, long long v) {
+  if (v > 0) atomic_fetch_add_explicit(n, (uint64_t)v, memory_order_relaxed);
+}
+
+static void llm_usage_m(void *user, const struct llm_usage *u) {
+  struct llm_job *j = user;
+  struct eng_stats *st = j->meter.stats;
+  add(&st->llm_input, u->input_tokens);
+  add(&st->llm_cached, u->cached_tokens);
+  add(&st->llm_cache_write, u->cache_write_tokens);
+  add(&st->llm_output, u->output_tokens);
+  if (j->user_cb.usage) j->user_cb.usage(j->user_cb.user, u);
+}
+
 static void llm_done_m(void *user, int hangup) {
   struct llm_job *j = user;
   meter_end(&j->meter, &j->job, 0);
@@ -235,11 +254,19 @@ int engines_llm_generate(struct engines *e, const struct llm_params *p, struct m
   struct llm_job *j = *out;
   meter_init(&j->meter, &e->stats[ST_LLM]);
   j->user_cb = j->cb;
+  /* Usage is counted whether or not the requester wants it. */
   j->cb = (struct llm_cb){.token = METERED(j->user_cb.token, llm_token_m),
+                          .usage = llm_usage_m,
                           .done = METERED(j->user_cb.done, llm_done_m),
                           .error = METERED(j->user_cb.error, llm_error_m),
                           .user = j};
   return 0;
+}
+
+static size_t utf8_chars(const char *s) {
+  size_t n = 0;
+  for (; s && *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+  return n;
 }
 
 static int is_english(const char *language) {
@@ -254,6 +281,7 @@ int engines_tts_speak(struct engines *e, const struct tts_params *p, struct mail
                  : e->tts->speak(e->tts_state, p, home, cb, out);
   if (count_start(st, rc)) return rc;
   struct tts_job *j = *out;
+  add(&st->tts_chars, (long long)utf8_chars(p->text));
   meter_init(&j->meter, st);
   j->user_cb = j->cb;
   j->cb = (struct tts_cb){.audio = METERED(j->user_cb.audio, tts_audio_m),
@@ -269,7 +297,10 @@ const char *engines_tts_name(const struct engines *e, const char *language) {
   return e->tts_other && !is_english(language) ? e->tts_other->name : e->tts->name;
 }
 
-void asr_feed(struct asr_session *s, const int16_t *pcm, size_t n) { s->be->feed(s, pcm, n); }
+void asr_feed(struct asr_session *s, const int16_t *pcm, size_t n) {
+  if (s->meter.stats) add(&s->meter.stats->asr_samples, (long long)n);
+  s->be->feed(s, pcm, n);
+}
 void asr_finish(struct asr_session *s) {
   /* Recognition time is what the caller waits for: from the end of speech. */
   if (s->meter.stats && !s->meter.ended) s->meter.started_ns = uv_hrtime();
@@ -306,7 +337,42 @@ static void write_counter(const struct engines *e, struct prom_buf *b, const cha
   }
 }
 
+static double load(const _Atomic uint64_t *v) {
+  return (double)atomic_load_explicit(v, memory_order_relaxed);
+}
+
+/* What the services were asked to do, by the units they bill in. */
+static void write_usage(const struct engines *e, struct prom_buf *b) {
+  const struct eng_stats *asr = &e->stats[ST_ASR], *llm = &e->stats[ST_LLM];
+  prom_family(b, "tingshuo_asr_audio_seconds_total", "counter",
+              "Seconds of caller audio given to speech recognition.");
+  prom_sample(b, "tingshuo_asr_audio_seconds_total", load(&asr->asr_samples) / 16000.0, "backend",
+              asr->backend, NULL);
+  prom_family(b, "tingshuo_llm_tokens_total", "counter",
+              "LLM tokens as the service reported them. input counts every prompt token; "
+              "cached those read from the service's prompt cache, cache_write those written to it.");
+  prom_sample(b, "tingshuo_llm_tokens_total", load(&llm->llm_input), "backend", llm->backend,
+              "type", "input", NULL);
+  prom_sample(b, "tingshuo_llm_tokens_total", load(&llm->llm_cached), "backend", llm->backend,
+              "type", "cached", NULL);
+  prom_sample(b, "tingshuo_llm_tokens_total", load(&llm->llm_cache_write), "backend",
+              llm->backend, "type", "cache_write", NULL);
+  prom_sample(b, "tingshuo_llm_tokens_total", load(&llm->llm_output), "backend", llm->backend,
+              "type", "output", NULL);
+  prom_family(b, "tingshuo_tts_characters_total", "counter",
+              "Characters of text spoken: synthesised by the backend, or served from the TTS cache.");
+  for (int i = ST_TTS; i <= ST_TTS_OTHER; i++) {
+    const struct eng_stats *st = &e->stats[i];
+    if (!st->backend) continue;
+    prom_sample(b, "tingshuo_tts_characters_total", load(&st->tts_chars), "backend", st->backend,
+                "source", "synthesised", NULL);
+    prom_sample(b, "tingshuo_tts_characters_total", load(&st->tts_chars_cached), "backend",
+                st->backend, "source", "cached", NULL);
+  }
+}
+
 void engines_write_metrics(const struct engines *e, struct prom_buf *b) {
+  write_usage(e, b);
   write_counter(e, b, "tingshuo_engine_requests_total", "Engine requests started.",
                 offsetof(struct eng_stats, requests));
   write_counter(e, b, "tingshuo_engine_errors_total",

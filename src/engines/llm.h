@@ -31,8 +31,21 @@ struct llm_params {
   double temperature;
 };
 
+/*
+ * What a reply cost, as the service reported it (backends that report
+ * nothing leave every field 0). input_tokens counts every prompt token,
+ * cached_tokens those of them read from the service's prompt cache (billed
+ * lower), cache_write_tokens those written to it (Anthropic bills them
+ * higher; they are part of input_tokens too).
+ */
+struct llm_usage {
+  long long input_tokens, cached_tokens, cache_write_tokens, output_tokens;
+};
+
 struct llm_cb {
   void (*token)(void *user, const char *text);
+  /* Optional (NULL = not wanted): at most once per reply, before done. */
+  void (*usage)(void *user, const struct llm_usage *u);
   /* hangup = 1: the reply ends the conversation (the caller said goodbye). */
   void (*done)(void *user, int hangup);
   void (*error)(void *user, const char *message);

@@ -38,6 +38,8 @@ struct tts_job {
   /* engines.c's: the requester's callbacks, while `cb` points at its meter */
   struct tts_cb user_cb;
   struct eng_meter meter;
+  /* engines.c's: 1 when the audio comes from the TTS cache (set before speak returns) */
+  int cached;
 };
 
 struct tts_backend {

@@ -70,7 +70,7 @@ static void ask_backend(const struct llm_backend *be, const char *language, cons
                              {LLM_USER, text}};
   struct llm_params p = {.system = "", .turns = turns, .nturns = 3, .language = language,
                          .max_tokens = 100, .temperature = 0.7};
-  struct llm_cb cb = {on_token, on_done, on_error, r};
+  struct llm_cb cb = {.token = on_token, .done = on_done, .error = on_error, .user = r};
   void *engine = NULL;
   char err[128];
   assert_int_equal(be->open(&engine, NULL, err, sizeof err), 0);
@@ -297,7 +297,7 @@ static void no_caller_turn_gets_didnt_catch_that(void **state) {
   struct llm_turn turns[] = {{LLM_ASSISTANT, "Hello."}};
   struct llm_params p = {.turns = turns, .nturns = 1, .language = NULL};
   struct run *r = calloc(1, sizeof *r);
-  struct llm_cb cb = {on_token, on_done, on_error, r};
+  struct llm_cb cb = {.token = on_token, .done = on_done, .error = on_error, .user = r};
   assert_int_equal(llm_local.generate(NULL, &p, mb, &cb, &r->job), 0);
   uv_run(&loop, UV_RUN_NOWAIT);
   assert_int_equal(r->done, 1);
@@ -335,7 +335,7 @@ static void with_a_pool_the_answer_comes_from_the_pool(void **state) {
   struct llm_turn turns[] = {{LLM_USER, "what is two plus three"}};
   struct llm_params p = {.turns = turns, .nturns = 1, .language = "en"};
   struct run *r = calloc(1, sizeof *r);
-  struct llm_cb cb = {on_token, on_done, on_error, r};
+  struct llm_cb cb = {.token = on_token, .done = on_done, .error = on_error, .user = r};
   assert_int_equal(llm_local.generate(engine, &p, mb, &cb, &r->job), 0);
   turns[0].text = "overwritten"; /* the backend copied what it reads */
   uv_run(&loop, UV_RUN_NOWAIT);

@@ -202,7 +202,7 @@ static void on_audio(void *u, const int16_t *pcm, size_t n, int rate) {
 }
 static void on_tts_done(void *u) { ((struct rec *)u)->done++; }
 
-static const struct llm_cb LLM_CB = {on_token, on_done, on_error, NULL};
+static const struct llm_cb LLM_CB = {.token = on_token, .done = on_done, .error = on_error, .user = NULL};
 static const struct tts_cb TTS_CB = {on_audio, on_tts_done, on_error, NULL};
 static const struct asr_cb ASR_CB = {on_partial, on_final, on_error, NULL};
 
@@ -655,7 +655,7 @@ static void latency_added_by_the_service_layer(void **state) {
     r[0].speak_with = e;
     struct llm_turn turns[] = {{LLM_USER, "hello"}};
     struct llm_params p = {.turns = turns, .nturns = 1, .max_tokens = 50, .temperature = 0.2};
-    struct llm_cb cb = {bench_token, on_done, on_error, &r[0]};
+    struct llm_cb cb = {.token = bench_token, .done = on_done, .error = on_error, .user = &r[0]};
     struct llm_job *j;
     assert_int_equal(engines_llm_generate(e, &p, F.home, &cb, &j), 0);
     assert_true(wait_until((volatile int *)&r[0].done, 5000));
