@@ -576,7 +576,7 @@ const STAGES = [
 
 function onLatency(msg) {
   const turn = Number(msg.turn);
-  if (!Number.isFinite(turn)) return;
+  if (!Number.isFinite(turn) || turn < 1) return; // a greeting's figures are not a turn's
   const row = state.turns.get(turn) || {};
   for (const s of STAGES) if (typeof msg[s.key] === 'number') row[s.key] = msg[s.key];
   state.turns.set(turn, row);

@@ -67,6 +67,13 @@ struct stamps {
   double last_voiced, end, final, first_token, first_sentence, tts_req, first_audio, first_sent;
   double onset, ai_stopped;     /* onset: when the VAD declared it; the AI's first withheld frame */
   int onset_lag;                /* how long before that the caller's first sound was */
+  int tts_cached;               /* the reply's first sentence came from the TTS cache */
+};
+
+/* What the services were asked to do since the last `usage` event, in the units they bill. */
+struct usage {
+  struct llm_usage llm;
+  long long tts_chars, tts_chars_cached, asr_samples;
 };
 
 struct voice_agent {
@@ -106,6 +113,7 @@ struct voice_agent {
   struct history *hist;
 
   struct stamps t;
+  struct usage use;
   int turn, latency_sent;
   int idle_ms, idle_prompted;
   int level_count;
@@ -165,6 +173,7 @@ static void emit_latency(struct voice_agent *va, int with_barge_in) {
   put_ms(ev, "llm_first_token_ms", t->final, t->first_token);
   put_ms(ev, "llm_first_sentence_ms", t->final, t->first_sentence);
   put_ms(ev, "tts_first_audio_ms", t->tts_req, t->first_audio);
+  if (t->tts_req > 0) json_object_set_new(ev, "tts_cached", json_boolean(t->tts_cached));
   put_ms(ev, "voice_to_voice_ms", t->last_voiced, t->first_sent);
   if (t->last_voiced > 0 && t->first_sent > 0 && t->first_audio > 0) {
     double engines = (t->end - t->last_voiced) + (t->final - t->end) +
@@ -183,6 +192,41 @@ static void emit_latency(struct voice_agent *va, int with_barge_in) {
 static void emit_reply(struct voice_agent *va, const char *text, int interrupted) {
   emit(va, json_pack("{s:s,s:s,s:b,s:i}", "type", "reply", "text", text, "interrupted",
                      interrupted, "turn", va->reply_is_turn ? va->turn : 0));
+}
+
+/*
+ * Usage goes out when a reply ends, however it ends, with the turn it
+ * answered (0 for a greeting or prompt): the caller's audio that led to it
+ * and what the LLM and TTS were asked for on its behalf. A reply dropped
+ * before it was spoken still cost what it cost. The sum over a call's
+ * events is the call's usage.
+ */
+static void emit_usage(struct voice_agent *va) {
+  const struct usage *u = &va->use;
+  if (!u->llm.input_tokens && !u->llm.output_tokens && !u->tts_chars && !u->tts_chars_cached &&
+      !u->asr_samples)
+    return;
+  json_t *ev = json_pack("{s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "type", "usage", "turn",
+                         va->reply_is_turn ? va->turn : 0, "llm_input_tokens",
+                         (json_int_t)u->llm.input_tokens, "llm_cached_tokens",
+                         (json_int_t)u->llm.cached_tokens, "llm_cache_write_tokens",
+                         (json_int_t)u->llm.cache_write_tokens, "llm_output_tokens",
+                         (json_int_t)u->llm.output_tokens, "tts_chars", (json_int_t)u->tts_chars,
+                         "tts_chars_cached", (json_int_t)u->tts_chars_cached, "asr_seconds",
+                         round((double)u->asr_samples / (VOICE_IN_RATE / 10)) / 10);
+  memset(&va->use, 0, sizeof va->use);
+  emit(va, ev);
+}
+
+static void feed_asr(struct voice_agent *va, const int16_t *pcm) {
+  va->use.asr_samples += FRAME16;
+  asr_feed(va->asr, pcm, FRAME16);
+}
+
+static long long utf8_chars(const char *s) {
+  long long n = 0;
+  for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+  return n;
 }
 
 /* --- language-dependent phrases ---------------------------------------------------- */
@@ -296,10 +340,14 @@ static void start_next_tts(struct voice_agent *va) {
   va->nsent--;
   struct tts_params p = {.text = text, .language = va->language, .voice = va->voice, .rate = va->rate};
   struct tts_cb cb = {on_tts_audio, on_tts_done, on_tts_error, va};
-  if (va->t.tts_req == 0) va->t.tts_req = now_ms();
+  int first = va->t.tts_req == 0;
+  if (first) va->t.tts_req = now_ms();
   int rc = playout_begin_segment(va->po, text);
   if (rc == 0) rc = engines_tts_speak(va->eng, &p, va->home, &cb, &va->tts);
-  if (rc) {
+  if (rc == 0) {
+    *(va->tts->cached ? &va->use.tts_chars_cached : &va->use.tts_chars) += utf8_chars(text);
+    if (first) va->t.tts_cached = va->tts->cached;
+  } else {
     playout_end_segment(va->po);
     emit_error(va, "tts", "could not start synthesis");
   }
@@ -317,6 +365,14 @@ static void on_llm_token(void *user, const char *text) {
   size_t used = strlen(va->reply_text);
   snprintf(va->reply_text + used, sizeof va->reply_text - used, "%s", text);
   chunker_push(va->chunker, text, on_sentence, va);
+}
+
+static void on_llm_usage(void *user, const struct llm_usage *u) {
+  struct voice_agent *va = user;
+  va->use.llm.input_tokens += u->input_tokens;
+  va->use.llm.cached_tokens += u->cached_tokens;
+  va->use.llm.cache_write_tokens += u->cache_write_tokens;
+  va->use.llm.output_tokens += u->output_tokens;
 }
 
 static void llm_finished(struct voice_agent *va) {
@@ -371,7 +427,8 @@ static void ask_llm(struct voice_agent *va) {
     struct llm_params p = {.system = va->system_prompt, .turns = turns, .nturns = n,
                            .language = va->language, .max_tokens = va->cfg->llm_max_tokens,
                            .temperature = va->cfg->llm_temperature};
-    struct llm_cb cb = {.token = on_llm_token, .done = on_llm_done, .error = on_llm_error, .user = va};
+    struct llm_cb cb = {.token = on_llm_token, .usage = on_llm_usage, .done = on_llm_done,
+                        .error = on_llm_error, .user = va};
     rc = engines_llm_generate(va->eng, &p, va->home, &cb, &va->llm);
     free(turns);
   }
@@ -394,6 +451,7 @@ static void check_reply_done(struct voice_agent *va) {
     history_add_assistant(va->hist, va->reply_text, 0);
     emit_reply(va, va->reply_text, 0);
   }
+  emit_usage(va);
   int hang = va->hangup_after;
   va->reply_active = va->barge = 0;
   playout_clear(va->po);
@@ -436,6 +494,7 @@ static void interrupt_reply(struct voice_agent *va) {
   }
   emit_reply(va, played, 1);
   emit_latency(va, 1); /* a greeting or prompt has only barge_in_ms */
+  emit_usage(va);
   cancel_reply(va);
 }
 
@@ -516,7 +575,7 @@ static void start_recognition(struct voice_agent *va, int lag_ms) {
   if (frames > va->preroll_n) frames = va->preroll_n;
   for (int i = frames; i > 0; i--) {
     int idx = (va->preroll_head - i + PREROLL_FRAMES) % PREROLL_FRAMES;
-    asr_feed(va->asr, va->preroll[idx], FRAME16);
+    feed_asr(va, va->preroll[idx]);
   }
 }
 
@@ -536,6 +595,7 @@ static void on_onset(struct voice_agent *va) {
   } else if (va->reply_active) {
     /* Still thinking: the caller was not done. Their words so far are kept. */
     if (va->reply_is_turn) snprintf(va->heard_before, sizeof va->heard_before, "%s", va->user_text);
+    emit_usage(va);
     cancel_reply(va);
   }
   set_state(va, ST_USER);
@@ -600,7 +660,7 @@ void voice_agent_hear(struct voice_agent *va, const int16_t *pcm) {
   enum vad_event ev = vad_process(va->vad, clean, echo_db);
   va->last_voiced_ms = vad_voiced_ms(va->vad) > voiced_before ? 0 : va->last_voiced_ms + 20;
   if (ev == VAD_ONSET) on_onset(va);
-  if (va->asr && vad_in_speech(va->vad)) asr_feed(va->asr, clean, FRAME16);
+  if (va->asr && vad_in_speech(va->vad)) feed_asr(va, clean);
   if (va->barge && !va->paused && vad_in_speech(va->vad) &&
       vad_voiced_ms(va->vad) >= va->cfg->barge_in_min_ms) {
     va->paused = 1; /* the AI's audio stops with the next frame */
@@ -644,10 +704,8 @@ int voice_agent_speak(struct voice_agent *va, int16_t *pcm) {
   if (started) emit(va, json_pack("{s:s,s:s}", "type", "reply_partial", "text", started));
   if (va->t.first_sent == 0) {
     va->t.first_sent = now;
-    if (va->reply_is_turn) {
-      record_user_turn(va);
-      emit_latency(va, 0);
-    }
+    if (va->reply_is_turn) record_user_turn(va);
+    emit_latency(va, 0); /* a greeting or prompt: turn 0, how soon its audio came */
   }
   return 1;
 }
@@ -701,6 +759,7 @@ int voice_agent_new(struct voice_agent **out, const char *call_id, const struct 
 
 void voice_agent_free(struct voice_agent *va) {
   if (!va) return;
+  emit_usage(va); /* what the call used since its last reply ended */
   asr_release(va->asr);
   llm_release(va->llm);
   tts_release(va->tts);

@@ -48,6 +48,10 @@ struct sim {
   int onset_frame; /* the frame of the last user_speaking state */
   char last_reply[1024], end_reason[32];
   int frame;
+  /* `usage` events, summed; the turn of the last one */
+  int usages, usage_turn;
+  long long tts_chars, tts_chars_cached, llm_tokens;
+  double asr_seconds;
 };
 
 static void on_home(struct mailbox *mb, struct mailbox_msg *m, void *u) { free(m); }
@@ -61,6 +65,14 @@ static void on_event(void *user, char *json) {
     s->replies++;
     s->interrupted += json_is_true(json_object_get(ev, "interrupted"));
     snprintf(s->last_reply, sizeof s->last_reply, "%s", json_string_value(json_object_get(ev, "text")));
+  } else if (type && !strcmp(type, "usage")) {
+    s->usages++;
+    s->usage_turn = (int)json_integer_value(json_object_get(ev, "turn"));
+    s->tts_chars += json_integer_value(json_object_get(ev, "tts_chars"));
+    s->tts_chars_cached += json_integer_value(json_object_get(ev, "tts_chars_cached"));
+    s->llm_tokens += json_integer_value(json_object_get(ev, "llm_input_tokens")) +
+                     json_integer_value(json_object_get(ev, "llm_output_tokens"));
+    s->asr_seconds += json_number_value(json_object_get(ev, "asr_seconds"));
   } else if (type && !strcmp(type, "state")) {
     if (!strcmp(json_string_value(json_object_get(ev, "state")), "user_speaking")) {
       s->user_states++;
@@ -264,6 +276,35 @@ static void idle_caller_is_asked_then_left(void **state) {
   sim_stop(&s);
 }
 
+/* One usage event per reply, with the turn it answered and what it used. */
+static void usage_says_what_each_turn_used(void **state) {
+  struct sim s;
+  sim_start(&s, "what can you do", 200, 0.1);
+  int frames;
+  int16_t *speech = caller_speech("What can you do?", &frames);
+  free(speech);
+  ask(&s, "What can you do?");
+  until_reply(&s, 2000);
+  assert_int_equal(s.replies, 1);
+  assert_int_equal(s.usages, 1);
+  assert_int_equal(s.usage_turn, 1);
+  /* Every character of the reply was synthesised (the chunker may drop the spaces
+   * between sentences); tone is not cached; the fixed LLM reports no tokens. */
+  long long reply = (long long)strlen(s.last_reply);
+  print_message("reply of %lld characters: %lld synthesised, %.1f s of audio recognised "
+                "(speech %.2f s)\n", reply, s.tts_chars, s.asr_seconds, frames * 0.02);
+  assert_true(s.tts_chars <= reply && s.tts_chars >= reply - 8);
+  assert_int_equal(s.tts_chars_cached, 0);
+  assert_int_equal(s.llm_tokens, 0);
+  /* The utterance and its pre-roll, no more than its speech plus the endpoint. */
+  assert_true(s.asr_seconds >= frames * 0.02 * 0.7);
+  assert_true(s.asr_seconds <= frames * 0.02 + 0.5 + s.cfg.endpoint_ms / 1000.0);
+  voice_agent_free(s.va); /* nothing used since: no more usage */
+  s.va = NULL;
+  assert_int_equal(s.usages, 1);
+  sim_stop(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(own_echo_never_interrupts),
@@ -271,6 +312,7 @@ int main(void) {
       cmocka_unit_test(backchannel_resumes_the_reply),
       cmocka_unit_test(short_noise_does_not_interrupt),
       cmocka_unit_test(idle_caller_is_asked_then_left),
+      cmocka_unit_test(usage_says_what_each_turn_used),
   };
   if (tts_flite_voices_acquire() != 0) return 1; /* the caller's voice */
   int failed = cmocka_run_group_tests(tests, NULL, NULL);
