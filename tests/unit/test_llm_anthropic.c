@@ -30,7 +30,12 @@ static void url_headers_and_system_prompt(void **state) {
   assert_string_equal(http_request_header(&r, "anthropic-version"), "2023-06-01");
   assert_null(http_request_header(&r, "Authorization"));
   json_t *b = json_loadb(r.body, r.body_len, 0, NULL);
-  assert_string_equal(json_string_value(json_object_get(b, "system")), "Be kind.");
+  /* a list of text blocks, the last marked for Anthropic's prompt cache */
+  json_t *sys = json_object_get(b, "system");
+  assert_int_equal(json_array_size(sys), 1);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(sys, 0), "text")), "Be kind.");
+  assert_string_equal(json_string_value(json_object_get(json_object_get(json_array_get(sys, 0), "cache_control"), "type")),
+                      "ephemeral");
   assert_string_equal(json_string_value(json_object_get(b, "model")), "claude-3-5-haiku-latest");
   assert_true(json_is_true(json_object_get(b, "stream")));
   assert_int_equal(json_integer_value(json_object_get(b, "max_tokens")), 64);

@@ -172,6 +172,8 @@ struct rec {
   size_t samples, chunks;
   int rate;
   uint64_t first_ns, first_audio_ns;
+  struct llm_usage usage;
+  int usages, usage_after_done;
   /* bench: speak this the moment the first token arrives */
   struct engines *speak_with;
   struct tts_job *tts;
@@ -183,6 +185,12 @@ static void on_token(void *u, const char *t) {
   strncat(r->text, t, sizeof r->text - strlen(r->text) - 1);
 }
 static void on_done(void *u, int hangup) { ((struct rec *)u)->done++; }
+static void on_usage(void *u, const struct llm_usage *usage) {
+  struct rec *r = u;
+  r->usages++;
+  r->usage_after_done |= r->done;
+  r->usage = *usage;
+}
 static void on_error(void *u, const char *m) {
   struct rec *r = u;
   r->errors++;
@@ -202,7 +210,7 @@ static void on_audio(void *u, const int16_t *pcm, size_t n, int rate) {
 }
 static void on_tts_done(void *u) { ((struct rec *)u)->done++; }
 
-static const struct llm_cb LLM_CB = {.token = on_token, .done = on_done, .error = on_error, .user = NULL};
+static const struct llm_cb LLM_CB = {.token = on_token, .usage = on_usage, .done = on_done, .error = on_error, .user = NULL};
 static const struct tts_cb TTS_CB = {on_audio, on_tts_done, on_error, NULL};
 static const struct asr_cb ASR_CB = {on_partial, on_final, on_error, NULL};
 
@@ -334,9 +342,172 @@ static void llm_anthropic_streams_tokens(void **state) {
   assert_string_equal(str_field(hdr, "x-api-key"), KEY);
   assert_string_equal(str_field(hdr, "anthropic-version"), "2023-06-01");
   json_t *body = json_object_get(json_array_get(reqs, 0), "request");
-  assert_string_equal(str_field(body, "system"), "You are brief.");
+  json_t *system = json_object_get(body, "system");
+  assert_int_equal(json_array_size(system), 1);
+  assert_string_equal(str_field(json_array_get(system, 0), "text"), "You are brief.");
   json_decref(reqs);
   engines_close(e);
+}
+
+/* ---- usage ---- */
+
+static void expect_usage(const struct rec *r, long long in, long long cached, long long write, long long out) {
+  assert_int_equal(r->usages, 1);
+  assert_int_equal(r->usage_after_done, 0); /* usage, then done */
+  assert_int_equal(r->usage.input_tokens, in);
+  assert_int_equal(r->usage.cached_tokens, cached);
+  assert_int_equal(r->usage.cache_write_tokens, write);
+  assert_int_equal(r->usage.output_tokens, out);
+}
+
+/* The one chat request the fixture saw since the last reset: its body (a new reference). */
+static json_t *chat_body(const char *service) {
+  json_t *reqs = requests(service);
+  assert_int_equal(json_array_size(reqs), 1);
+  json_t *body = json_incref(json_object_get(json_array_get(reqs, 0), "request"));
+  json_decref(reqs);
+  return body;
+}
+
+static void llm_openai_asks_for_and_records_usage(void **state) {
+  SCRIPT("{\"reset\":true,\"reply\":\"%s\",\"usage\":{\"prompt\":1500,\"cached\":1280,\"output\":11}}", REPLY);
+  struct engines *e = open_engines("openai", "openai", "openai");
+  struct rec r = {0};
+  llm_run(e, &r, 5000);
+  expect_reply(&r);
+  expect_usage(&r, 1500, 1280, 0, 11);
+  json_t *body = chat_body("openai-chat");
+  assert_true(json_is_true(json_object_get(json_object_get(body, "stream_options"), "include_usage")));
+  /* the stable part first: the system prompt, then the conversation oldest first */
+  json_t *m = json_object_get(body, "messages");
+  assert_string_equal(str_field(json_array_get(m, 0), "role"), "system");
+  assert_string_equal(str_field(json_array_get(m, 0), "content"), "You are brief.");
+  assert_string_equal(str_field(json_array_get(m, 1), "content"), "hi");
+  assert_string_equal(str_field(json_array_get(m, 3), "content"), "what time is it?");
+  json_decref(body);
+  engines_close(e);
+}
+
+static void llm_anthropic_marks_the_system_prompt_and_records_usage(void **state) {
+  /* prompt counts every prompt token; the fixture sends input_tokens = 1500 - 1024 - 200 */
+  SCRIPT("{\"reset\":true,\"reply\":\"%s\",\"usage\":{\"prompt\":1500,\"cached\":1024,\"cacheWrite\":200,"
+         "\"output\":12}}", REPLY);
+  struct engines *e = open_engines("openai", "anthropic", "openai");
+  struct rec r = {0};
+  llm_run(e, &r, 5000);
+  expect_reply(&r);
+  expect_usage(&r, 1500, 1024, 200, 12);
+  json_t *body = chat_body("anthropic");
+  json_t *system = json_object_get(body, "system");
+  json_t *last = json_array_get(system, json_array_size(system) - 1);
+  assert_string_equal(str_field(last, "type"), "text");
+  assert_string_equal(str_field(last, "text"), "You are brief.");
+  assert_string_equal(str_field(json_object_get(last, "cache_control"), "type"), "ephemeral");
+  json_decref(body);
+  engines_close(e);
+}
+
+/* Two turns of one call: the second reads the prefix the first wrote (the fixture's pretend cache). */
+static void a_calls_second_turn_reads_the_prompt_cache(void **state) {
+  static const struct {
+    const char *llm, *service;
+    int writes; /* Anthropic reports the write; OpenAI bills none */
+  } cases[] = {{"anthropic", "anthropic", 1}, {"openai", "openai-chat", 0}};
+  for (size_t c = 0; c < 2; c++) {
+    SCRIPT("{\"reset\":true,\"clearCache\":true,\"reply\":\"%s\"}", REPLY);
+    struct engines *e = open_engines("openai", cases[c].llm, "openai");
+    struct rec first = {0}, second = {0};
+    llm_run(e, &first, 5000);
+    llm_run(e, &second, 5000);
+    expect_reply(&first);
+    expect_reply(&second);
+    long long prefix = (long long)(strlen("You are brief.") + 3) / 4; /* the fixture's 4 characters a token */
+    assert_int_equal(first.usage.cached_tokens, 0);
+    assert_int_equal(first.usage.cache_write_tokens, cases[c].writes ? prefix : 0);
+    assert_int_equal(second.usage.cached_tokens, prefix);
+    assert_int_equal(second.usage.cache_write_tokens, 0);
+    assert_int_equal(first.usage.input_tokens, second.usage.input_tokens); /* the same prompt */
+    assert_true(second.usage.output_tokens > 0);
+    engines_close(e);
+  }
+}
+
+/* The next chat replies send `raw`, verbatim, as every usage object. */
+static void script_usage_raw(const char *raw) {
+  json_t *cmd = json_pack("{s:b,s:s,s:s}", "reset", 1, "reply", REPLY, "usageRaw", raw);
+  char *text = json_dumps(cmd, JSON_COMPACT);
+  SCRIPT("%s", text);
+  free(text);
+  json_decref(cmd);
+}
+
+/* Usage objects a service should never send: the reply is whole, and no count is believed. */
+static void malformed_usage_is_ignored(void **state) {
+  static const char *raw[] = {
+      "\"lots\"", "null", "[]", "{}", "{\"prompt_tokens\":null,\"input_tokens\":null}",
+      "{\"prompt_tokens\":-5,\"completion_tokens\":\"7\",\"prompt_tokens_details\":{\"cached_tokens\":1.5}}",
+      "{\"input_tokens\":-1,\"output_tokens\":true,\"cache_read_input_tokens\":{}}",
+      "{\"prompt_tokens\":123456789012345678901234567890,\"input_tokens\":99999999999999999999}",
+      "{\"completion_tokens\":1e300,\"output_tokens\":1000000000001,\"prompt_tokens_details\":7}",
+  };
+  for (int backend = 0; backend < 2; backend++) {
+    const char *llm = backend ? "anthropic" : "openai";
+    struct engines *e = open_engines("openai", llm, "openai");
+    for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++) {
+      script_usage_raw(raw[i]);
+      struct rec r = {0};
+      llm_run(e, &r, 5000);
+      if (r.errors || r.usages) fail_msg("%s, usage %s: error \"%s\", %d usages", llm, raw[i], r.err, r.usages);
+      expect_reply(&r);
+    }
+    engines_close(e);
+  }
+}
+
+/* Good counts beside bad ones are kept; a cached count above the prompt is not. */
+static void usage_keeps_the_good_counts(void **state) {
+  struct engines *e = open_engines("openai", "openai", "openai");
+  script_usage_raw("{\"prompt_tokens\":40,\"completion_tokens\":-1,\"prompt_tokens_details\":{\"cached_tokens\":99}}");
+  struct rec r = {0};
+  llm_run(e, &r, 5000);
+  expect_reply(&r);
+  expect_usage(&r, 40, 0, 0, 0);
+  engines_close(e);
+
+  /* Anthropic: what message_delta repeats replaces message_start's; a bad count is left out */
+  e = open_engines("openai", "anthropic", "openai");
+  script_usage_raw("{\"input_tokens\":10,\"cache_read_input_tokens\":\"x\",\"cache_creation_input_tokens\":30,"
+                   "\"output_tokens\":5}");
+  memset(&r, 0, sizeof r);
+  llm_run(e, &r, 5000);
+  expect_reply(&r);
+  expect_usage(&r, 40, 0, 30, 5);
+  engines_close(e);
+}
+
+/* DeepSeek's chat completions report cache hits in a field of their own. */
+static void deepseek_cache_hits_are_read(void **state) {
+  struct engines *e = open_engines("openai", "openai", "openai");
+  script_usage_raw("{\"prompt_tokens\":300,\"completion_tokens\":9,\"total_tokens\":309,"
+                   "\"prompt_cache_hit_tokens\":256,\"prompt_cache_miss_tokens\":44}");
+  struct rec r = {0};
+  llm_run(e, &r, 5000);
+  expect_reply(&r);
+  expect_usage(&r, 300, 256, 0, 9);
+  engines_close(e);
+}
+
+/* A compatible server that sends no usage (or ignores include_usage): the reply ends as usual. */
+static void a_stream_without_usage_completes(void **state) {
+  for (int backend = 0; backend < 2; backend++) {
+    SCRIPT("{\"reset\":true,\"reply\":\"%s\",\"usage\":false}", REPLY);
+    struct engines *e = open_engines("openai", backend ? "anthropic" : "openai", "openai");
+    struct rec r = {0};
+    llm_run(e, &r, 5000);
+    expect_reply(&r);
+    assert_int_equal(r.usages, 0);
+    engines_close(e);
+  }
 }
 
 static void asr_openai_transcribes_a_wav_upload(void **state) {
@@ -751,6 +922,13 @@ int main(void) {
       cmocka_unit_test(warm_connection_is_reused), /* first: the warm-up happens once per origin */
       cmocka_unit_test(llm_openai_streams_tokens),
       cmocka_unit_test(llm_anthropic_streams_tokens),
+      cmocka_unit_test(llm_openai_asks_for_and_records_usage),
+      cmocka_unit_test(llm_anthropic_marks_the_system_prompt_and_records_usage),
+      cmocka_unit_test(a_calls_second_turn_reads_the_prompt_cache),
+      cmocka_unit_test(malformed_usage_is_ignored),
+      cmocka_unit_test(usage_keeps_the_good_counts),
+      cmocka_unit_test(deepseek_cache_hits_are_read),
+      cmocka_unit_test(a_stream_without_usage_completes),
       cmocka_unit_test(asr_openai_transcribes_a_wav_upload),
       cmocka_unit_test(tts_services_stream_pcm),
       cmocka_unit_test(errors_name_the_service_and_hide_the_key),

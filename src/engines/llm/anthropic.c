@@ -11,6 +11,19 @@
  * text), content_block_stop, message_delta, message_stop, and ping; an
  * `error` event (e.g. overloaded_error) ends it with a message. A stream
  * that stops before message_stop is an error.
+ *
+ * Prompt caching: the system prompt goes as a list of one text block marked
+ * cache_control ephemeral, so a call's turns after the first read it from
+ * Anthropic's cache instead of paying for it again (when it is long enough
+ * to be cached at all: below the model's minimum the mark is ignored). The
+ * mark covers everything up to it, so nothing that changes per request may
+ * come before it; it is the first thing the prompt holds.
+ *
+ * Usage: message_start's message.usage has input_tokens, which leaves out
+ * the tokens read from the cache (cache_read_input_tokens) and written to
+ * it (cache_creation_input_tokens); message_delta's usage has the running
+ * output_tokens, and may repeat the input counts. Each later count replaces
+ * the earlier one, and the three input counts add up to the prompt.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -52,9 +65,11 @@ int llm_anthropic_build(const struct svc_conf *c, const struct llm_params *p, st
   json_t *root = json_pack("{s:s,s:i,s:b,s:f,s:o}", "model", c->model, "max_tokens",
                            p->max_tokens > 0 ? p->max_tokens : c->max_tokens, "stream", 1,
                            "temperature", temperature, "messages", msgs);
-  if (root && p->system && *p->system && json_object_set_new(root, "system", json_string(p->system))) {
+  if (root && p->system && *p->system &&
+      json_object_set_new(root, "system", json_pack("[{s:s,s:s,s:{s:s}}]", "type", "text", "text", p->system,
+                                                    "cache_control", "type", "ephemeral"))) {
     json_decref(root);
-    root = NULL;
+    root = NULL; /* not UTF-8, or no memory */
   }
   int rc = svc_request_json(out, root);
   if (!rc) rc = http_request_set_url(out, "%s/messages", c->base_url);
@@ -67,8 +82,21 @@ int llm_anthropic_build(const struct svc_conf *c, const struct llm_params *p, st
 
 /* ---- control loop ---- */
 
+/* A usage object of message_start or message_delta: what it holds replaces
+ * what came before; what it lacks (or holds wrongly) is kept. */
+static void read_usage(struct llm_stream *s, json_t *usage) {
+  struct llm_usage u = llm_stream_usage(s);
+  long long fresh = u.input_tokens - u.cached_tokens - u.cache_write_tokens;
+  int any = llm_stream_count(usage, "input_tokens", &fresh);
+  any |= llm_stream_count(usage, "cache_read_input_tokens", &u.cached_tokens);
+  any |= llm_stream_count(usage, "cache_creation_input_tokens", &u.cache_write_tokens);
+  any |= llm_stream_count(usage, "output_tokens", &u.output_tokens);
+  u.input_tokens = fresh + u.cached_tokens + u.cache_write_tokens; /* each at most LLM_USAGE_MAX */
+  if (any) llm_stream_set_usage(s, &u);
+}
+
 static int on_event(struct llm_stream *s, const struct sse_event *ev) {
-  json_t *root = json_loadb(ev->data, ev->data_len, 0, NULL);
+  json_t *root = llm_stream_json(ev);
   if (!root) return llm_stream_fail(s, "malformed stream (an event is not JSON)");
   const char *type = json_string_value(json_object_get(root, "type"));
   int rc = 0;
@@ -79,6 +107,10 @@ static int on_event(struct llm_stream *s, const struct sse_event *ev) {
     const char *dtype = json_string_value(json_object_get(delta, "type"));
     const char *text = json_string_value(json_object_get(delta, "text"));
     if (dtype && strcmp(dtype, "text_delta") == 0) llm_stream_token(s, text);
+  } else if (strcmp(type, "message_start") == 0) {
+    read_usage(s, json_object_get(json_object_get(root, "message"), "usage"));
+  } else if (strcmp(type, "message_delta") == 0) {
+    read_usage(s, json_object_get(root, "usage"));
   } else if (strcmp(type, "message_stop") == 0) {
     llm_stream_end(s);
   } else if (strcmp(type, "error") == 0) {
@@ -90,7 +122,7 @@ static int on_event(struct llm_stream *s, const struct sse_event *ev) {
              m ? m : "");
     rc = llm_stream_fail(s, what);
   }
-  /* message_start, content_block_start/stop, message_delta, ping: nothing to do */
+  /* content_block_start/stop, ping: nothing to do */
   json_decref(root);
   return rc;
 }

@@ -8,11 +8,13 @@
  * ignored, so exactly one done or error goes home. When the stream breaks,
  * the first reason recorded (`err`) is the message; failing that, a clean
  * body without the end event is "cut off", and anything else is the HTTP
- * failure in svc_error's words.
+ * failure in svc_error's words. Usage the handler recorded is posted just
+ * ahead of done (closures arrive in the order posted), and only with done.
  */
 #include "engines/llm/llm_stream.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,8 @@ struct llm_stream {
   struct sse_parser *sse;
   int finished; /* done went home */
   int complete; /* the protocol said the reply is whole */
+  int has_usage; /* the service reported at least one count */
+  struct llm_usage usage;
   char err[512]; /* why the stream was given up */
 };
 
@@ -35,6 +39,11 @@ struct llm_stream {
 static void deliver_token(struct eng_job *j, void *arg) {
   struct llm_job *l = (struct llm_job *)j;
   l->cb.token(l->cb.user, arg);
+}
+
+static void deliver_usage(struct eng_job *j, void *arg) {
+  struct llm_job *l = (struct llm_job *)j;
+  if (l->cb.usage) l->cb.usage(l->cb.user, arg);
 }
 
 static void deliver_done(struct eng_job *j, void *arg) {
@@ -53,9 +62,19 @@ void llm_stream_token(struct llm_stream *s, const char *text) {
   if (text && *text) svc_post_text(&s->base.job, deliver_token, text, strlen(text));
 }
 
+/* The reply is over: its usage, if any, then done. */
+static void post_done(struct llm_stream *s) {
+  struct llm_usage *u = s->has_usage ? malloc(sizeof *u) : NULL;
+  if (u) {
+    *u = s->usage;
+    eng_job_post(&s->base.job, deliver_usage, u); /* lost with no memory: the reply still ends */
+  }
+  eng_job_post(&s->base.job, deliver_done, NULL);
+}
+
 void llm_stream_end(struct llm_stream *s) {
   s->finished = 1;
-  eng_job_post(&s->base.job, deliver_done, NULL);
+  post_done(s);
 }
 
 void llm_stream_complete(struct llm_stream *s) { s->complete = 1; }
@@ -63,6 +82,26 @@ void llm_stream_complete(struct llm_stream *s) { s->complete = 1; }
 int llm_stream_fail(struct llm_stream *s, const char *what) {
   snprintf(s->err, sizeof s->err, "%s: %s", s->call.conf->service, what);
   return -EBADMSG;
+}
+
+json_t *llm_stream_json(const struct sse_event *ev) {
+  return json_loadb(ev->data, ev->data_len, JSON_DECODE_INT_AS_REAL, NULL);
+}
+
+int llm_stream_count(const json_t *obj, const char *name, long long *out) {
+  json_t *v = json_object_get(obj, name);
+  if (!json_is_number(v)) return 0;
+  double d = json_number_value(v);
+  if (!isfinite(d) || d < 0 || d > (double)LLM_USAGE_MAX || d != floor(d)) return 0;
+  *out = (long long)d;
+  return 1;
+}
+
+struct llm_usage llm_stream_usage(const struct llm_stream *s) { return s->usage; }
+
+void llm_stream_set_usage(struct llm_stream *s, const struct llm_usage *u) {
+  s->usage = *u;
+  s->has_usage = 1;
 }
 
 static int on_event(void *user, const struct sse_event *ev) {
@@ -89,7 +128,7 @@ static void on_done(struct svc_call *sc, const struct http_result *r) {
   if (s->finished) return;
   int ok = r->rc == 0 && r->status / 100 == 2;
   if (ok && s->complete) {
-    eng_job_post(&s->base.job, deliver_done, NULL);
+    post_done(s);
     return;
   }
   char msg[768];

@@ -16,10 +16,17 @@
  * llm_stream_complete (the reply is whole; done goes home when the body
  * ends cleanly) and llm_stream_fail (returns the value to hand back, which
  * stops the transfer).
+ *
+ * What the reply cost comes in the stream too, in each service's words; the
+ * handler reads it with llm_stream_count, which takes only a plausible count,
+ * so a service that sends nonsense (a string, a negative number, 10^30)
+ * loses its usage, not its reply. The usage goes home once, just before done;
+ * a reply that fails, or a service that reports nothing, reports no usage.
  */
 #ifndef TS_ENGINES_LLM_STREAM_H
 #define TS_ENGINES_LLM_STREAM_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 #include "engines/service.h"
@@ -51,5 +58,21 @@ void llm_stream_end(struct llm_stream *s);
 void llm_stream_complete(struct llm_stream *s);
 /* Records "<service>: <what>" as the error and returns -EBADMSG. */
 int llm_stream_fail(struct llm_stream *s, const char *what);
+
+/* An event's JSON. Numbers are read as doubles, so a count too large for an
+ * integer is a bad usage field rather than an event that is not JSON. */
+json_t *llm_stream_json(const struct sse_event *ev);
+
+/* The largest token count believed; beyond it a field is ignored. */
+#define LLM_USAGE_MAX 1000000000LL
+
+/* obj[name] when it is a whole number in 0..LLM_USAGE_MAX: stores it in *out
+ * and returns 1. Anything else (absent, null, a string, a fraction, negative,
+ * too large) leaves *out alone and returns 0. */
+int llm_stream_count(const json_t *obj, const char *name, long long *out);
+
+/* The usage recorded so far (zeros before any), and a new record of it. */
+struct llm_usage llm_stream_usage(const struct llm_stream *s);
+void llm_stream_set_usage(struct llm_stream *s, const struct llm_usage *u);
 
 #endif

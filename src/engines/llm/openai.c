@@ -12,6 +12,16 @@
  * each piece of text goes home at once as a token. A stream that stops
  * before [DONE] (or a finish_reason) is an error, as is a chunk that is not
  * JSON or an {"error": ...} object sent mid-stream.
+ *
+ * The request asks for usage (stream_options.include_usage): OpenAI then
+ * sends one more chunk after the finish_reason, with an empty choices array
+ * and the reply's token counts, prompt_tokens_details.cached_tokens among
+ * them (OpenAI caches a prompt's prefix by itself once it is long enough;
+ * the messages go system prompt first, then the conversation, nothing that
+ * changes per request ahead of them, so one call's turns share a prefix).
+ * DeepSeek reports its cache hits as usage.prompt_cache_hit_tokens instead.
+ * Servers that ignore the option send no usage, and the reply simply has
+ * none; one that sends usage on every chunk has its last counts kept.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -35,9 +45,9 @@ int llm_openai_build(const struct svc_conf *c, const struct llm_params *p, struc
     json_decref(msgs);
     return -EINVAL; /* text that is not UTF-8, or no memory */
   }
-  json_t *root = json_pack("{s:s,s:b,s:o,s:i,s:f}", "model", c->model, "stream", 1, "messages", msgs,
-                           "max_tokens", p->max_tokens > 0 ? p->max_tokens : c->max_tokens,
-                           "temperature", p->temperature);
+  json_t *root = json_pack("{s:s,s:b,s:{s:b},s:o,s:i,s:f}", "model", c->model, "stream", 1,
+                           "stream_options", "include_usage", 1, "messages", msgs, "max_tokens",
+                           p->max_tokens > 0 ? p->max_tokens : c->max_tokens, "temperature", p->temperature);
   int rc = svc_request_json(out, root);
   if (!rc) rc = http_request_set_url(out, "%s/chat/completions", c->base_url);
   if (!rc) rc = http_request_add_header(out, "Accept: text/event-stream");
@@ -52,12 +62,25 @@ int llm_openai_build(const struct svc_conf *c, const struct llm_params *p, struc
 
 /* ---- control loop ---- */
 
+/* A chunk's usage object, when it holds any count. A cached count larger
+ * than the prompt cannot be right and is dropped. */
+static void read_usage(struct llm_stream *s, json_t *usage) {
+  struct llm_usage u = llm_stream_usage(s);
+  int any = llm_stream_count(usage, "prompt_tokens", &u.input_tokens);
+  /* DeepSeek names its cache hits apart; its prompt_tokens counts them too, as OpenAI's does */
+  any |= llm_stream_count(json_object_get(usage, "prompt_tokens_details"), "cached_tokens", &u.cached_tokens) ||
+         llm_stream_count(usage, "prompt_cache_hit_tokens", &u.cached_tokens);
+  any |= llm_stream_count(usage, "completion_tokens", &u.output_tokens);
+  if (u.cached_tokens > u.input_tokens) u.cached_tokens = 0;
+  if (any) llm_stream_set_usage(s, &u);
+}
+
 static int on_event(struct llm_stream *s, const struct sse_event *ev) {
   if (strcmp(ev->data, "[DONE]") == 0) {
     llm_stream_end(s);
     return 0;
   }
-  json_t *root = json_loadb(ev->data, ev->data_len, 0, NULL);
+  json_t *root = llm_stream_json(ev);
   if (!root) return llm_stream_fail(s, "malformed stream (an event is not JSON)");
   int rc = 0;
   json_t *err = json_object_get(root, "error");
@@ -67,12 +90,15 @@ static int on_event(struct llm_stream *s, const struct sse_event *ev) {
     snprintf(what, sizeof what, "error in the stream: %s", m ? m : "unknown");
     rc = llm_stream_fail(s, what);
   } else {
-    json_t *choice = json_array_get(json_object_get(root, "choices"), 0);
+    json_t *choices = json_object_get(root, "choices"), *usage = json_object_get(root, "usage");
+    json_t *choice = json_array_get(choices, 0);
     json_t *delta = json_object_get(choice, "delta");
     const char *text = json_string_value(json_object_get(delta, "content"));
     llm_stream_token(s, text);
     if (json_is_string(json_object_get(choice, "finish_reason"))) llm_stream_complete(s);
-    if (!choice && !json_is_array(json_object_get(root, "choices")))
+    read_usage(s, usage); /* null on the other chunks, or absent: nothing */
+    /* the usage chunk's choices are [], and a server may leave them out there */
+    if (!usage && !json_is_array(choices))
       rc = llm_stream_fail(s, "malformed stream (a chunk has no choices)");
   }
   json_decref(root);
