@@ -131,7 +131,7 @@ int history_add_assistant(struct history *h, const char *text, int interrupted) 
 size_t history_turns(const struct history *h, struct llm_turn *out, size_t cap) {
   size_t first = h->n > cap ? h->n - cap : 0;
   for (size_t i = first; i < h->n; i++)
-    out[i - first] = (struct llm_turn){h->turns[i].role, h->turns[i].text};
+    out[i - first] = (struct llm_turn){.role = h->turns[i].role, .text = h->turns[i].text};
   return h->n - first;
 }
 

@@ -55,6 +55,8 @@
 #define FRAME16 320            /* 20 ms at 16 kHz */
 #define PREROLL_FRAMES 20      /* 400 ms kept before the onset */
 #define PREROLL_EXTRA_MS 100   /* fed to ASR from before the first voiced frame */
+#define ASR_TAIL_MS 200        /* of each pause (and of the endpoint's silence) fed to ASR */
+#define ASR_RESUME_MS 100      /* fed from before speech that resumes after a longer pause */
 #define LEVEL_EVERY 10         /* frames between `level` events */
 #define MAX_TEXT 4096
 #define MAX_SENTENCES 64
@@ -128,7 +130,8 @@ static double now_ms(void) { return (double)uv_hrtime() / 1e6; }
 static void emit(struct voice_agent *va, json_t *ev) {
   if (!ev) return;
   json_object_set_new(ev, "call_id", json_string(va->call_id));
-  char *text = json_dumps(ev, JSON_COMPACT);
+  /* Figures are rounded to 0.1; ten digits print them as such, not as 602.10000000000002. */
+  char *text = json_dumps(ev, JSON_COMPACT | JSON_REAL_PRECISION(10));
   json_decref(ev);
   if (text) va->host.event(va->host.user, text);
 }
@@ -231,21 +234,66 @@ static long long utf8_chars(const char *s) {
 
 /* --- language-dependent phrases ---------------------------------------------------- */
 
-static int is_zh(const struct voice_agent *va) { return strncmp(va->language, "zh", 2) == 0; }
+static int is_zh(const char *language) { return strncmp(language, "zh", 2) == 0; }
+
+static const char *apology_in(const char *language, const char *configured) {
+  if (configured[0]) return configured;
+  return is_zh(language) ? "抱歉，我现在无法回复，请稍后再试。"
+                         : "Sorry, I can't answer right now. Please try again in a moment.";
+}
+
+static const char *still_there_in(const char *language) {
+  return is_zh(language) ? "你还在吗？" : "Are you still there?";
+}
+
+static const char *idle_bye_in(const char *language) {
+  return is_zh(language) ? "好像没有声音了，我先挂断了，再见！"
+                         : "I haven't heard anything for a while, so I'll hang up now. Goodbye!";
+}
 
 static const char *phrase_apology(const struct voice_agent *va) {
-  if (va->apology[0]) return va->apology;
-  return is_zh(va) ? "抱歉，我现在无法回复，请稍后再试。"
-                   : "Sorry, I can't answer right now. Please try again in a moment.";
+  return apology_in(va->language, va->apology);
 }
-
 static const char *phrase_still_there(const struct voice_agent *va) {
-  return is_zh(va) ? "你还在吗？" : "Are you still there?";
+  return still_there_in(va->language);
+}
+static const char *phrase_idle_bye(const struct voice_agent *va) { return idle_bye_in(va->language); }
+
+/*
+ * The phrases a call may hear without an LLM reply are put in the TTS cache
+ * ahead of time, sentence by sentence exactly as a reply speaks them (the
+ * cache is keyed by sentence), so they play with no synthesis delay.
+ */
+struct warm {
+  struct engines *eng;
+  struct tts_params p;
+};
+
+static void warm_sentence(void *user, const char *sentence) {
+  struct warm *w = user;
+  w->p.text = sentence;
+  engines_tts_warm(w->eng, &w->p);
 }
 
-static const char *phrase_idle_bye(const struct voice_agent *va) {
-  return is_zh(va) ? "好像没有声音了，我先挂断了，再见！"
-                   : "I haven't heard anything for a while, so I'll hang up now. Goodbye!";
+static void warm_phrases(struct engines *e, const struct config *cfg, const char *language,
+                         const char *voice, int rate, const char *greeting) {
+  struct chunker *ch;
+  if (chunker_new(&ch) != 0) return;
+  struct warm w = {e, {.language = language, .voice = voice, .rate = rate}};
+  const char *phrases[] = {greeting, apology_in(language, cfg->apology),
+                           cfg->idle_prompt_ms ? still_there_in(language) : "",
+                           cfg->idle_hangup_ms ? idle_bye_in(language) : ""};
+  for (size_t i = 0; i < sizeof phrases / sizeof phrases[0]; i++) {
+    if (!phrases[i][0]) continue;
+    chunker_reset(ch);
+    chunker_push(ch, phrases[i], warm_sentence, &w);
+    chunker_flush(ch, warm_sentence, &w);
+  }
+  chunker_free(ch);
+}
+
+void voice_agent_warm(struct engines *e, const struct config *cfg) {
+  warm_phrases(e, cfg, cfg->language, cfg->tts_voice, cfg->tts_rate, cfg->greeting);
 }
 
 /* Backchannels: words a listener says to show they follow, not to take the turn. */
@@ -423,7 +471,7 @@ static void ask_llm(struct voice_agent *va) {
   int rc = -ENOMEM;
   if (turns) {
     size_t n = history_turns(va->hist, turns, cap - 1);
-    turns[n++] = (struct llm_turn){LLM_USER, va->user_text};
+    turns[n++] = (struct llm_turn){.role = LLM_USER, .text = va->user_text};
     struct llm_params p = {.system = va->system_prompt, .turns = turns, .nturns = n,
                            .language = va->language, .max_tokens = va->cfg->llm_max_tokens,
                            .temperature = va->cfg->llm_temperature};
@@ -573,7 +621,8 @@ static void start_recognition(struct voice_agent *va, int lag_ms) {
   }
   int frames = (lag_ms + PREROLL_EXTRA_MS) / 20 + 1;
   if (frames > va->preroll_n) frames = va->preroll_n;
-  for (int i = frames; i > 0; i--) {
+  /* i = 1 is the onset frame itself, which voice_agent_hear feeds next */
+  for (int i = frames; i > 1; i--) {
     int idx = (va->preroll_head - i + PREROLL_FRAMES) % PREROLL_FRAMES;
     feed_asr(va, va->preroll[idx]);
   }
@@ -641,6 +690,27 @@ static void idle_tick(struct voice_agent *va) {
 
 /* --- the media side ------------------------------------------------------------------------ */
 
+/*
+ * A frame of the caller's turn, to the recogniser. Of a pause only its
+ * first ASR_TAIL_MS is fed, and so of the endpoint's silence at the end:
+ * the rest tells a recogniser nothing, and pocketsphinx finds words in it
+ * (a trailing "m" in comfort noise) while a Whisper-style service is billed
+ * for it and may invent text from it. When speech resumes after a longer
+ * pause, the ASR_RESUME_MS before it come from the pre-roll ring, so a soft
+ * first consonant below the VAD's threshold is not lost. `quiet_before_ms`:
+ * how long the caller had been quiet before this frame (0 at the onset,
+ * whose frames before it start_recognition fed).
+ */
+static void feed_speech(struct voice_agent *va, const int16_t *frame, int quiet_before_ms) {
+  if (va->last_voiced_ms > ASR_TAIL_MS) return;
+  int skipped = va->last_voiced_ms == 0 ? (quiet_before_ms - ASR_TAIL_MS) / 20 : 0;
+  if (skipped > ASR_RESUME_MS / 20) skipped = ASR_RESUME_MS / 20;
+  if (skipped > va->preroll_n - 1) skipped = va->preroll_n - 1;
+  for (int i = skipped + 1; i > 1; i--) /* i = 1 is this frame */
+    feed_asr(va, va->preroll[(va->preroll_head - i + PREROLL_FRAMES) % PREROLL_FRAMES]);
+  feed_asr(va, frame);
+}
+
 void voice_agent_hear(struct voice_agent *va, const int16_t *pcm) {
   static const int16_t zeros[FRAME16];
   const int16_t *in16 = pcm ? pcm : zeros;
@@ -656,11 +726,11 @@ void voice_agent_hear(struct voice_agent *va, const int16_t *pcm) {
   va->preroll_head = (va->preroll_head + 1) % PREROLL_FRAMES;
   if (va->preroll_n < PREROLL_FRAMES) va->preroll_n++;
 
-  int voiced_before = vad_voiced_ms(va->vad);
+  int voiced_before = vad_voiced_ms(va->vad), quiet_before = va->last_voiced_ms;
   enum vad_event ev = vad_process(va->vad, clean, echo_db);
   va->last_voiced_ms = vad_voiced_ms(va->vad) > voiced_before ? 0 : va->last_voiced_ms + 20;
   if (ev == VAD_ONSET) on_onset(va);
-  if (va->asr && vad_in_speech(va->vad)) feed_asr(va, clean);
+  if (va->asr && vad_in_speech(va->vad)) feed_speech(va, clean, ev == VAD_ONSET ? 0 : quiet_before);
   if (va->barge && !va->paused && vad_in_speech(va->vad) &&
       vad_voiced_ms(va->vad) >= va->cfg->barge_in_min_ms) {
     va->paused = 1; /* the AI's audio stops with the next frame */
@@ -776,5 +846,8 @@ void voice_agent_free(struct voice_agent *va) {
 
 void voice_agent_start(struct voice_agent *va) {
   emit(va, json_pack("{s:s,s:s}", "type", "state", "state", state_names[va->state]));
+  /* A call with its own language, voice or greeting: its phrases are ready by the time
+   * it needs them (the greeting itself joins the synthesis this starts). */
+  warm_phrases(va->eng, va->cfg, va->language, va->voice, va->rate, va->greeting);
   if (va->greeting[0]) say(va, va->greeting);
 }

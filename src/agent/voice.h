@@ -48,6 +48,14 @@ int voice_agent_new(struct voice_agent **out, const char *call_id, const struct 
                     const struct voice_settings *settings, const struct voice_host *host);
 void voice_agent_free(struct voice_agent *va);
 
+/*
+ * Puts the phrases every call may hear without an LLM reply (the greeting,
+ * the apology, the idle prompt and farewell) in the TTS cache, in the
+ * configured language and voice; the server calls it at start. A no-op
+ * when the cache is off. Any thread.
+ */
+void voice_agent_warm(struct engines *e, const struct config *cfg);
+
 /* Media flows: greet, start the idle clock. */
 void voice_agent_start(struct voice_agent *va);
 

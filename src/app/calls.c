@@ -803,11 +803,12 @@ static int open_engines(struct calls *calls, char *err, size_t errlen) {
   }
   struct engine_env env = {calls->cfg, calls->inference, calls->events, calls->http};
   rc = engines_open(&calls->engines, &env, err, errlen);
-  if (rc == 0)
-    log_info("agent", "voice agent: asr %s, llm %s, tts %s (%d inference threads)",
-             engines_asr_name(calls->engines), engines_llm_name(calls->engines),
-             engines_tts_name(calls->engines, calls->cfg->language), threads);
-  return rc;
+  if (rc) return rc;
+  log_info("agent", "voice agent: asr %s, llm %s, tts %s (%d inference threads)",
+           engines_asr_name(calls->engines), engines_llm_name(calls->engines),
+           engines_tts_name(calls->engines, calls->cfg->language), threads);
+  voice_agent_warm(calls->engines, calls->cfg); /* in the background: no call waits for it */
+  return 0;
 }
 
 /* Engines are closed only once nothing can use them: no worker, no inference thread. */
@@ -905,6 +906,7 @@ int calls_new(struct calls **out, uv_loop_t *loop, const struct config *cfg, str
   calls->store = store;
   int rc = setup_access(calls, err, errlen);
   if (rc == 0) rc = callrec_metrics_new(&calls->metrics);
+  if (rc == 0) callrec_metrics_set_prices(calls->metrics, cfg);
   if (rc == 0) rc = mailbox_new(&calls->events, loop, on_media_event, calls);
   if (rc == 0 && strcmp(cfg->agent, "voice") == 0) rc = open_engines(calls, err, errlen);
   if (rc == 0)

@@ -35,6 +35,8 @@ static void format_latency(const json_t *msg, char *out, size_t cap) {
     used += (size_t)snprintf(out + used, cap - used, "%s%.*s %.0f ms", sep, (int)kl, keys[i], v);
     sep = ", ";
   }
+  if (used < cap && json_is_true(json_object_get(msg, "tts_cached")))
+    snprintf(out + used, cap - used, "%stts cached", sep);
 }
 
 int events_format(const json_t *msg, char *out, size_t cap) {

@@ -213,6 +213,24 @@ static const struct key keys[] = {
      "Environment variable holding the TTS service's API key; empty = the service's usual "
      "one (OPENAI_API_KEY, ELEVENLABS_API_KEY, AZURE_SPEECH_KEY)."},
     {"tts_rate", INT(tts_rate), "100", 50, 300, NULL, "Speaking rate, percent of normal."},
+    {"tools_file", STR(tools_file), "", 0, 0, NULL,
+     "JSON file declaring the tools the LLM may call during a call: webhooks and built-ins "
+     "(docs/tools.md); empty = no tools. Checked at start."},
+    {"mcp_servers", STR(mcp_servers), "", 0, 0, NULL,
+     "Model Context Protocol servers (Streamable HTTP URLs, comma separated) whose tools the "
+     "LLM may call too; empty = none."},
+    {"tools_secret", TYPED(KEY_SECRET, tools_secret), "", 0, 0, NULL,
+     "Key that signs every webhook request (X-Tingshuo-Signature, HMAC-SHA256) so the "
+     "receiver can check it came from this server. Prefer the environment "
+     "(TINGSHUO_TOOLS_SECRET); empty = webhook requests are not signed."},
+    {"max_tool_rounds", INT(max_tool_rounds), "3", 0, 20, NULL,
+     "Rounds of tool calls the LLM may make for one reply before it must answer; 0 = tools "
+     "are not offered."},
+    {"tool_timeout_ms", INT(tool_timeout_ms), "5000", 100, 600000, NULL,
+     "Longest wait for a tool's result unless the tool sets its own timeout_ms."},
+    {"tool_filler_ms", INT(tool_filler_ms), "700", 0, 10000, NULL,
+     "When a tool is running and nothing has been said this long after the caller's turn "
+     "ended, the AI says the tool's say_while_running phrase (or a short default); 0 = never."},
     {"tts_cache_mb", INT(tts_cache_mb), "64", 0, 65536, NULL,
      "Synthesised speech kept in memory, in MB, least recently used dropped first; phrases "
      "said again (greetings, apologies, repeated answers) then play with no synthesis. 0 = "

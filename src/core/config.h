@@ -78,6 +78,12 @@ struct config {
   char tts[32], tts_base_url[1024], tts_model[128], tts_voice[128], tts_api_key_env[128];
   int tts_rate;            /* speaking rate, percent of normal */
   int http_connect_timeout_ms, http_first_byte_timeout_ms, http_total_timeout_ms;
+  char tools_file[1024];   /* tools the LLM may call (docs/tools.md); empty = none */
+  char mcp_servers[2048];  /* MCP server URLs, comma separated */
+  char tools_secret[256];  /* HMAC key for webhook signatures (TINGSHUO_TOOLS_SECRET) */
+  int max_tool_rounds;     /* tool rounds per reply; 0 = no tools offered */
+  int tool_timeout_ms;     /* a tool's result, at most this late (unless it sets its own) */
+  int tool_filler_ms;      /* silence after the turn before a running tool's phrase; 0 = never */
   int tts_cache_mb;        /* memory TTS cache bound; 0 = none */
   int tts_cache_disk_mb;   /* disk TTS cache bound (data_dir/tts-cache); 0 = none */
 

@@ -18,9 +18,14 @@
  * only ever run on the requester's thread, never inside the start call, and
  * backends read them from the request's base struct when they deliver.
  * Counters are atomics: every media worker's calls count into them.
+ *
+ * Speech goes through the TTS cache (engines/ttscache.h) when one is
+ * configured and the backend does not opt out; the cache's job is metered
+ * like a backend's.
  */
 #include "engines/engines.h"
 #include "engines/service.h"
+#include "engines/ttscache.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -29,6 +34,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "core/log.h"
 #include "core/prom.h"
 #include "core/redact.h"
 
@@ -65,6 +71,8 @@ struct engines {
   void *asr_state, *llm_state, *tts_state, *tts_other_state;
   struct eng_stats stats[ST_N];
   struct redact *redact;
+  const struct config *cfg;
+  struct ttscache *tts_cache; /* NULL: no TTS cache */
 };
 
 /* The backend lists share a layout: a pointer array whose elements start with `name`. */
@@ -89,6 +97,27 @@ static int open_tts(struct engines *e, const struct engine_env *env, char *err, 
   return e->tts_other ? e->tts_other->open(&e->tts_other_state, env, err, errlen) : 0;
 }
 
+static size_t megabytes(int n) { return n > 0 ? (size_t)n << 20 : 0; }
+
+/* The cache, when either of its bounds is set; its files in data_dir/tts-cache. */
+static int open_tts_cache(struct engines *e, const struct engine_env *env, char *err,
+                          size_t errlen) {
+  const struct config *cfg = env->cfg;
+  if (cfg->tts_cache_mb <= 0 && cfg->tts_cache_disk_mb <= 0) return 0;
+  if (!env->control) {
+    log_warn("engines", "tts cache: off (no control loop)");
+    return 0;
+  }
+  char dir[sizeof cfg->data_dir + 16] = "";
+  if (cfg->data_dir[0]) snprintf(dir, sizeof dir, "%s/tts-cache", cfg->data_dir);
+  struct ttscache_opts o = {.mem_bytes = megabytes(cfg->tts_cache_mb),
+                            .disk_bytes = megabytes(cfg->tts_cache_disk_mb),
+                            .dir = dir,
+                            .pool = env->pool,
+                            .control = env->control};
+  return ttscache_new(&e->tts_cache, &o, err, errlen);
+}
+
 static void stats_init(struct eng_stats *st, const char *kind, const char *backend) {
   st->kind = kind;
   st->backend = backend;
@@ -99,6 +128,7 @@ int engines_open(struct engines **out, const struct engine_env *env, char *err, 
   struct engines *e = calloc(1, sizeof *e);
   if (!e) return -ENOMEM;
   const struct config *cfg = env->cfg;
+  e->cfg = cfg;
   int rc = redact_new(&e->redact);
   if (rc == 0) rc = redact_add_config(e->redact, cfg);
   if (rc) snprintf(err, errlen, "engines: out of memory");
@@ -110,6 +140,7 @@ int engines_open(struct engines **out, const struct engine_env *env, char *err, 
     rc = e->llm ? e->llm->open(&e->llm_state, env, err, errlen) : missing("llm", cfg->llm, err, errlen);
   }
   if (rc == 0) rc = open_tts(e, env, err, errlen);
+  if (rc == 0) rc = open_tts_cache(e, env, err, errlen);
   if (rc) {
     engines_close(e);
     return rc;
@@ -124,6 +155,7 @@ int engines_open(struct engines **out, const struct engine_env *env, char *err, 
 
 void engines_close(struct engines *e) {
   if (!e) return;
+  ttscache_free(e->tts_cache); /* its syntheses stop before their backends close */
   if (e->asr && e->asr_state) e->asr->close(e->asr_state);
   if (e->llm && e->llm_state) e->llm->close(e->llm_state);
   if (e->tts && e->tts_state) e->tts->close(e->tts_state);
@@ -198,6 +230,11 @@ static void llm_usage_m(void *user, const struct llm_usage *u) {
   if (j->user_cb.usage) j->user_cb.usage(j->user_cb.user, u);
 }
 
+static void llm_tool_call_m(void *user, const struct llm_tool_call *call) {
+  struct llm_job *j = user;
+  j->user_cb.tool_call(j->user_cb.user, call);
+}
+
 static void llm_done_m(void *user, int hangup) {
   struct llm_job *j = user;
   meter_end(&j->meter, &j->job, 0);
@@ -257,6 +294,7 @@ int engines_llm_generate(struct engines *e, const struct llm_params *p, struct m
   /* Usage is counted whether or not the requester wants it. */
   j->cb = (struct llm_cb){.token = METERED(j->user_cb.token, llm_token_m),
                           .usage = llm_usage_m,
+                          .tool_call = METERED(j->user_cb.tool_call, llm_tool_call_m),
                           .done = METERED(j->user_cb.done, llm_done_m),
                           .error = METERED(j->user_cb.error, llm_error_m),
                           .user = j};
@@ -273,15 +311,35 @@ static int is_english(const char *language) {
   return !language || !*language || strncmp(language, "en", 2) == 0;
 }
 
+/* The key settings of a request: its own voice and rate, else the configured ones. */
+static void cache_src(const struct engines *e, const struct tts_backend *be, void *state,
+                      const struct tts_params *p, struct ttscache_src *src) {
+  src->be = be;
+  src->engine = state;
+  src->model = e->cfg->tts_model;
+  src->voice = p->voice && *p->voice ? p->voice : e->cfg->tts_voice;
+  src->rate = p->rate > 0 ? p->rate : e->cfg->tts_rate;
+}
+
 int engines_tts_speak(struct engines *e, const struct tts_params *p, struct mailbox *home,
                       const struct tts_cb *cb, struct tts_job **out) {
   int other = e->tts_other && !is_english(p->language);
   struct eng_stats *st = &e->stats[other ? ST_TTS_OTHER : ST_TTS];
-  int rc = other ? e->tts_other->speak(e->tts_other_state, p, home, cb, out)
-                 : e->tts->speak(e->tts_state, p, home, cb, out);
+  const struct tts_backend *be = other ? e->tts_other : e->tts;
+  void *state = other ? e->tts_other_state : e->tts_state;
+  enum ttscache_how how = TTSCACHE_MISS;
+  int rc = -ENOTSUP, cached = 0;
+  if (e->tts_cache && !be->no_cache) {
+    struct ttscache_src src;
+    cache_src(e, be, state, p, &src);
+    rc = ttscache_speak(e->tts_cache, &src, p, home, cb, out, &how);
+    cached = rc == 0 && how != TTSCACHE_MISS;
+  }
+  if (rc == -ENOTSUP) rc = be->speak(state, p, home, cb, out);
   if (count_start(st, rc)) return rc;
   struct tts_job *j = *out;
-  add(&st->tts_chars, (long long)utf8_chars(p->text));
+  j->cached = cached;
+  add(cached ? &st->tts_chars_cached : &st->tts_chars, (long long)utf8_chars(p->text));
   meter_init(&j->meter, st);
   j->user_cb = j->cb;
   j->cb = (struct tts_cb){.audio = METERED(j->user_cb.audio, tts_audio_m),
@@ -289,6 +347,21 @@ int engines_tts_speak(struct engines *e, const struct tts_params *p, struct mail
                           .error = METERED(j->user_cb.error, tts_error_m),
                           .user = j};
   return 0;
+}
+
+int engines_tts_warm(struct engines *e, const struct tts_params *p) {
+  if (!e || !e->tts_cache || !p || !p->text) return 0;
+  int other = e->tts_other && !is_english(p->language);
+  const struct tts_backend *be = other ? e->tts_other : e->tts;
+  if (be->no_cache) return 0;
+  struct ttscache_src src;
+  cache_src(e, be, other ? e->tts_other_state : e->tts_state, p, &src);
+  enum ttscache_how how = TTSCACHE_JOINED;
+  int rc = ttscache_warm(e->tts_cache, &src, p, &how);
+  /* What a warm-up synthesises is billed like any synthesis. */
+  if (rc == 0 && how == TTSCACHE_MISS)
+    add(&e->stats[other ? ST_TTS_OTHER : ST_TTS].tts_chars, (long long)utf8_chars(p->text));
+  return rc == -ENOTSUP ? 0 : rc;
 }
 
 const char *engines_asr_name(const struct engines *e) { return e->asr->name; }
@@ -373,6 +446,7 @@ static void write_usage(const struct engines *e, struct prom_buf *b) {
 
 void engines_write_metrics(const struct engines *e, struct prom_buf *b) {
   write_usage(e, b);
+  if (e->tts_cache) ttscache_write_metrics(e->tts_cache, b);
   write_counter(e, b, "tingshuo_engine_requests_total", "Engine requests started.",
                 offsetof(struct eng_stats, requests));
   write_counter(e, b, "tingshuo_engine_errors_total",

@@ -14,6 +14,7 @@
 struct engines;
 
 int engines_open(struct engines **out, const struct engine_env *env, char *err, size_t errlen);
+/* On the control loop's thread (the TTS cache's syntheses live there), once no worker uses e. */
 void engines_close(struct engines *e);
 /*
  * The secrets engine error text is cleaned of before it is logged: those
@@ -26,9 +27,20 @@ int engines_asr_start(struct engines *e, const struct asr_params *p, struct mail
                       const struct asr_cb *cb, struct asr_session **out);
 int engines_llm_generate(struct engines *e, const struct llm_params *p, struct mailbox *home,
                          const struct llm_cb *cb, struct llm_job **out);
-/* Picks the TTS backend for p->language. */
+/*
+ * Picks the TTS backend for p->language; through the TTS cache when there
+ * is one (tts_cache_mb, tts_cache_disk_mb) and the backend does not opt
+ * out. (*out)->cached says whether the cache served it.
+ */
 int engines_tts_speak(struct engines *e, const struct tts_params *p, struct mailbox *home,
                       const struct tts_cb *cb, struct tts_job **out);
+/*
+ * Any thread: puts the phrase in the TTS cache (memory tier) unless it is
+ * there or on its way, so that a later engines_tts_speak of it is a hit. A
+ * synthesis it starts runs to its end though nobody listens. No-op without
+ * a cache or for a backend that opts out. Returns 0 or a negative errno.
+ */
+int engines_tts_warm(struct engines *e, const struct tts_params *p);
 
 const char *engines_asr_name(const struct engines *e);
 const char *engines_llm_name(const struct engines *e);

@@ -14,11 +14,39 @@
 #include "engines/engine.h"
 #include "engines/job.h"
 
-enum llm_role { LLM_USER, LLM_ASSISTANT };
+enum llm_role { LLM_USER, LLM_ASSISTANT, LLM_TOOL };
 
+/* A tool the model may call. */
+struct llm_tool {
+  const char *name;
+  const char *description;
+  const char *parameters; /* JSON Schema of the arguments object, as JSON text */
+};
+
+/* One call the model made. */
+struct llm_tool_call {
+  const char *id;        /* the service's id for it (OpenAI "call_...", Anthropic "toolu_...") */
+  const char *name;
+  const char *arguments; /* JSON text of an object; "{}" when the model gave none */
+};
+
+/*
+ * LLM_USER and LLM_ASSISTANT turns carry text. An LLM_ASSISTANT turn may
+ * also carry the tool calls the model made in it (its text may then be
+ * empty). An LLM_TOOL turn is the result of one call (`call_id`, `text`
+ * the result as JSON text, `is_error` when it failed); the results of one
+ * round follow the assistant turn that made the calls. Backends turn these
+ * into each service's own shape (OpenAI: tool_calls and "tool" messages;
+ * Anthropic: tool_use and tool_result blocks).
+ */
 struct llm_turn {
   enum llm_role role;
   const char *text;
+  const struct llm_tool_call *calls; /* LLM_ASSISTANT */
+  size_t ncalls;
+  const char *call_id;               /* LLM_TOOL */
+  const char *tool_name;             /* LLM_TOOL: the tool that was called */
+  int is_error;                      /* LLM_TOOL */
 };
 
 /* Everything is copied by the backend before generate returns. */
@@ -29,6 +57,8 @@ struct llm_params {
   const char *language;          /* the call's language, e.g. "en", "zh" */
   int max_tokens;
   double temperature;
+  const struct llm_tool *tools;  /* offered to the model; none when ntools is 0 */
+  size_t ntools;
 };
 
 /*
@@ -46,6 +76,11 @@ struct llm_cb {
   void (*token)(void *user, const char *text);
   /* Optional (NULL = not wanted): at most once per reply, before done. */
   void (*usage)(void *user, const struct llm_usage *u);
+  /* Each call the model made, once its arguments are complete, in the order the
+   * model made them, before done; the call and its strings are valid only during
+   * the callback. A reply may carry text tokens before its calls. A backend that
+   * offers no tools never calls it. */
+  void (*tool_call)(void *user, const struct llm_tool_call *call);
   /* hangup = 1: the reply ends the conversation (the caller said goodbye). */
   void (*done)(void *user, int hangup);
   void (*error)(void *user, const char *message);

@@ -38,7 +38,9 @@ struct tts_job {
   /* engines.c's: the requester's callbacks, while `cb` points at its meter */
   struct tts_cb user_cb;
   struct eng_meter meter;
-  /* engines.c's: 1 when the audio comes from the TTS cache (set before speak returns) */
+  /* engines.c's: 1 when the TTS cache serves the audio (set before speak returns): finished
+   * audio it holds, or a synthesis another request started. Such a request costs no
+   * synthesis; its characters count as cached. */
   int cached;
 };
 
@@ -46,8 +48,11 @@ struct tts_backend {
   const char *name;
   int (*open)(void **engine, const struct engine_env *env, char *err, size_t errlen);
   void (*close)(void *engine);
+  /* Any thread; also the control loop's, where the TTS cache runs its syntheses. */
   int (*speak)(void *engine, const struct tts_params *p, struct mailbox *home,
                const struct tts_cb *cb, struct tts_job **out);
+  /* 1: never cached (its audio is not worth keeping: the load-test `tone`). */
+  int no_cache;
 };
 
 extern const struct tts_backend *const tts_backends[];

@@ -13,11 +13,12 @@
 // SIGTERM during calls and connection churn are in test_faults_server.mjs.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import { readdirSync, readlinkSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { BIN, startServer, tempDir, speechWav } from '../lib/harness.mjs';
+import { startServer, tempDir, speechWav } from '../lib/harness.mjs';
+import { placeCall as placeCallAt } from '../lib/call.mjs';
 import { startFixture } from '../fixtures/services/fixture.mjs';
 
 const TRANSCRIPT = 'what time is it';
@@ -39,35 +40,8 @@ function questions(n) {
   return out;
 }
 
-// Runs `tingshuo call`; collects what it prints, with the time each line came.
-function placeCall(wav, { config, onLine = () => {} } = {}) {
-  const args = ['call', ctx.srv.url, '--play', wav, '--timeout', '90'];
-  if (config) args.push('--config', JSON.stringify(config));
-  const child = spawn(BIN, args);
-  const ev = { id: null, finals: [], replies: [], errors: [], latency: [], ends: [], stdout: '', stderr: '', child };
-  let buf = '';
-  child.stdout.on('data', (d) => {
-    ev.stdout += d;
-    buf += d;
-    let nl;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl), at = Date.now();
-      buf = buf.slice(nl + 1);
-      let m;
-      if ((m = /\] answer: call ([0-9a-f]+)$/.exec(line))) ev.id = m[1];
-      if ((m = /\] transcript \(final\): "(.*)"$/.exec(line))) ev.finals.push({ at, text: m[1] });
-      if ((m = /\] reply( \(interrupted\))?: "(.*)"$/.exec(line))) ev.replies.push({ at, text: m[2], interrupted: !!m[1] });
-      if ((m = /\] error engine: (.*)$/.exec(line))) ev.errors.push({ at, text: m[1] });
-      if ((m = /\] latency turn (\d+):.* llm_first_token (\d+) ms/.exec(line))) ev.latency.push({ turn: +m[1], llm: +m[2] });
-      if ((m = /\] end: (.*)$/.exec(line))) ev.ends.push(m[1]);
-      onLine(line, ev);
-    }
-  });
-  child.stderr.on('data', (d) => { ev.stderr += d; });
-  ev.done = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
-  ev.dump = () => `stdout:\n${ev.stdout}\nstderr:\n${ev.stderr}`;
-  return ev;
-}
+// `tingshuo call` against the server under test (tests/lib/call.mjs).
+const placeCall = (wav, opts) => placeCallAt(ctx.srv.url, wav, opts);
 
 const texts = (list) => list.map((r) => r.text);
 
@@ -168,7 +142,9 @@ before(async () => {
       '--asr', 'openai', '--asr-base-url', ctx.asr.v1,
       '--llm', 'openai', '--llm-base-url', ctx.llm.v1, '--llm-model', 'fixture-model',
       '--tts', 'openai', '--tts-base-url', ctx.tts.v1,
-      '--http-first-byte-timeout-ms', String(FIRST_BYTE_MS), '--resume-timeout-ms', String(RESUME_MS)],
+      '--http-first-byte-timeout-ms', String(FIRST_BYTE_MS), '--resume-timeout-ms', String(RESUME_MS),
+      // Every sentence goes to the TTS fixture, so each test's scripted TTS faults are met.
+      '--tts-cache-mb', '0', '--tts-cache-disk-mb', '0'],
     env: { OPENAI_API_KEY: 'sk-fixture-key-0123456789' },
   });
 });
@@ -223,7 +199,7 @@ test('an LLM service too slow to answer: the apology after the first-byte timeou
   assert.deepEqual(texts(b.replies), [REPLY, REPLY], b.dump());
   assert.equal(b.errors.length, 0, b.dump());
   assert.ok(b.replies[0].at < a.replies[0].at, 'the other call answered before the slow one gave up');
-  assert.ok(b.latency.length >= 1 && b.latency[0].llm < FIRST_BYTE_MS, `other call's first token: ${JSON.stringify(b.latency)}`);
+  assert.ok(b.latency.length >= 1 && b.latency[0].llm_first_token < FIRST_BYTE_MS, `other call's first token: ${JSON.stringify(b.latency)}`);
   const slow = await chatRequests();
   assert.equal(slow.filter((e) => e.scenario === 'slow-first-byte').length, 2, 'one retry, then the apology');
   assert.ok(slow.filter((e) => e.scenario === 'slow-first-byte').every((e) => e.aborted), 'timed-out requests were given up');

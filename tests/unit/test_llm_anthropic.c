@@ -21,7 +21,7 @@ static struct svc_conf conf(void) {
 
 static void url_headers_and_system_prompt(void **state) {
   struct svc_conf c = conf();
-  struct llm_turn turns[] = {{LLM_USER, "hello"}};
+  struct llm_turn turns[] = {{.role = LLM_USER, .text = "hello"}};
   struct llm_params p = {.system = "Be kind.", .turns = turns, .nturns = 1, .max_tokens = 64, .temperature = 0.5};
   struct http_request r;
   assert_int_equal(llm_anthropic_build(&c, &p, &r), 0);
@@ -48,9 +48,9 @@ static void url_headers_and_system_prompt(void **state) {
 
 static void messages_alternate_and_start_with_the_user(void **state) {
   struct svc_conf c = conf();
-  struct llm_turn turns[] = {{LLM_ASSISTANT, "Hello, how can I help?"}, /* the greeting */
-                             {LLM_USER, "hi"}, {LLM_USER, "are you there?"}, {LLM_ASSISTANT, ""},
-                             {LLM_ASSISTANT, "Yes."}, {LLM_USER, "good"}};
+  struct llm_turn turns[] = {{.role = LLM_ASSISTANT, .text = "Hello, how can I help?"}, /* the greeting */
+                             {.role = LLM_USER, .text = "hi"}, {.role = LLM_USER, .text = "are you there?"}, {.role = LLM_ASSISTANT, .text = ""},
+                             {.role = LLM_ASSISTANT, .text = "Yes."}, {.role = LLM_USER, .text = "good"}};
   struct llm_params p = {.turns = turns, .nturns = 6, .temperature = 1.5};
   struct http_request r;
   assert_int_equal(llm_anthropic_build(&c, &p, &r), 0);

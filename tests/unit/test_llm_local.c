@@ -65,9 +65,9 @@ static void ask_backend(const struct llm_backend *be, const char *language, cons
                         struct run *r, int release_now) {
   uv_loop_t loop;
   struct mailbox *mb = loop_open(&loop);
-  struct llm_turn turns[] = {{LLM_USER, "hello"},
-                             {LLM_ASSISTANT, "Hi there. It's a nice day [interrupted by the caller]"},
-                             {LLM_USER, text}};
+  struct llm_turn turns[] = {{.role = LLM_USER, .text = "hello"},
+                             {.role = LLM_ASSISTANT, .text = "Hi there. It's a nice day [interrupted by the caller]"},
+                             {.role = LLM_USER, .text = text}};
   struct llm_params p = {.system = "", .turns = turns, .nturns = 3, .language = language,
                          .max_tokens = 100, .temperature = 0.7};
   struct llm_cb cb = {.token = on_token, .done = on_done, .error = on_error, .user = r};
@@ -294,7 +294,7 @@ static void reply_is_streamed_in_tokens(void **state) {
 static void no_caller_turn_gets_didnt_catch_that(void **state) {
   uv_loop_t loop;
   struct mailbox *mb = loop_open(&loop);
-  struct llm_turn turns[] = {{LLM_ASSISTANT, "Hello."}};
+  struct llm_turn turns[] = {{.role = LLM_ASSISTANT, .text = "Hello."}};
   struct llm_params p = {.turns = turns, .nturns = 1, .language = NULL};
   struct run *r = calloc(1, sizeof *r);
   struct llm_cb cb = {.token = on_token, .done = on_done, .error = on_error, .user = r};
@@ -332,7 +332,7 @@ static void with_a_pool_the_answer_comes_from_the_pool(void **state) {
   assert_ptr_equal(engine, pool);
   uv_loop_t loop;
   struct mailbox *mb = loop_open(&loop);
-  struct llm_turn turns[] = {{LLM_USER, "what is two plus three"}};
+  struct llm_turn turns[] = {{.role = LLM_USER, .text = "what is two plus three"}};
   struct llm_params p = {.turns = turns, .nturns = 1, .language = "en"};
   struct run *r = calloc(1, sizeof *r);
   struct llm_cb cb = {.token = on_token, .done = on_done, .error = on_error, .user = r};

@@ -19,8 +19,8 @@ static struct svc_conf conf(const char *base, const char *key) {
   return c;
 }
 
-static const struct llm_turn TURNS[] = {{LLM_USER, "你好"}, {LLM_ASSISTANT, "Hi! How can I help?"},
-                                        {LLM_USER, "What is 2+2?"}};
+static const struct llm_turn TURNS[] = {{.role = LLM_USER, .text = "你好"}, {.role = LLM_ASSISTANT, .text = "Hi! How can I help?"},
+                                        {.role = LLM_USER, .text = "What is 2+2?"}};
 
 static void body_has_model_stream_messages_and_limits(void **state) {
   struct svc_conf c = conf("https://api.openai.com/v1", "sk-abc");
@@ -84,7 +84,7 @@ static void azure_openai_takes_an_api_key_header(void **state) {
 
 static void text_that_is_not_utf8_is_refused(void **state) {
   struct svc_conf c = conf("https://api.openai.com/v1", "k");
-  struct llm_turn bad[] = {{LLM_USER, "caf\xe9"}};
+  struct llm_turn bad[] = {{.role = LLM_USER, .text = "caf\xe9"}};
   struct llm_params p = {.turns = bad, .nturns = 1};
   struct http_request r;
   assert_int_equal(llm_openai_build(&c, &p, &r), -EINVAL);

@@ -232,7 +232,7 @@ static struct engines *open_engines(const char *asr, const char *llm, const char
 }
 
 static struct rec *llm_run(struct engines *e, struct rec *r, int wait_ms) {
-  struct llm_turn turns[] = {{LLM_USER, "hi"}, {LLM_ASSISTANT, "Hello!"}, {LLM_USER, "what time is it?"}};
+  struct llm_turn turns[] = {{.role = LLM_USER, .text = "hi"}, {.role = LLM_ASSISTANT, .text = "Hello!"}, {.role = LLM_USER, .text = "what time is it?"}};
   struct llm_params p = {.system = "You are brief.", .turns = turns, .nturns = 3, .language = "en",
                          .max_tokens = 150, .temperature = 0.7};
   struct llm_cb cb = LLM_CB;
@@ -252,7 +252,7 @@ static int llm_wait_any(struct rec *r, int ms) {
 }
 
 static void llm_expect_error(struct engines *e, struct rec *r) {
-  struct llm_turn turns[] = {{LLM_USER, "hi"}};
+  struct llm_turn turns[] = {{.role = LLM_USER, .text = "hi"}};
   struct llm_params p = {.system = "s", .turns = turns, .nturns = 1, .max_tokens = 10, .temperature = 0.5};
   struct llm_cb cb = LLM_CB;
   cb.user = r;
@@ -678,7 +678,7 @@ static void short_retry_after_holds_other_requests(void **state) {
   SCRIPT("{\"reset\":true,\"scenarios\":[\"429\",\"ok\",\"ok\"],\"retryAfter\":1}");
   struct engines *e = open_engines("openai", "openai", "openai");
   struct rec a = {0}, b = {0};
-  struct llm_turn turns[] = {{LLM_USER, "hi"}};
+  struct llm_turn turns[] = {{.role = LLM_USER, .text = "hi"}};
   struct llm_params p = {.turns = turns, .nturns = 1, .max_tokens = 20, .temperature = 0.5};
   struct llm_cb ca = LLM_CB, cb = LLM_CB;
   ca.user = &a;
@@ -728,7 +728,7 @@ static void cancel_closes_the_connection_at_once(void **state) {
   SCRIPT("{\"reset\":true,\"scenarios\":[\"slow-stream\",\"slow-stream\"],\"delayMs\":300}");
   struct engines *e = open_engines("openai", "openai", "openai");
   struct rec r = {0};
-  struct llm_turn turns[] = {{LLM_USER, "talk slowly"}};
+  struct llm_turn turns[] = {{.role = LLM_USER, .text = "talk slowly"}};
   struct llm_params p = {.turns = turns, .nturns = 1, .max_tokens = 50, .temperature = 0.2};
   struct llm_cb cb = LLM_CB;
   cb.user = &r;
@@ -824,7 +824,7 @@ static void latency_added_by_the_service_layer(void **state) {
     struct rec r[2];
     memset(r, 0, sizeof r);
     r[0].speak_with = e;
-    struct llm_turn turns[] = {{LLM_USER, "hello"}};
+    struct llm_turn turns[] = {{.role = LLM_USER, .text = "hello"}};
     struct llm_params p = {.turns = turns, .nturns = 1, .max_tokens = 50, .temperature = 0.2};
     struct llm_cb cb = {.token = bench_token, .done = on_done, .error = on_error, .user = &r[0]};
     struct llm_job *j;
