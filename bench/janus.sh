@@ -2,7 +2,8 @@
 # tingshuo against Janus's AudioBridge: the same load, the same client, one machine.
 #
 # usage: bench/janus.sh [--bin PATH] [--out DIR] [--duration S] [--timeout S]
-#                       [--only janus|tingshuo] [-- EXTRA BENCH ARGS...]
+#                       [--rate 16000|48000] [--pin] [--server-cpu N] [--client-cpu N]
+#                       [--max-calls N] [--only janus|tingshuo] [-- EXTRA BENCH ARGS...]
 #
 # Runs `tingshuo bench URL --find-max --json FILE` first against Janus (Debian's
 # package, configured by bench/janus_start.sh: AudioBridge and the HTTP
@@ -13,11 +14,27 @@
 # and, measured here from /proc, each server's peak resident memory and CPU
 # time over its run.
 #
+# Equal work: each Janus room runs at --rate (default 16000), the rate
+# tingshuo's voice agent hears at (its answer asks for 16 kHz, and it decodes
+# there); --rate 48000 gives Janus full-band rooms, the comparison for a
+# server that hears at 48 kHz, such as tingshuo's echo agent (tingshuo's half
+# always runs the voice agent with the load engines when the build has them).
+# The rate is in the summary.
+#
+# Per core (--pin): each server is pinned to one core (--server-cpu, default
+# 0) and the load client, with the adapter, to another (--client-cpu, default
+# 1), with taskset; tingshuo then runs one media worker and one inference
+# thread. The largest call count is then calls per server core, for both
+# servers in the same run, and the load client can no longer take the
+# server's CPU (without --pin, on a 2-core machine the client's share is what
+# stops the ramp). --max-calls caps --find-max's ramp (a quick check).
+#
 # Everything runs inside bench/netns.sh's private network namespace, so every
 # packet stays on 127.0.0.0/8. Needs root (apt-get, unshare). Each bench run is
 # bounded by --timeout (default 1500 s); every process started here is stopped
 # on exit, however the script ends. Results go to --out (default
-# bench/out/<date>): janus.json, tingshuo.json, the servers' logs, summary.txt.
+# bench/out/<date>): janus.json, tingshuo.json, setup.json (rate, pinning),
+# the servers' logs, summary.txt.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,6 +43,11 @@ out=""
 duration=""
 run_timeout=1500
 only=""
+rate=16000
+pin=0
+server_cpu=0
+client_cpu=1
+max_calls=""
 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -34,12 +56,27 @@ while [ $# -gt 0 ]; do
     --duration) duration=$2; shift 2 ;;
     --timeout) run_timeout=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
+    --rate) rate=$2; shift 2 ;;
+    --pin) pin=1; shift ;;
+    --server-cpu) server_cpu=$2; shift 2 ;;
+    --client-cpu) client_cpu=$2; shift 2 ;;
+    --max-calls) max_calls=$2; shift 2 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "janus.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
 case "$only" in ""|janus|tingshuo) ;; *) echo "janus.sh: --only janus|tingshuo" >&2; exit 2 ;; esac
+case "$rate" in 8000|12000|16000|24000|48000) ;; *) echo "janus.sh: --rate is one of 8000 12000 16000 24000 48000" >&2; exit 2 ;; esac
+for v in "$server_cpu" "$client_cpu" ${max_calls:+"$max_calls"}; do
+  [[ "$v" =~ ^[0-9]+$ ]] || { echo "janus.sh: --server-cpu, --client-cpu and --max-calls take a number" >&2; exit 2; }
+done
+if [ "$pin" = 1 ]; then
+  [ "$server_cpu" != "$client_cpu" ] || { echo "janus.sh: --pin needs two different cores" >&2; exit 2; }
+  for c in "$server_cpu" "$client_cpu"; do
+    taskset -c "$c" true 2>/dev/null || { echo "janus.sh: cannot run on core $c (taskset)" >&2; exit 2; }
+  done
+fi
 
 # --- outside the namespace: packages, then re-enter through netns.sh ---------
 if [ "${BENCH_NETNS:-}" != 1 ]; then
@@ -64,6 +101,9 @@ if [ "${BENCH_NETNS:-}" != 1 ]; then
   args=(--bin "$bin" --out "$(readlink -f "$out")" --timeout "$run_timeout")
   [ -n "$duration" ] && args+=(--duration "$duration")
   [ -n "$only" ] && args+=(--only "$only")
+  args+=(--rate "$rate" --server-cpu "$server_cpu" --client-cpu "$client_cpu")
+  [ "$pin" = 1 ] && args+=(--pin)
+  [ -n "$max_calls" ] && args+=(--max-calls "$max_calls")
   exec "$root/bench/netns.sh" "$0" "${args[@]}" -- "${extra[@]}"
 fi
 
@@ -123,6 +163,20 @@ wait_line() {
   return 1
 }
 
+# Prefixes for the servers' and the client's command lines: taskset with
+# --pin, nothing without.
+on_server=()
+on_client=()
+if [ "$pin" = 1 ]; then
+  on_server=(taskset -c "$server_cpu")
+  on_client=(taskset -c "$client_cpu")
+fi
+printf '{"rate":%d,"pin":%s,"server_cpu":%s,"client_cpu":%s,"max_calls":%s}\n' "$rate" \
+  "$([ "$pin" = 1 ] && echo true || echo false)" \
+  "$([ "$pin" = 1 ] && echo "$server_cpu" || echo null)" \
+  "$([ "$pin" = 1 ] && echo "$client_cpu" || echo null)" \
+  "${max_calls:-null}" > "$out/setup.json"
+
 free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 
 # Samples a process's resident memory (peak) and CPU time while it runs.
@@ -158,16 +212,18 @@ run_bench() {
   local name=$1 url=$2 server_pid=$3
   local args=(bench "$url" --find-max --json "$out/$name.json" --server-pid "$server_pid")
   [ -n "$duration" ] && args+=(--duration "$duration")
+  [ -n "$max_calls" ] && args+=(--max-calls "$max_calls")
   args+=("${extra[@]}")
   sample_proc "$server_pid" "$work/$name.proc" &
   local sampler=$!
   pids+=("$sampler")
   echo "== $name: $bin ${args[*]}"
   local status=0
+  : > "$out/$name.bench.txt" # there before the follower below opens it
   # In the background, so that a signal to this script is handled at once
   # (bash runs traps only between foreground commands); timeout passes the
   # TERM from cleanup on to the client.
-  timeout --kill-after=10 "$run_timeout" "$bin" "${args[@]}" > "$out/$name.bench.txt" 2>&1 &
+  timeout --kill-after=10 "$run_timeout" "${on_client[@]}" "$bin" "${args[@]}" > "$out/$name.bench.txt" 2>&1 &
   local client=$!
   pids+=("$client")
   tail -n +1 -f --pid="$client" "$out/$name.bench.txt" &
@@ -186,7 +242,7 @@ run_bench() {
 # --- Janus -------------------------------------------------------------------
 if [ "$only" != tingshuo ]; then
   janus_port=$(free_port)
-  "$root/bench/janus_start.sh" "$work/janus" "$janus_port" > "$out/janus.log" 2>&1 &
+  "${on_server[@]}" "$root/bench/janus_start.sh" "$work/janus" "$janus_port" > "$out/janus.log" 2>&1 &
   janus_pid=$!
   pids+=("$janus_pid")
   for i in $(seq 100); do
@@ -195,7 +251,8 @@ if [ "$only" != tingshuo ]; then
     [ "$i" -eq 100 ] && { echo "janus.sh: Janus's HTTP API did not come up" >&2; exit 1; }
     sleep 0.1
   done
-  node "$root/bench/janus_adapter.mjs" --listen 127.0.0.1:0 --janus "http://127.0.0.1:$janus_port/janus" \
+  "${on_client[@]}" node "$root/bench/janus_adapter.mjs" --listen 127.0.0.1:0 \
+    --janus "http://127.0.0.1:$janus_port/janus" --rate "$rate" \
     --play "$work/janus/prompt.opus" > "$out/adapter.log" 2>&1 &
   adapter_pid=$!
   pids+=("$adapter_pid")
@@ -213,12 +270,15 @@ if [ "$only" != janus ]; then
   else
     engines=(--agent echo)
   fi
+  threads=()
+  [ "$pin" = 1 ] && threads=(--media-workers 1 --inference-threads 1)
   mkdir -p "$work/data"
-  "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" --max-calls 5000 "${engines[@]}" > "$out/tingshuo.log" 2>&1 &
+  "${on_server[@]}" "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" --max-calls 5000 \
+    "${threads[@]}" "${engines[@]}" > "$out/tingshuo.log" 2>&1 &
   ts_pid=$!
   pids+=("$ts_pid")
   ts_url=$(wait_line "$out/tingshuo.log" 'open (http://[^ ]+) in a browser' "$ts_pid" tingshuo)
-  echo "tingshuo engines: ${engines[*]}" | tee "$out/tingshuo.engines"
+  echo "tingshuo engines: ${engines[*]} ${threads[*]}" | tee "$out/tingshuo.engines"
   run_bench tingshuo "${ts_url/http:/ws:}" "$ts_pid"
   stop "$ts_pid"
 fi

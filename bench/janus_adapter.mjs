@@ -8,7 +8,8 @@
 // accepts exactly that and turns each call into Janus HTTP API requests:
 //
 //   offer   -> attach janus.plugin.audiobridge (one handle per call),
-//              `create` a private room (48 kHz mixing, no recording),
+//              `create` a private room (mixing at --rate, default 16 kHz,
+//              the rate tingshuo's voice agent hears at; no recording),
 //              `join` it with the offer as jsep, wait for the `joined` event
 //              carrying the answer, then `play_file` into the room
 //   answer  <- that jsep, with call_id "janus-<handle>"
@@ -41,8 +42,13 @@
 // 1007, protocol violations with 1002. With --web DIR it also serves the
 // static page from DIR, so a browser can place a call through Janus.
 //
+// Below 48 kHz the answer also tells the caller what the room hears: when
+// Janus's answer has no `maxplaybackrate` on its Opus line, the adapter adds
+// the room's rate (RFC 7587), as tingshuo's own answer does, so the caller
+// codes the same band for both servers and each decodes the same stream.
+//
 // usage: node bench/janus_adapter.mjs [--listen HOST:PORT] [--janus URL]
-//          [--play FILE.opus] [--web DIR] [--max-calls N] [--verbose]
+//          [--rate HZ] [--play FILE.opus] [--web DIR] [--max-calls N] [--verbose]
 // It prints "listening on http://HOST:PORT/" once ready.
 import { createServer } from 'node:http';
 import { createHash } from 'node:crypto';
@@ -53,7 +59,7 @@ import { resolve, join, extname, sep } from 'node:path';
 
 function parseArgs(argv) {
   const opts = { listen: '127.0.0.1:0', janus: 'http://127.0.0.1:8088/janus', play: null, web: null,
-    maxCalls: 0, verbose: false };
+    maxCalls: 0, verbose: false, rate: 16000 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -65,6 +71,7 @@ function parseArgs(argv) {
     else if (a === '--play') opts.play = resolve(value());
     else if (a === '--web') opts.web = resolve(value());
     else if (a === '--max-calls') opts.maxCalls = Number.parseInt(value(), 10);
+    else if (a === '--rate') opts.rate = Number(value());
     else if (a === '--verbose') opts.verbose = true;
     else die(`unknown option ${a}`);
   }
@@ -73,6 +80,7 @@ function parseArgs(argv) {
   opts.host = m[1] || '127.0.0.1';
   opts.port = Number(m[2]);
   if (!(opts.maxCalls >= 0)) die('--max-calls wants a number');
+  if (![8000, 12000, 16000, 24000, 48000].includes(opts.rate)) die('--rate is one of 8000 12000 16000 24000 48000');
   return opts;
 }
 
@@ -225,6 +233,22 @@ class JanusSession {
 
 const calls = new Set();
 
+// The answer with `maxplaybackrate=RATE` on its Opus fmtp line, unless the
+// line has one already or RATE is the full band. An Opus rtpmap without an
+// fmtp line gets one.
+function withPlaybackRate(sdp, rate) {
+  if (rate >= 48000 || /maxplaybackrate=/i.test(sdp)) return sdp;
+  const eol = sdp.includes('\r\n') ? '\r\n' : '\n';
+  const lines = sdp.split(eol);
+  const pts = lines.map((l) => /^a=rtpmap:(\d+) opus\//i.exec(l)?.[1]).filter(Boolean);
+  for (const pt of pts) {
+    const i = lines.findIndex((l) => l.startsWith(`a=fmtp:${pt} `));
+    if (i >= 0) lines[i] += `;maxplaybackrate=${rate}`;
+    else lines.splice(lines.findIndex((l) => l.startsWith(`a=rtpmap:${pt} `)) + 1, 0, `a=fmtp:${pt} maxplaybackrate=${rate}`);
+  }
+  return lines.join(eol);
+}
+
 // Maps Janus's hangup reasons onto the protocol's `end` reasons.
 function endReason(janusReason = '') {
   const r = janusReason.toLowerCase();
@@ -250,7 +274,7 @@ class Call {
     this.handle = await janus.attach((ev) => this.onEvent(ev));
     this.id = `janus-${this.handle}`;
     const created = await janus.request(this.handle, {
-      request: 'create', permanent: false, is_private: true, sampling_rate: 48000,
+      request: 'create', permanent: false, is_private: true, sampling_rate: opts.rate,
       audiolevel_ext: false, audiolevel_event: false, record: false,
     });
     this.room = created.room;
@@ -263,7 +287,7 @@ class Call {
     if (opts.play) {
       await janus.request(this.handle, { request: 'play_file', room: this.room, filename: opts.play, loop: true });
     }
-    return ev.jsep.sdp;
+    return withPlaybackRate(ev.jsep.sdp, opts.rate);
   }
 
   // An offer on a call in progress (the page restarting ICE).
@@ -271,7 +295,7 @@ class Call {
     const ev = await janus.requestAsync(this.handle, { request: 'configure' },
       { type: 'offer', sdp, trickle: !/^a=candidate:/m.test(sdp) });
     if (!ev.jsep?.sdp) throw new Error('Janus gave no answer to the new offer');
-    return ev.jsep.sdp;
+    return withPlaybackRate(ev.jsep.sdp, opts.rate);
   }
 
   candidate(c) {

@@ -1,14 +1,29 @@
 /*
  * The AI's outgoing speech.
  *
- * Audio is kept in one growable buffer of 48 kHz samples; positions are
- * absolute sample counts since the reply began (written, read), so a
- * segment is just [start, end) on that line and "how much of it was heard"
- * is read - start. The buffer is compacted once the played part outgrows
- * what is queued, which keeps it about the size of the longest backlog.
+ * Audio is kept in one growable buffer at the rate it came in (the TTS
+ * engine's: 16, 22.05 or 24 kHz, or 48), not at the 48 kHz calls send at: a
+ * reply is queued whole as soon as the engine has made it, often seconds of
+ * it, and at 16 kHz that is a third of the memory. Each 20 ms frame is
+ * resampled to 48 kHz as it is taken, with one streaming resampler, so the
+ * frames are the ones resampling the whole reply at once would give; audio
+ * already at 48 kHz is copied as it is.
  *
- * TTS engines speak at their own rates (16, 22.05 or 24 kHz); one
- * resampler is kept for the rate in use and replaced when it changes.
+ * Positions are absolute sample counts at the stored rate since the reply
+ * began (written, read), so a segment is just [start, end) on that line and
+ * "how much of it was heard" is read - start. The buffer is compacted once
+ * the played part outgrows what is queued, grows by half when it must, and
+ * is given back when everything queued has been played, so a call holds
+ * audio memory only while it has something to say.
+ *
+ * Only rates that divide 48 kHz (8, 12, 16, 24 kHz) are stored as they come:
+ * every input sample then makes a whole number of output samples, so a frame
+ * of input is always exactly one frame out. Others (espeak-ng's 22.05 kHz)
+ * are resampled to 48 kHz on the way in, as all audio used to be. The rate
+ * changes only when the engine does (a call's voice or language changed
+ * mid-reply, a fallback engine); then what is queued, and everything after
+ * it in this reply, is kept at 48 kHz, with the positions scaled to match,
+ * and the next reply starts at its own engine's rate again.
  */
 #include "agent/playout.h"
 
@@ -18,20 +33,25 @@
 
 #include "audio/resample.h"
 
+#define QUALITY 3 /* speexdsp's scale: good for voice, cheap */
+
 struct segment {
   char *text;
-  uint64_t start, end; /* absolute samples; end valid when ended */
+  uint64_t start, end; /* absolute samples at p->rate; end valid when ended */
   int ended, announced;
 };
 
 struct playout {
   int16_t *buf;
-  size_t cap, head, tail; /* buf[head..tail) is queued */
+  size_t cap, head, tail; /* buf[head..tail) is queued, at p->rate */
+  int rate;               /* of what is stored; 0 until the reply's first audio */
+  size_t frame;           /* samples of 20 ms at p->rate */
   uint64_t written, read;
   struct segment *segs;
   size_t nsegs, segcap;
-  struct resampler *rs;
-  int rs_rate;
+  struct resampler *up; /* p->rate -> 48 kHz, as frames are taken */
+  struct resampler *in; /* in_rate -> 48 kHz, as audio at a rate not stored comes in */
+  int in_rate;
 };
 
 int playout_new(struct playout **out) {
@@ -46,20 +66,31 @@ static void free_segments(struct playout *p) {
   p->nsegs = 0;
 }
 
+static void release_buffer(struct playout *p) {
+  free(p->buf);
+  p->buf = NULL;
+  p->cap = p->head = p->tail = 0;
+}
+
 void playout_free(struct playout *p) {
   if (!p) return;
   free_segments(p);
   free(p->segs);
   free(p->buf);
-  resampler_free(p->rs);
+  resampler_free(p->up);
+  resampler_free(p->in);
   free(p);
 }
 
 void playout_clear(struct playout *p) {
   free_segments(p);
-  p->head = p->tail = 0;
+  release_buffer(p);
   p->written = p->read = 0;
-  if (p->rs) resampler_reset(p->rs);
+  p->rate = 0;
+  resampler_free(p->up);
+  resampler_free(p->in);
+  p->up = p->in = NULL;
+  p->in_rate = 0;
 }
 
 int playout_begin_segment(struct playout *p, const char *text) {
@@ -91,8 +122,9 @@ static int reserve(struct playout *p, size_t n) {
     p->head = 0;
   }
   if (p->tail + n <= p->cap) return 0;
-  size_t ncap = p->cap ? p->cap : PLAYOUT_RATE;
-  while (ncap < p->tail + n) ncap *= 2;
+  size_t ncap = p->cap + p->cap / 2;
+  if (ncap < (size_t)p->rate / 2) ncap = (size_t)p->rate / 2; /* half a second to start */
+  if (ncap < p->tail + n) ncap = p->tail + n;
   int16_t *b = realloc(p->buf, ncap * sizeof *b);
   if (!b) return -ENOMEM;
   p->buf = b;
@@ -100,23 +132,87 @@ static int reserve(struct playout *p, size_t n) {
   return 0;
 }
 
-int playout_append(struct playout *p, const int16_t *pcm, size_t n, int rate) {
-  if (rate != PLAYOUT_RATE && rate != p->rs_rate) {
-    resampler_free(p->rs);
-    p->rs = NULL;
-    p->rs_rate = 0;
-    int rc = resampler_new(&p->rs, rate, PLAYOUT_RATE, 3);
+/* The rate audio at `rate` is stored at. */
+static int stored_rate(int rate) { return rate >= 8000 && PLAYOUT_RATE % rate == 0 ? rate : PLAYOUT_RATE; }
+
+static int set_rate(struct playout *p, int rate) {
+  struct resampler *up = NULL;
+  if (rate != PLAYOUT_RATE) {
+    int rc = resampler_new(&up, rate, PLAYOUT_RATE, QUALITY);
     if (rc) return rc;
-    p->rs_rate = rate;
   }
-  size_t need = rate == PLAYOUT_RATE ? n : n * PLAYOUT_RATE / (size_t)rate + 16;
+  resampler_free(p->up);
+  p->up = up;
+  p->rate = rate;
+  p->frame = (size_t)rate / 50;
+  return 0;
+}
+
+static uint64_t scale(uint64_t pos, int from, int to) { return pos * (uint64_t)to / (uint64_t)from; }
+
+/* The rest of this reply is kept at 48 kHz: what is queued goes through
+ * the take resampler, so it joins what was taken without a seam, and every
+ * position is scaled. */
+static int switch_to_48k(struct playout *p) {
+  size_t queued = p->tail - p->head, cap = queued * (PLAYOUT_RATE / (size_t)p->rate) + 16, n = 0;
+  int16_t *conv = malloc(cap * sizeof *conv);
+  if (!conv) return -ENOMEM;
+  if (queued) n = resampler_process(p->up, p->buf + p->head, queued, conv, cap);
+  int from = p->rate;
+  int rc = set_rate(p, PLAYOUT_RATE);
+  if (rc) {
+    free(conv);
+    return rc;
+  }
+  for (size_t i = 0; i < p->nsegs; i++) {
+    p->segs[i].start = scale(p->segs[i].start, from, PLAYOUT_RATE);
+    p->segs[i].end = scale(p->segs[i].end, from, PLAYOUT_RATE);
+  }
+  p->read = scale(p->read, from, PLAYOUT_RATE);
+  p->written = p->read + n;
+  free(p->buf);
+  p->buf = conv;
+  p->cap = cap;
+  p->tail = n;
+  p->head = 0;
+  return 0;
+}
+
+/* Stores n samples at p->rate. */
+static int store(struct playout *p, const int16_t *pcm, size_t n) {
+  if (reserve(p, n)) return -ENOMEM;
+  memcpy(p->buf + p->tail, pcm, n * sizeof *pcm);
+  p->tail += n;
+  p->written += n;
+  return 0;
+}
+
+/* Stores audio at `rate` (not p->rate, which is 48 kHz) resampled, with one
+ * streaming resampler per rate so chunk boundaries leave no seams. */
+static int store_resampled(struct playout *p, const int16_t *pcm, size_t n, int rate) {
+  if (rate != p->in_rate) {
+    resampler_free(p->in);
+    p->in = NULL;
+    p->in_rate = 0;
+    int rc = resampler_new(&p->in, rate, PLAYOUT_RATE, QUALITY);
+    if (rc) return rc;
+    p->in_rate = rate;
+  }
+  size_t need = n * PLAYOUT_RATE / (size_t)rate + 16;
   if (reserve(p, need)) return -ENOMEM;
-  size_t got = need;
-  if (rate == PLAYOUT_RATE) memcpy(p->buf + p->tail, pcm, n * sizeof *pcm);
-  else got = resampler_process(p->rs, pcm, n, p->buf + p->tail, need);
+  size_t got = resampler_process(p->in, pcm, n, p->buf + p->tail, need);
   p->tail += got;
   p->written += got;
   return 0;
+}
+
+int playout_append(struct playout *p, const int16_t *pcm, size_t n, int rate) {
+  if (rate <= 0) return -EINVAL;
+  int want = stored_rate(rate), rc = 0;
+  if (p->rate == 0) rc = set_rate(p, want);
+  else if (want != p->rate && p->rate != PLAYOUT_RATE) rc = switch_to_48k(p);
+  if (rc) return rc;
+  return rate == p->rate ? store(p, pcm, n) : store_resampled(p, pcm, n, rate);
 }
 
 /* The segment that the sample at `pos` belongs to, announcing its start once. */
@@ -135,16 +231,23 @@ int playout_take(struct playout *p, int16_t *pcm, const char **started) {
   *started = NULL;
   size_t queued = p->tail - p->head;
   if (queued == 0) return 0;
-  size_t n = queued < PLAYOUT_FRAME ? queued : PLAYOUT_FRAME;
-  memcpy(pcm, p->buf + p->head, n * sizeof *pcm);
-  if (n < PLAYOUT_FRAME) memset(pcm + n, 0, (PLAYOUT_FRAME - n) * sizeof *pcm);
+  size_t n = queued < p->frame ? queued : p->frame, out = n;
+  if (p->up) out = resampler_process(p->up, p->buf + p->head, n, pcm, PLAYOUT_FRAME);
+  else memcpy(pcm, p->buf + p->head, n * sizeof *pcm);
+  if (out < PLAYOUT_FRAME) memset(pcm + out, 0, (PLAYOUT_FRAME - out) * sizeof *pcm);
   *started = announce(p, p->read);
   p->head += n;
   p->read += n;
+  if (p->head == p->tail) release_buffer(p); /* nothing to say: hold no audio memory */
   return 1;
 }
 
-size_t playout_queued(const struct playout *p) { return p->tail - p->head; }
+size_t playout_queued(const struct playout *p) {
+  size_t queued = p->tail - p->head;
+  return p->rate ? (size_t)scale(queued, p->rate, PLAYOUT_RATE) : 0;
+}
+
+size_t playout_memory(const struct playout *p) { return p->cap * sizeof *p->buf; }
 
 int playout_drained(const struct playout *p) {
   if (p->tail != p->head) return 0;
@@ -158,7 +261,6 @@ static int starts_word(const char *text, size_t i) {
   unsigned char c = (unsigned char)text[i];
   return (c >= 0xE0 && c < 0xF0) || (c != ' ' && c < 0x80 && (i == 0 || text[i - 1] == ' '));
 }
-
 /* Appends the first `share` (0..1) of the words of `text`; a CJK character counts as a word. */
 static void append_words(char *out, size_t cap, const char *text, double share) {
   size_t len = strlen(text), words = 0, cut = len;

@@ -1,6 +1,7 @@
 /*
- * playout: the AI's outgoing speech for one call, queued at 48 kHz and
- * taken 20 ms at a time by the media tick.
+ * playout: the AI's outgoing speech for one call, queued at the rate the
+ * TTS engine speaks at and taken 20 ms at a time, at 48 kHz, by the media
+ * tick.
  *
  * Speech arrives sentence by sentence (each a segment, whose text is
  * known) in chunks at whatever rate the TTS engine produces; it leaves one
@@ -24,7 +25,8 @@ void playout_free(struct playout *p);
 
 /* Starts the segment that the following audio belongs to. */
 int playout_begin_segment(struct playout *p, const char *text);
-/* Appends audio of the current segment at `rate` Hz (resampled to 48 kHz). */
+/* Appends audio of the current segment at `rate` Hz (kept at that rate;
+ * resampled to 48 kHz as it is taken). */
 int playout_append(struct playout *p, const int16_t *pcm, size_t n, int rate);
 /* The current segment has all its audio. */
 void playout_end_segment(struct playout *p);
@@ -36,8 +38,10 @@ void playout_end_segment(struct playout *p);
  */
 int playout_take(struct playout *p, int16_t *pcm, const char **started);
 
-/* Samples queued and not yet played. */
+/* Queued and not yet played, in 48 kHz samples. */
 size_t playout_queued(const struct playout *p);
+/* Bytes held for queued audio (0 once everything has been played). */
+size_t playout_memory(const struct playout *p);
 /* 1 when every segment begun has ended and all audio has been played. */
 int playout_drained(const struct playout *p);
 

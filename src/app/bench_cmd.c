@@ -2,6 +2,7 @@
  * tingshuo bench URL --calls N --duration S [--json FILE] [--find-max]
  *                    [--echo GAIN:DELAY_MS [--echo-later GAIN]] [--wav IN.wav]
  *                    [--server-pid PID]
+ * tingshuo bench --codec-floor [--wav IN.wav]
  *
  * The caller's utterance is real speech unless --wav says otherwise: flite's
  * male voice asking DEFAULT_UTTERANCE, synthesised at start-up. A synthetic
@@ -18,6 +19,14 @@
  *   no failed call, lost and late frames each under 0.1 % of those
  *   expected, and the p99 of the server's outbound frame jitter under
  *   10 ms.
+ *
+ * Beside the server's CPU per call it prints the codec floor
+ * (client/codecfloor.h): one call's Opus decode and encode, timed here, on
+ * the same utterance, so a reader can see how much of a call's CPU is the
+ * codec work no server can skip and how much is everything else. And memory
+ * per call is (peak RSS - RSS before the first call) / N, the peak from the
+ * server's own high-water mark when it rose during the run; on a freshly
+ * started server that is what N calls cost beyond what is shared.
  */
 #include "app/bench_cmd.h"
 
@@ -29,7 +38,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "agent/voice.h"
 #include "client/args.h"
+#include "client/codecfloor.h"
 #include "client/loadgen.h"
 #include "client/wav.h"
 #include "engines/tts/flite_voices.h"
@@ -39,19 +50,21 @@
 #define MAX_ROUNDS 24
 #define DEFAULT_UTTERANCE "What is seven plus five?"
 #define DEFAULT_VOICE "rms"
+#define FLOOR_CPU_S 0.5 /* CPU time each half of the codec floor is timed for */
 
 struct bench_opts {
   const char *url_text, *json, *wav, *token;
   struct ws_url url;
   long calls, max_calls, barge_every, pid;
   double duration_s, gain;
-  int delay_ms, find_max, insecure;
+  int delay_ms, find_max, insecure, codec_floor_only;
   double echo_later; /* > 0: the echo's gain from the middle of each call on */
 };
 
 void bench_cmd_usage(FILE *out) {
   fprintf(out,
-          "Usage: tingshuo bench URL --calls N --duration S [options]\n\n"
+          "Usage: tingshuo bench URL --calls N --duration S [options]\n"
+          "       tingshuo bench --codec-floor [--wav FILE]\n\n"
           "N concurrent calls against the server at URL, each speaking an utterance, waiting\n"
           "for the reply, pausing, and every few turns interrupting the reply (barge-in).\n"
           "Prints voice-to-voice latency, barge-in stop time, lost/late frames, outbound\n"
@@ -70,7 +83,10 @@ void bench_cmd_usage(FILE *out) {
           "  --barge-every N      every N-th turn interrupts the reply (default 4; 0 = never)\n"
           "  --server-pid PID     read the server's CPU and memory from /proc/PID\n"
           "  --token TOKEN        call token for every call (call_auth = token; tingshuo token)\n"
-          "  --insecure           accept any TLS certificate for wss://\n");
+          "  --insecure           accept any TLS certificate for wss://\n"
+          "  --codec-floor        only time one call's Opus work (decode at 16 kHz, encode\n"
+          "                       at 48 kHz, 50 frames a second each) and exit; every run\n"
+          "                       prints it beside the server's CPU per call\n");
 }
 
 static int parse_opts(int argc, char **argv, struct bench_opts *o, char *err, size_t errlen) {
@@ -95,6 +111,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o, char *err, si
     else if (strcmp(a, "--server-pid") == 0) rc = args_int(a, v, 1, 1L << 30, &o->pid, err, errlen);
     else if (strcmp(a, "--find-max") == 0) o->find_max = 1, takes = 0;
     else if (strcmp(a, "--insecure") == 0) o->insecure = 1, takes = 0;
+    else if (strcmp(a, "--codec-floor") == 0) o->codec_floor_only = 1, takes = 0;
     else if (a[0] == '-') return snprintf(err, errlen, "unknown flag %s", a), -EINVAL;
     else if (!o->url_text) o->url_text = a, takes = 0;
     else return snprintf(err, errlen, "unexpected argument \"%s\"", a), -EINVAL;
@@ -102,6 +119,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o, char *err, si
     if (takes && !v) return snprintf(err, errlen, "%s needs a value", a), -EINVAL;
     i += takes;
   }
+  if (o->codec_floor_only) return 0;
   if (!o->url_text) return snprintf(err, errlen, "no URL given"), -EINVAL;
   if (o->echo_later > 0 && o->gain <= 0)
     return snprintf(err, errlen, "--echo-later needs --echo"), -EINVAL;
@@ -121,8 +139,9 @@ static int flite_utterance(struct wav *w) {
   return rc;
 }
 
-static int load_speech(const struct bench_opts *o, struct loadgen_speech **out, char *err,
-                       size_t errlen) {
+/* Loads the utterance; with `sp` NULL only the codec floor is measured. */
+static int load_speech(const struct bench_opts *o, struct loadgen_speech **sp,
+                       struct codec_floor *floor, char *err, size_t errlen) {
   const char *name = o->wav ? o->wav : "flite " DEFAULT_VOICE " voice";
   struct wav w;
   int rc = o->wav ? wav_read(o->wav, &w, err, errlen) : flite_utterance(&w);
@@ -132,9 +151,11 @@ static int load_speech(const struct bench_opts *o, struct loadgen_speech **out, 
   size_t n = 0;
   rc = wav_mono48k(&w, &pcm, &n);
   wav_free(&w);
-  if (rc == 0) rc = loadgen_speech_new(out, pcm, n);
+  if (rc == 0 && sp) rc = loadgen_speech_new(sp, pcm, n);
   if (rc == -EINVAL) snprintf(err, errlen, "%s: no speech in it (nothing above -45 dBFS)", name);
   else if (rc) snprintf(err, errlen, "%s: cannot prepare it", name);
+  if (rc == 0 && codec_floor_measure(pcm, n, VOICE_IN_RATE, FLOOR_CPU_S, floor) != 0)
+    floor->percent_of_core = -1; /* too short to time: the report says so */
   free(pcm);
   return rc;
 }
@@ -164,7 +185,25 @@ static void print_dist(const char *name, struct stats_samples *s, const char *no
          stats_samples_pct(s, 95), stats_samples_pct(s, 99), s->n);
 }
 
-static void print_table(const struct bench_opts *o, struct loadgen_result *r) {
+static void print_floor(const struct codec_floor *f) {
+  if (f->percent_of_core < 0) {
+    printf("  %-22s n/a (the utterance is too short to time)\n", "codec floor");
+    return;
+  }
+  printf("  %-22s %.3f%% of a core per call: Opus decode at %d kHz %.1f us + encode at 48 kHz "
+         "%.1f us, 50 frames a second each\n",
+         "codec floor", f->percent_of_core, f->decode_rate / 1000, f->decode_us, f->encode_us);
+}
+
+/* Per-call CPU against the floor: what share of it the floor is, and how many floors it is. */
+static void print_floor_share(const struct codec_floor *f, double per_call) {
+  if (f->percent_of_core <= 0 || per_call <= 0) return;
+  printf("  %-22s %.0f%% of the server's CPU per call (which is %.2fx the floor)\n", "  floor share",
+         100 * f->percent_of_core / per_call, per_call / f->percent_of_core);
+}
+
+static void print_table(const struct bench_opts *o, struct loadgen_result *r,
+                        const struct codec_floor *floor) {
   printf("tingshuo bench: %d calls x %.0f s against %s\n", r->calls, o->duration_s, o->url_text);
   printf("  %-22s %d connected, %d failed", "calls", r->connected, r->failed);
   if (r->connected_at_measure < r->connected)
@@ -192,13 +231,18 @@ static void print_table(const struct bench_opts *o, struct loadgen_result *r) {
          o->gain > 0 ? "" : " (no --echo)");
   if (r->server_cpu_percent >= 0) {
     long grown = r->server_rss_peak_kb - r->server_rss_base_kb;
-    printf("  %-22s CPU %.1f%% (%.2f%% per call), RSS %.1f MB idle, %.1f MB peak (%.0f KB per call)\n",
-           "server", r->server_cpu_percent, r->server_cpu_percent / r->calls,
-           r->server_rss_base_kb / 1024.0, r->server_rss_peak_kb / 1024.0, (double)grown / r->calls);
+    printf("  %-22s CPU %.1f%% (%.3f%% of a core per call)\n", "server", r->server_cpu_percent,
+           r->server_cpu_percent / r->calls);
+    printf("  %-22s %.1f MB before the first call, %.1f MB peak: %.0f KB per call "
+           "((peak - before) / %d)\n",
+           "server memory", r->server_rss_base_kb / 1024.0, r->server_rss_peak_kb / 1024.0,
+           (double)grown / r->calls, r->calls);
   } else {
     printf("  %-22s n/a (give --server-pid PID for CPU and memory)\n", "server");
   }
   if (r->client_cpu_percent >= 0) printf("  %-22s CPU %.1f%%\n", "client (this process)", r->client_cpu_percent);
+  print_floor(floor);
+  if (r->server_cpu_percent >= 0) print_floor_share(floor, r->server_cpu_percent / r->calls);
   printf("  %-22s %s\n", "bounds", passed(r) ? "PASS" : "FAIL");
   fflush(stdout);
 }
@@ -241,6 +285,14 @@ static json_t *json_result(const struct bench_opts *o, struct loadgen_result *r)
       jnum(stats_hist_max(r->jitter)), "false_interruptions", (json_int_t)r->false_interruptions,
       "server", server, "client", "cpu_percent", jnum(r->client_cpu_percent), "measured_s",
       jnum(r->measured_s), "pass", passed(r));
+}
+
+static json_t *json_floor(const struct codec_floor *f) {
+  if (f->percent_of_core < 0) return json_null();
+  return json_pack("{s:i,s:o,s:o,s:o,s:I}", "decode_rate", f->decode_rate, "decode_us",
+                   jnum(f->decode_us), "encode_us", jnum(f->encode_us), "percent_of_core",
+                   json_real(round(f->percent_of_core * 10000) / 10000), "frames_timed",
+                   (json_int_t)f->frames);
 }
 
 static json_t *json_machine(void) {
@@ -342,11 +394,17 @@ int bench_cmd_main(int argc, char **argv) {
   }
   raise_fd_limit();
   struct loadgen_speech *sp = NULL;
-  if (load_speech(&o, &sp, err, sizeof err)) {
+  struct codec_floor floor = {.percent_of_core = -1};
+  if (load_speech(&o, o.codec_floor_only ? NULL : &sp, &floor, err, sizeof err)) {
     fprintf(stderr, "tingshuo bench: %s\n", err);
     return 1;
   }
-  json_t *doc = json_pack("{s:s,s:o,s:o}", "url", o.url_text, "machine", json_machine(),
+  if (o.codec_floor_only) {
+    print_floor(&floor);
+    return floor.percent_of_core < 0;
+  }
+  json_t *doc = json_pack("{s:s,s:o,s:o,s:o}", "url", o.url_text, "machine", json_machine(),
+                          "codec_floor", json_floor(&floor),
                           "echo", o.gain > 0 ? json_pack("{s:f,s:i,s:f}", "gain", o.gain,
                                                          "delay_ms", o.delay_ms, "gain_later",
                                                          o.echo_later)
@@ -357,6 +415,7 @@ int bench_cmd_main(int argc, char **argv) {
     int best = 0;
     rc = find_max(&o, sp, rounds, &best, err, sizeof err);
     printf("find-max: largest number of calls within the bounds: %d\n", best);
+    print_floor(&floor);
     json_object_set_new(doc, "find_max", json_pack("{s:i,s:o,s:f,s:f,s:o}", "max_calls", best,
                                                    "duration_s", jnum(o.duration_s), "max_loss_ratio",
                                                    MAX_LOSS_RATIO, "max_jitter_p99_ms",
@@ -366,7 +425,7 @@ int bench_cmd_main(int argc, char **argv) {
     struct loadgen_result r;
     rc = run_round(&o, sp, (int)o.calls, 1, &r, err, sizeof err);
     if (rc == 0) {
-      print_table(&o, &r);
+      print_table(&o, &r, &floor);
       json_t *res = json_result(&o, &r);
       json_object_update(doc, res);
       json_decref(res);

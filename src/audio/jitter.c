@@ -20,6 +20,13 @@
  *
  * Packets longer than 20 ms decode into a carry buffer that later pulls
  * drain, so the caller always gets exactly 20 ms.
+ *
+ * Memory follows what the stream uses: a slot's bytes are allocated when a
+ * packet first needs them and kept for the packets that reuse the slot,
+ * grown only when a larger one comes. A voice stream's packets are tens to
+ * a couple of hundred bytes, so the ring costs a few kilobytes where room
+ * for 64 packets of the largest size would cost 96 KB per call; and the
+ * carry holds 120 ms at the decoder's rate, not at 48 kHz.
  */
 #include "audio/jitter.h"
 
@@ -28,6 +35,8 @@
 
 #define SLOTS 64          /* 1.28 s of 20 ms packets */
 #define MAX_PAYLOAD 1500
+#define SLOT_ROUND 64     /* slot buffers grow in steps of this many bytes */
+#define CARRY_FRAMES 6    /* 120 ms, the longest Opus packet */
 #define MIN_TARGET 2
 #define MAX_TARGET 10
 #define PAUSE_FRAMES 10
@@ -35,8 +44,8 @@
 struct slot {
   int used;
   uint16_t seq;
-  uint16_t len;
-  uint8_t data[MAX_PAYLOAD];
+  uint16_t len, cap;
+  uint8_t *data; /* cap bytes, kept from packet to packet */
 };
 
 struct jitter {
@@ -50,7 +59,7 @@ struct jitter {
   uint16_t last_seq;
   int have_last;
   int frame; /* samples per 20 ms at the decoder's rate */
-  int16_t carry[OPUSC_MAX_FRAME];
+  int16_t *carry; /* CARRY_FRAMES * frame samples */
   int carry_len, carry_pos;
   const struct slot *last; /* the packet the last jitter_get decoded, or NULL */
   struct jitter_stats st;
@@ -63,8 +72,9 @@ struct jitter *jitter_new_rate(int rate) {
   if (!jb) return NULL;
   jb->frame = rate / 50;
   jb->dec = opusc_dec_new_rate(rate);
-  if (!jb->dec) {
-    free(jb);
+  jb->carry = jb->frame > 0 ? malloc(sizeof *jb->carry * CARRY_FRAMES * (size_t)jb->frame) : NULL;
+  if (!jb->dec || !jb->carry) {
+    jitter_free(jb);
     return NULL;
   }
   jb->target = MIN_TARGET;
@@ -74,6 +84,8 @@ struct jitter *jitter_new_rate(int rate) {
 void jitter_free(struct jitter *jb) {
   if (!jb) return;
   opusc_dec_free(jb->dec);
+  for (int i = 0; i < SLOTS; i++) free(jb->slots[i].data);
+  free(jb->carry);
   free(jb);
 }
 
@@ -120,7 +132,8 @@ void jitter_put(struct jitter *jb, uint16_t seq, const uint8_t *payload, size_t 
   }
   if (ahead < 0 || ahead >= SLOTS) {
     /* A new start (or a jump): restart playout from here. */
-    memset(jb->slots, 0, sizeof jb->slots);
+    for (int i = 0; i < SLOTS; i++) jb->slots[i].used = 0;
+    jb->last = NULL;
     jb->next = seq;
     jb->playing = 0;
   }
@@ -128,6 +141,14 @@ void jitter_put(struct jitter *jb, uint16_t seq, const uint8_t *payload, size_t 
   if (s->used && s->seq == seq) {
     jb->st.duplicate++;
     return;
+  }
+  if (len > s->cap) {
+    size_t cap = (len + SLOT_ROUND - 1) / SLOT_ROUND * SLOT_ROUND;
+    uint8_t *d = realloc(s->data, cap);
+    if (!d) return; /* as if lost: concealment covers it */
+    if (jb->last == s) jb->last = NULL;
+    s->data = d;
+    s->cap = (uint16_t)cap;
   }
   s->used = 1;
   s->seq = seq;
@@ -146,7 +167,7 @@ static void produce(struct jitter *jb) {
   struct slot *s = slot_for(jb, jb->next), *after = slot_for(jb, (uint16_t)(jb->next + 1));
   int n = -1;
   if (s) {
-    n = opusc_decode(jb->dec, s->data, s->len, jb->carry, OPUSC_MAX_FRAME);
+    n = opusc_decode(jb->dec, s->data, s->len, jb->carry, CARRY_FRAMES * jb->frame);
     s->used = 0; /* its bytes stay until a jitter_put reuses the slot */
     if (n > 0) {
       jb->st.played++;

@@ -103,6 +103,7 @@ struct lg {
    * this one, so that "now - then" never goes negative. */
   uint64_t tick_ms;
   double server_cpu0, client_cpu0;
+  long server_hwm0; /* the server's VmHWM when the run began */
   int window_open, window_closed;
 };
 
@@ -407,14 +408,24 @@ static double self_cpu_s(void) {
          ru.ru_stime.tv_usec / 1e6;
 }
 
+/* A peak between two samples shows in the server's high-water mark, once
+ * that has risen above where it stood when the run began (before, it may
+ * be an earlier run's). */
+static void note_peak(struct lg *lg, const struct procstat *ps) {
+  long peak = ps->rss_kb;
+  if (ps->hwm_kb > lg->server_hwm0 && ps->hwm_kb > peak) peak = ps->hwm_kb;
+  if (peak > lg->r->server_rss_peak_kb) lg->r->server_rss_peak_kb = peak;
+}
+
 /*
  * CPU is measured over the steady part of the run: from when every call
  * has had time to connect until the first call's duration runs out.
  */
+
 static void sample(struct lg *lg, uint64_t now) {
   struct procstat ps;
   int have = lg->p.server_pid > 0 && procstat_read(lg->p.server_pid, &ps) == 0;
-  if (have && ps.rss_kb > lg->r->server_rss_peak_kb) lg->r->server_rss_peak_kb = ps.rss_kb;
+  if (have) note_peak(lg, &ps);
   if (!lg->window_open && now >= lg->window_start_ms) {
     lg->window_open = 1;
     lg->r->connected_at_measure = lg->r->connected;
@@ -511,14 +522,17 @@ int loadgen_run(const struct loadgen_params *p, struct loadgen_result *r, char *
   lg->window_end_ms = lg->t0 + (uint64_t)(p->duration_s * 1000);
   if (lg->window_end_ms < lg->window_start_ms + 1000) lg->window_end_ms = lg->window_start_ms + 1000;
   struct procstat ps;
-  if (p->server_pid > 0 && procstat_read(p->server_pid, &ps) == 0)
+  if (p->server_pid > 0 && procstat_read(p->server_pid, &ps) == 0) {
     r->server_rss_base_kb = r->server_rss_peak_kb = ps.rss_kb;
+    lg->server_hwm0 = ps.hwm_kb;
+  }
   for (int i = 0; i < p->calls; i++) {
     lg->calls[i].lg = lg;
     lg->calls[i].start_at = lg->t0 + (uint64_t)i * START_SPACING_MS;
     lg->calls[i].seed = p->seed * 7919u + (unsigned)i;
   }
   cloop_run(&lg->l);
+  if (p->server_pid > 0 && procstat_read(p->server_pid, &ps) == 0) note_peak(lg, &ps);
   for (int i = 0; i < p->calls; i++) caller_free(lg->calls[i].caller);
   cloop_free(&lg->l);
   free(lg->calls);

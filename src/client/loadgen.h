@@ -59,6 +59,9 @@ struct loadgen_result {
   struct stats_hist *jitter;            /* |inter-arrival - 20 ms| */
   /* server, when server_pid was given (else cpu_percent < 0) */
   double server_cpu_percent, client_cpu_percent;
+  /* RSS when the run began, and its peak during the run: the largest sample
+   * or, when the server's high-water mark (VmHWM) rose during the run, that
+   * mark, which no sampling interval can miss. */
   long server_rss_base_kb, server_rss_peak_kb;
   double measured_s;                    /* the window CPU was measured over */
 };

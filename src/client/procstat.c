@@ -54,6 +54,10 @@ int procstat_parse_status(const char *text, long *rss_kb, long *threads) {
   return 0;
 }
 
+int procstat_parse_hwm(const char *text, long *hwm_kb) {
+  return field_kb(text, "VmHWM:", hwm_kb) ? -EBADMSG : 0;
+}
+
 static int slurp(const char *path, char *buf, size_t cap) {
   FILE *f = fopen(path, "r");
   if (!f) return -errno;
@@ -71,5 +75,6 @@ int procstat_read(pid_t pid, struct procstat *out) {
   if ((rc = procstat_parse_stat(buf, sysconf(_SC_CLK_TCK), &out->cpu_s))) return rc;
   snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
   if ((rc = slurp(path, buf, sizeof buf))) return rc;
+  if (procstat_parse_hwm(buf, &out->hwm_kb)) out->hwm_kb = 0;
   return procstat_parse_status(buf, &out->rss_kb, &out->threads);
 }

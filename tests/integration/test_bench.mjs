@@ -52,6 +52,13 @@ test('5 calls for 10 s against the echo agent', async () => {
     assert.ok(r.server.rss_peak_kb >= r.server.rss_idle_kb && r.server.rss_idle_kb > 1000);
     assert.ok(r.client.cpu_percent >= 0);
     assert.equal(typeof r.pass, 'boolean');
+    // The codec floor: one call's Opus decode (16 kHz) and encode (48 kHz), timed here.
+    const cf = r.codec_floor;
+    assert.equal(cf.decode_rate, 16000);
+    assert.ok(cf.decode_us > 0 && cf.encode_us > 0, JSON.stringify(cf));
+    assert.ok(Math.abs(cf.percent_of_core - 100 * 50 * (cf.decode_us + cf.encode_us) / 1e6) < 0.01);
+    assert.match(res.stdout, /codec floor\s+[\d.]+% of a core per call/);
+    assert.match(res.stdout, /server memory\s+[\d.]+ MB before the first call, [\d.]+ MB peak: \d+ KB per call/);
   } finally {
     await srv.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -70,4 +77,8 @@ test('bench refuses bad flags and reports a dead server as failed calls', async 
   assert.match(dead.stdout, /0 connected, 2 failed/);
   assert.match(dead.stdout, /failure\s+cannot connect to ws:\/\/127\.0\.0\.1:9\/ws/);
   assert.match(dead.stdout, /bounds\s+FAIL/);
+  // The floor alone needs no server.
+  const floor = await run(['bench', '--codec-floor'], { timeoutMs: 30000 });
+  assert.equal(floor.code, 0, floor.stderr);
+  assert.match(floor.stdout, /codec floor\s+[\d.]+% of a core per call: Opus decode at 16 kHz/);
 });

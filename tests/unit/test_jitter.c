@@ -226,12 +226,68 @@ static void encoder_adapts_to_loss(void **state) {
   opusc_enc_free(e);
 }
 
+/* Slots hold what each packet needs: a stream of small packets with large
+ * ones among them (a sender raising its bitrate, 120 ms packets at 16 kHz)
+ * plays every packet byte for byte, and decodes to the right length. */
+static void slots_grow_to_the_packets_they_hold(void **state) {
+  int err;
+  OpusEncoder *lo = opus_encoder_create(48000, 1, OPUS_APPLICATION_AUDIO, &err);
+  OpusEncoder *hi = opus_encoder_create(48000, 1, OPUS_APPLICATION_AUDIO, &err);
+  opus_encoder_ctl(lo, OPUS_SET_BITRATE(24000));
+  opus_encoder_ctl(hi, OPUS_SET_BITRATE(510000));
+  opus_encoder_ctl(hi, OPUS_SET_VBR(0));
+  int16_t orig[OPUSC_FRAME], pcm[OPUSC_FRAME];
+  static uint8_t pkt[200][1275];
+  int len[200];
+  for (int f = 0; f < 200; f++) {
+    speechlike(orig, f);
+    len[f] = opus_encode(f % 7 == 3 ? hi : lo, orig, OPUSC_FRAME, pkt[f], sizeof pkt[f]);
+    assert_true(len[f] > 0);
+  }
+  opus_encoder_destroy(lo);
+  opus_encoder_destroy(hi);
+  OpusEncoder *e;
+  assert_true(len[3] > 500 && len[4] < 200); /* a large one among small ones */
+  struct jitter *jb = jitter_new();
+  size_t n;
+  for (int f = 0; f < 200; f++) {
+    jitter_put(jb, (uint16_t)(65500 + f), pkt[f], (size_t)len[f], (uint64_t)f * 20);
+    if (f < 2) continue;
+    assert_int_equal(jitter_get(jb, pcm), 1);
+    const uint8_t *p = jitter_last_packet(jb, &n);
+    assert_non_null(p);
+    assert_int_equal(n, (size_t)len[f - 2]);
+    assert_memory_equal(p, pkt[f - 2], n);
+  }
+  jitter_free(jb);
+
+  /* 120 ms packets decoded at 16 kHz: six 20 ms frames of 320 samples each. */
+  e = opus_encoder_create(48000, 1, OPUS_APPLICATION_VOIP, &err);
+  int16_t six[6 * OPUSC_FRAME];
+  for (int f = 0; f < 6; f++) speechlike(six + f * OPUSC_FRAME, f);
+  uint8_t big[1275];
+  int blen = opus_encode(e, six, 6 * OPUSC_FRAME, big, sizeof big);
+  opus_encoder_destroy(e);
+  assert_true(blen > 0);
+  jb = jitter_new_rate(16000);
+  jitter_put(jb, 1, big, (size_t)blen, 0);
+  jitter_put(jb, 2, big, (size_t)blen, 120);
+  int16_t p16[320];
+  for (int f = 0; f < 12; f++) assert_int_equal(jitter_get(jb, p16), 1);
+  struct jitter_stats st;
+  jitter_get_stats(jb, &st);
+  assert_int_equal(st.played, 2);
+  assert_int_equal(st.concealed, 0);
+  jitter_free(jb);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(fec_beats_concealment),
       cmocka_unit_test(reorder_duplicates_and_wrap),
       cmocka_unit_test(garbage_payloads_are_concealed),
       cmocka_unit_test(last_packet_is_the_one_played),
+      cmocka_unit_test(slots_grow_to_the_packets_they_hold),
       cmocka_unit_test(encoder_adapts_to_loss),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,6 +9,9 @@
 #include <cmocka.h>
 
 #include "agent/playout.h"
+#include "audio/resample.h"
+
+#include <math.h>
 
 static void fill(struct playout *p, const char *text, int frames, int rate) {
   size_t n = (size_t)frames * (size_t)rate / 50;
@@ -100,6 +103,97 @@ static void clear_forgets_everything(void **state) {
   playout_free(p);
 }
 
+/* A voiced, wandering signal at `rate`. */
+static int16_t *voice_at(int rate, size_t n) {
+  int16_t *pcm = malloc(n * sizeof *pcm);
+  for (size_t i = 0; i < n; i++) {
+    double t = (double)i / rate;
+    pcm[i] = (int16_t)(5000 * sin(2 * M_PI * (150 + 40 * sin(2 * M_PI * 3 * t)) * t) +
+                       2000 * sin(2 * M_PI * 1234 * t));
+  }
+  return pcm;
+}
+
+/* Kept at 16 kHz and resampled as taken, the frames are exactly those of
+ * resampling the whole reply at once, however the engine chunked it; the
+ * last, partial frame is padded with silence. */
+static void a_16k_reply_comes_out_as_resampling_it_whole_would_give(void **state) {
+  const size_t n = 16000 + 100; /* one second and a bit */
+  int16_t *in = voice_at(16000, n);
+  int16_t *whole;
+  size_t whole_n;
+  assert_int_equal(resampler_convert(in, n, 16000, 48000, 3, &whole, &whole_n), 0);
+  struct playout *p;
+  assert_int_equal(playout_new(&p), 0);
+  assert_int_equal(playout_begin_segment(p, "Sixteen."), 0);
+  for (size_t at = 0, chunk = 137; at < n; at += chunk)
+    assert_int_equal(playout_append(p, in + at, at + chunk < n ? chunk : n - at, 16000), 0);
+  playout_end_segment(p);
+  assert_int_equal(playout_queued(p), n * 3);
+  assert_true(playout_memory(p) < n * 2 * 2); /* stored at 16 kHz, with room to grow */
+  int16_t pcm[PLAYOUT_FRAME];
+  const char *started;
+  size_t frames = 0;
+  while (playout_take(p, pcm, &started)) {
+    size_t at = frames * PLAYOUT_FRAME, full = at + PLAYOUT_FRAME <= n * 3;
+    if (full) assert_memory_equal(pcm, whole + at, sizeof pcm);
+    else assert_memory_equal(pcm, whole + at, (n * 3 - at) * sizeof *pcm);
+    frames++;
+  }
+  assert_int_equal(frames, 51);
+  assert_true(playout_drained(p));
+  assert_int_equal(playout_memory(p), 0); /* played out: the audio memory is given back */
+  playout_free(p);
+  free(whole);
+  free(in);
+}
+
+/* 48 kHz audio is passed through untouched. */
+static void audio_at_48k_is_sent_as_it_came(void **state) {
+  int16_t *in = voice_at(48000, 4800);
+  struct playout *p;
+  assert_int_equal(playout_new(&p), 0);
+  assert_int_equal(playout_begin_segment(p, "Full band."), 0);
+  assert_int_equal(playout_append(p, in, 4800, 48000), 0);
+  int16_t pcm[PLAYOUT_FRAME];
+  const char *started;
+  for (int f = 0; f < 5; f++) {
+    assert_int_equal(playout_take(p, pcm, &started), 1);
+    assert_memory_equal(pcm, in + f * PLAYOUT_FRAME, sizeof pcm);
+  }
+  assert_int_equal(playout_take(p, pcm, &started), 0);
+  playout_free(p);
+  free(in);
+}
+
+/* An engine changing rate mid-reply: what is queued and what follows play at
+ * 48 kHz, the words heard still follow the audio, and the next reply is
+ * stored at its own rate again. */
+static void a_rate_change_mid_reply_keeps_the_words_in_step(void **state) {
+  struct playout *p;
+  assert_int_equal(playout_new(&p), 0);
+  fill(p, "one two three four", 50, 16000);
+  int16_t pcm[PLAYOUT_FRAME];
+  const char *started;
+  for (int i = 0; i < 25; i++) assert_int_equal(playout_take(p, pcm, &started), 1);
+  fill(p, "five six seven eight", 50, 22050);
+  size_t q = playout_queued(p);
+  assert_true(q > 3 * 24000 - 400 && q < 3 * 24000 + 400);
+  char text[128];
+  int complete;
+  playout_played_text(p, text, sizeof text, &complete);
+  assert_string_equal(text, "one two");
+  for (int i = 0; i < 50; i++) assert_int_equal(playout_take(p, pcm, &started), 1);
+  playout_played_text(p, text, sizeof text, &complete);
+  assert_string_equal(text, "one two three four five six");
+  assert_false(complete);
+  playout_clear(p);
+  fill(p, "Again.", 50, 24000);
+  assert_int_equal(playout_queued(p), 50 * 960);
+  assert_true(playout_memory(p) < 50 * 960 * 2); /* at 24 kHz, not 48 */
+  playout_free(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(frames_come_out_in_order_and_segments_are_announced),
@@ -107,6 +201,9 @@ int main(void) {
       cmocka_unit_test(played_text_follows_the_audio),
       cmocka_unit_test(chinese_counts_characters),
       cmocka_unit_test(clear_forgets_everything),
+      cmocka_unit_test(a_16k_reply_comes_out_as_resampling_it_whole_would_give),
+      cmocka_unit_test(audio_at_48k_is_sent_as_it_came),
+      cmocka_unit_test(a_rate_change_mid_reply_keeps_the_words_in_step),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

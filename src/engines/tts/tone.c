@@ -8,10 +8,13 @@
  * of text (so reply length still follows the text), posted at once in
  * 20 ms chunks. The audio is real speech, so a listener, a VAD or an echo
  * canceller on the far side treats it like the real thing. Never choose it
- * for real calls.
+ * for real calls. It opts out of the TTS cache: its audio costs nothing to
+ * make and would only fill the cache with copies of one phrase.
  *
- * The phrase is kept at 48 kHz, the rate calls send at, so that playing it
- * costs the server no resampling either.
+ * The phrase is kept at flite's own rate (16 kHz), as a synthesiser hands
+ * its audio over: the call's playout stores a reply at the engine's rate
+ * and resamples each frame as it is sent, so a load test pays that cost and
+ * holds that memory just as a call with a real engine does.
  *
  * One closure per sentence carries every chunk; it checks between chunks
  * whether a callback has released the job, so cancellation still stops the
@@ -23,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "audio/resample.h"
 #include "engines/tts.h"
 #include "engines/tts/flite_voices.h"
 
@@ -31,7 +33,6 @@
 #define TONE_MS_PER_CHAR 60
 #define TONE_CHUNK_MS 20
 #define TONE_SILENCE 300 /* samples quieter than this at either end are cut */
-#define TONE_RATE 48000
 
 extern const struct tts_backend tts_tone;
 
@@ -63,20 +64,6 @@ static void trim_silence(struct tone_engine *e) {
   e->n = end - first;
 }
 
-/* The phrase at the rate calls send at. */
-static int to_send_rate(struct tone_engine *e) {
-  if (e->rate == TONE_RATE) return 0;
-  int16_t *out;
-  size_t n;
-  int rc = resampler_convert(e->pcm, e->n, e->rate, TONE_RATE, 5, &out, &n);
-  if (rc) return rc;
-  free(e->pcm);
-  e->pcm = out;
-  e->n = n;
-  e->rate = TONE_RATE;
-  return 0;
-}
-
 static int tone_open(void **engine, const struct engine_env *env, char *err, size_t errlen) {
   struct tone_engine *e = calloc(1, sizeof *e);
   if (!e) return -ENOMEM;
@@ -87,7 +74,6 @@ static int tone_open(void **engine, const struct engine_env *env, char *err, siz
     tts_flite_voices_release();
   }
   if (rc == 0) trim_silence(e);
-  if (rc == 0 && e->n) rc = to_send_rate(e);
   if (rc == 0 && (e->n == 0 || e->rate <= 0)) rc = -EIO;
   if (rc) {
     snprintf(err, errlen, "tone: could not synthesise its phrase with flite");
@@ -160,4 +146,5 @@ const struct tts_backend tts_tone = {
     .open = tone_open,
     .close = tone_close,
     .speak = tone_speak,
+    .no_cache = 1, /* a loop of one kept phrase: caching would only duplicate it */
 };
