@@ -47,7 +47,7 @@ const TEXT = {
     callInfo: 'Call {id}',
     st_idle: 'Not in a call', st_connected: 'Connected', st_listening: 'Listening',
     st_user_speaking: 'You are speaking', st_thinking: 'Thinking…', st_speaking: 'Speaking',
-    you: 'You', ai: 'AI', interrupted: 'interrupted',
+    you: 'You', ai: 'AI', interrupted: 'interrupted', tool: 'Tool', toolRunning: 'running…', toolFailed: 'failed',
     latency: 'Latency', latencyCaption: 'Latency of each turn, in milliseconds',
     lastTurn: 'last turn {ms} ms', ms: 'ms',
     l_turn: 'Turn', l_endpoint: 'Endpoint', l_asr: 'ASR', l_llm_token: 'LLM 1st token',
@@ -84,7 +84,7 @@ const TEXT = {
     callInfo: '通话 {id}',
     st_idle: '未在通话', st_connected: '已接通', st_listening: '正在听',
     st_user_speaking: '你在说话', st_thinking: '正在思考…', st_speaking: '正在说话',
-    you: '你', ai: 'AI', interrupted: '已打断',
+    you: '你', ai: 'AI', interrupted: '已打断', tool: '工具', toolRunning: '运行中…', toolFailed: '失败',
     latency: '延迟', latencyCaption: '每一轮的延迟（毫秒）',
     lastTurn: '上一轮 {ms} 毫秒', ms: '毫秒',
     l_turn: '轮次', l_endpoint: '断句', l_asr: '语音识别', l_llm_token: 'LLM 首字',
@@ -140,7 +140,8 @@ const state = {
   inCall: false,
   restarting: false, restartTimer: 0, offerWs: null, startedAt: 0, timerId: 0, meterCtx: null,
   pendingSends: [], lang: 'en', status: { key: 'connecting', params: {}, kind: 'connecting' },
-  convState: 'idle', partial: null, reply: null, turns: new Map(), noticeTimer: 0,
+  convState: 'idle', partial: null, reply: null, replyBefore: '', tools: new Map(), turns: new Map(),
+  noticeTimer: 0,
 };
 window.tingshuo = state; // for tests and curious people; functions are added below
 
@@ -250,6 +251,8 @@ const handlers = {
   transcript(msg) { onTranscript(msg.text || '', !!msg.final); },
   reply_partial(msg) { onReplyPartial(msg.text || ''); },
   reply(msg) { onReply(msg.text || '', !!msg.interrupted); },
+  tool_call(msg) { onToolCall(msg); },
+  tool_result(msg) { onToolResult(msg); },
   latency(msg) { onLatency(msg); },
   level(msg) { onServerLevel(msg.mic_db); },
 };
@@ -466,6 +469,8 @@ function clearConversation() {
   ui.empty.hidden = false;
   state.partial = null;
   state.reply = null;
+  state.replyBefore = '';
+  state.tools.clear();
   state.turns.clear();
   renderLatency();
 }
@@ -534,6 +539,10 @@ function onReplyPartial(text) {
 function onReply(text, interrupted) {
   let el = state.reply;
   state.reply = null;
+  // A reply that called tools was drawn in parts around their cards: this bubble is the last part.
+  const before = state.replyBefore;
+  state.replyBefore = '';
+  if (before && text.startsWith(before)) text = text.slice(before.length).trimStart();
   if (!el) {
     if (!text && !interrupted) return;
     el = bubble('ai');
@@ -550,6 +559,49 @@ function onReply(text, interrupted) {
     tag.textContent = t('interrupted');
     el.append(tag);
   }
+}
+
+// --- tools: a small card per call the AI made, filled in when its result comes --------
+
+const compact = (v, max = 160) => {
+  const s = typeof v === 'string' ? v : JSON.stringify(v);
+  return s && s.length > max ? `${s.slice(0, max - 1)}…` : (s ?? '');
+};
+
+function onToolCall(msg) {
+  if (state.reply) { // what the AI said before the call stays above the card
+    state.replyBefore += state.reply.querySelector('.text').textContent;
+    state.reply.classList.remove('live');
+    state.reply = null;
+  }
+  const el = document.createElement('div');
+  el.className = 'msg tool running';
+  el.dataset.toolCallId = String(msg.tool_call_id ?? '');
+  const who = document.createElement('span');
+  who.className = 'sr';
+  who.dataset.i18n = 'tool';
+  who.textContent = `${t('tool')}: `;
+  const call = document.createElement('code');
+  call.className = 'call';
+  call.textContent = `${msg.tool}(${compact(msg.arguments ?? {})})`;
+  const result = document.createElement('span');
+  result.className = 'result';
+  result.dataset.i18n = 'toolRunning';
+  result.textContent = t('toolRunning');
+  el.append(who, call, result);
+  state.tools.set(el.dataset.toolCallId, el);
+  appendToLog(el);
+}
+
+function onToolResult(msg) {
+  const el = state.tools.get(String(msg.tool_call_id ?? ''));
+  if (!el) return;
+  el.classList.remove('running');
+  el.classList.toggle('error', !!msg.is_error);
+  const result = el.querySelector('.result');
+  delete result.dataset.i18n;
+  const ms = typeof msg.ms === 'number' ? ` · ${msg.ms} ms` : '';
+  result.textContent = `${msg.is_error ? `${t('toolFailed')}: ` : '→ '}${compact(msg.result)}${ms}`;
 }
 
 // A call that ended mid-sentence leaves nothing half-drawn.

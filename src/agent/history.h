@@ -29,6 +29,16 @@ int history_add_user(struct history *h, const char *text);
 int history_add_assistant(struct history *h, const char *text, int interrupted);
 
 /*
+ * A reply's tool round: what was said before the calls (may be empty) and
+ * the calls; then one result per call, in any order, before anything else
+ * is added. Copies everything.
+ */
+int history_add_tool_calls(struct history *h, const char *text, const struct llm_tool_call *calls,
+                           size_t n);
+int history_add_tool_result(struct history *h, const char *call_id, const char *tool_name,
+                            const char *result, int is_error);
+
+/*
  * The turns to send, oldest first, pointing into the history (valid until
  * the next change). Returns how many were written (at most cap); when cap
  * is short, the newest turns are the ones written.

@@ -81,6 +81,30 @@ test('the page renders the conversation, the turn state and latency; English and
     // The transcript is announced; partial guesses are not.
     assert.equal(await page.getAttribute('#log', 'aria-live'), 'polite');
 
+    // A reply that calls a tool: what was said before the call, the call's card (running, then
+    // its result), then the rest of the reply below the card, each part shown once.
+    await feed(page,
+      { type: 'transcript', text: 'Where is order 42?', final: true },
+      { type: 'reply_partial', text: 'Let me check that.' },
+      { type: 'tool_call', turn: 3, tool: 'get_order_status', tool_call_id: 'call_1', arguments: { order_id: '42' } });
+    assert.deepEqual(await texts(page, '.msg.tool.running .call'), ['get_order_status({"order_id":"42"})']);
+    assert.match(await page.textContent('.msg.tool .result'), /running/);
+    await feed(page,
+      { type: 'tool_result', turn: 3, tool: 'get_order_status', tool_call_id: 'call_1', is_error: false,
+        result: { status: 'shipped' }, ms: 180 },
+      { type: 'reply_partial', text: 'Order 42 has shipped.' },
+      { type: 'reply', text: 'Let me check that. Order 42 has shipped.', interrupted: false });
+    assert.equal(await page.$$eval('.msg.tool.running', (els) => els.length), 0);
+    assert.equal(await page.textContent('.msg.tool .result'), '→ {"status":"shipped"} · 180 ms');
+    const tail = await page.$$eval('#log .msg', (els) => els.slice(-3).map((e) => [e.className, e.querySelector('.text, .call').textContent]));
+    assert.deepEqual(tail, [['msg ai', 'Let me check that.'], ['msg tool', 'get_order_status({"order_id":"42"})'],
+      ['msg ai', 'Order 42 has shipped.']]);
+    await feed(page, { type: 'tool_call', turn: 4, tool: 'book', tool_call_id: 'call_2', arguments: {} },
+      { type: 'tool_result', turn: 4, tool: 'book', tool_call_id: 'call_2', is_error: true,
+        result: { error: 'The booking service did not answer in time.' }, ms: 3000 });
+    assert.equal(await page.$$eval('.msg.tool.error', (els) => els.length), 1);
+    assert.match(await page.textContent('.msg.tool.error .result'), /^failed: .*did not answer/);
+
     // Engine errors: a notice; the call (here: the page) goes on.
     await feed(page, { type: 'error', code: 'engine', message: 'llm: the service timed out' });
     assert.equal(await page.isVisible('#notice'), true);
