@@ -31,7 +31,7 @@ const TEXT = {
     filters: 'Search and filter calls', search: 'Search', searchHint: 'Words said by the caller or the AI',
     from: 'From', to: 'To', endReason: 'End reason', anyReason: 'Any', clear: 'Clear filters',
     colWhen: 'When', colDuration: 'Duration', colReason: 'Ended', colTurns: 'Turns',
-    colPreview: 'Conversation', callsLabel: 'Calls, newest first',
+    colPreview: 'Conversation', colCost: 'Cost', callsLabel: 'Calls, newest first',
     shown: '{n} calls', shownOne: '1 call', latest: 'The latest {n} calls', loading: 'Loading…', loadMore: 'Load more', retry: 'Try again',
     noCalls: 'No calls yet', noCallsText: 'Calls appear here once they have started.', makeCall: 'Make a call',
     noMatch: 'No calls match', noMatchText: 'Try other words or a wider time range.',
@@ -48,6 +48,13 @@ const TEXT = {
     f_when: 'Started', f_connected: 'Connected', f_connectedAfter: 'after {after}', f_notConnected: 'never',
     f_duration: 'Duration', f_agent: 'Agent', f_engines: 'Engines', f_language: 'Language',
     f_caller: 'Caller', f_ua: 'Browser', f_packets: 'Packets', f_node: 'Server', f_settings: 'Call settings',
+    f_cost: 'Estimated cost', f_usage: 'Usage', notPriced: 'not priced', costUnknown: 'unknown',
+    costHint: 'Estimated at the prices configured when the call ended',
+    notPricedHint: 'No price_* keys were set when the call ended',
+    costLostHint: 'The server stopped during the call: its cost was never worked out',
+    u_in: '{n} in', u_cached: '{n} cached', u_written: '{n} written to cache', u_out: '{n} out',
+    u_chars: '{n} chars', u_charsCached: '{n} from cache', u_audio: '{s} s of audio',
+    ttsCached: 'cached audio', ttsCachedHint: 'The first sentence was played from the TTS cache',
     packets: '{received} received · {lost} lost ({pct})', voice: 'voice', echo: 'echo',
     recordingTitle: 'Recording', noRecording: 'This call was not recorded.',
     download: 'Download', recFormat: 'Ogg Opus, {size}', recBroken: 'The recording could not be played.',
@@ -78,7 +85,7 @@ const TEXT = {
     filters: '搜索和筛选通话', search: '搜索', searchHint: '来电者或 AI 说过的话',
     from: '开始日期', to: '结束日期', endReason: '结束原因', anyReason: '全部', clear: '清除筛选',
     colWhen: '时间', colDuration: '时长', colReason: '结束', colTurns: '轮次',
-    colPreview: '对话', callsLabel: '通话列表，最新的在前',
+    colPreview: '对话', colCost: '费用', callsLabel: '通话列表，最新的在前',
     shown: '{n} 通通话', shownOne: '1 通通话', latest: '最近的 {n} 通通话', loading: '正在加载…', loadMore: '加载更多', retry: '重试',
     noCalls: '还没有通话', noCallsText: '通话开始后会出现在这里。', makeCall: '发起通话',
     noMatch: '没有符合条件的通话', noMatchText: '换个关键词，或放宽时间范围试试。',
@@ -95,6 +102,13 @@ const TEXT = {
     f_when: '开始', f_connected: '接通', f_connectedAfter: '{after}后', f_notConnected: '未接通',
     f_duration: '时长', f_agent: '代理', f_engines: '引擎', f_language: '语言',
     f_caller: '来电地址', f_ua: '浏览器', f_packets: '数据包', f_node: '服务器', f_settings: '通话设置',
+    f_cost: '估算费用', f_usage: '用量', notPriced: '未定价', costUnknown: '未知',
+    costHint: '按通话结束时配置的价格估算',
+    notPricedHint: '通话结束时没有设置 price_* 价格',
+    costLostHint: '通话期间服务器中止，未能计算费用',
+    u_in: '输入 {n}', u_cached: '缓存读取 {n}', u_written: '写入缓存 {n}', u_out: '输出 {n}',
+    u_chars: '{n} 字', u_charsCached: '缓存 {n} 字', u_audio: '{s} 秒音频',
+    ttsCached: '缓存语音', ttsCachedHint: '首句语音来自 TTS 缓存',
     packets: '收到 {received} · 丢失 {lost}（{pct}）', voice: '语音', echo: '回声',
     recordingTitle: '录音', noRecording: '这通通话没有录音。',
     download: '下载', recFormat: 'Ogg Opus，{size}', recBroken: '录音无法播放。',
@@ -269,6 +283,54 @@ function fmtBytes(n) {
   if (n < 1024) return `${n} B`;
   if (n < 1024 * 1024) return `${Math.round(n / 1024)} KB`;
   return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+// "$0.0044", "¥1.25", "0.5 credits": small amounts keep two significant digits.
+function fmtCost(v, currency) {
+  v = num(v);
+  if (v === null || v < 0) return null;
+  const opts = v === 0 || v >= 1 ? { minimumFractionDigits: 2, maximumFractionDigits: 2 }
+    : v >= 0.01 ? { minimumFractionDigits: 2, maximumFractionDigits: 3 } : { maximumSignificantDigits: 2 };
+  const cur = str(currency);
+  try {
+    if (cur) return new Intl.NumberFormat(locale(), { ...opts, style: 'currency', currency: cur }).format(v);
+  } catch { /* not an ISO 4217 code: the number and the name as configured */ }
+  const n = new Intl.NumberFormat(locale(), opts).format(v);
+  return cur ? `${n} ${cur}` : n;
+}
+
+// Why an ended call has no cost: not priced, or ended by a crash before it was worked out.
+const costMissing = (c) => (c.end_reason === 'server stopped' ? 'costLostHint' : 'notPricedHint');
+
+// What a call or a turn used, as chips: "LLM 1,200 in · 1,024 cached · 9 out", "TTS 11 chars",
+// "ASR 2.5 s of audio". Nothing for a service that was not used; [] for no usage at all.
+function usageChips(u) {
+  if (!u || typeof u !== 'object') return [];
+  const n = (k) => num(u[k]) ?? 0;
+  const chip = (kind, parts) => {
+    const c = el('span', 'engine usage');
+    c.append(el('span', 'kind', kind), document.createTextNode(parts.join(' · ')));
+    return c;
+  };
+  const out = [];
+  const inTok = n('llm_input_tokens'), outTok = n('llm_output_tokens');
+  if (inTok || outTok) {
+    const parts = [t('u_in', { n: fmtInt(inTok) })];
+    if (n('llm_cached_tokens')) parts.push(t('u_cached', { n: fmtInt(n('llm_cached_tokens')) }));
+    if (n('llm_cache_write_tokens')) parts.push(t('u_written', { n: fmtInt(n('llm_cache_write_tokens')) }));
+    parts.push(t('u_out', { n: fmtInt(outTok) }));
+    out.push(chip('LLM', parts));
+  }
+  if (n('tts_chars') || n('tts_chars_cached')) {
+    const parts = [t('u_chars', { n: fmtInt(n('tts_chars')) })];
+    if (n('tts_chars_cached')) parts.push(t('u_charsCached', { n: fmtInt(n('tts_chars_cached')) }));
+    out.push(chip('TTS', parts));
+  }
+  if (n('asr_seconds') > 0) {
+    const s = new Intl.NumberFormat(locale(), { maximumFractionDigits: 1 }).format(n('asr_seconds'));
+    out.push(chip('ASR', [t('u_audio', { s })]));
+  }
+  return out;
 }
 
 const agentName = (a) => (a === 'voice' || a === 'echo' ? t(a) : a);
@@ -554,6 +616,11 @@ function callRow(c) {
   const n = num(c.turns) ?? 0;
   turns.textContent = n === 1 ? t('turns1') : t('turnsN', { n: fmtInt(n) });
 
+  const cost = el('span', 'c-cost');
+  const price = fmtCost(c.cost, c.currency);
+  cost.append(el('span', 'sr', `${t('colCost')}: `), document.createTextNode(price ?? '–'));
+  cost.title = price ? t('costHint') : c.ended_at ? t(costMissing(c)) : '';
+
   const preview = el('span', 'c-preview');
   const agent = str(c.agent);
   if (agent && agent !== 'voice') preview.append(el('span', 'tag agent', agentName(agent)));
@@ -566,7 +633,7 @@ function callRow(c) {
     rec.append(i, el('span', 'sr', t('recorded')));
     rec.title = t('recorded');
   }
-  a.append(when, dur, reason, turns, preview, rec, icon('chevron', 'icon go'));
+  a.append(when, dur, reason, turns, cost, preview, rec, icon('chevron', 'icon go'));
   li.append(a);
   return li;
 }
@@ -685,6 +752,20 @@ function renderFacts(c) {
     const share = total ? (lost ?? 0) * 100 / total : 0;
     const pct = !total ? '–' : `${share === 0 ? '0' : share.toFixed(share < 0.1 ? 2 : 1)}\u00a0%`;
     rows.push(fact(t('f_packets'), t('packets', { received: fmtInt(rx ?? 0), lost: fmtInt(lost ?? 0), pct })));
+  }
+  if (c.ended_at) {
+    const price = fmtCost(c.cost, c.currency);
+    const lost = costMissing(c) === 'costLostHint';
+    const f = fact(t('f_cost'), price ?? t(lost ? 'costUnknown' : 'notPriced'));
+    f.title = price ? t('costHint') : t(costMissing(c));
+    f.classList.add('cost');
+    rows.push(f);
+  }
+  const usage = usageChips(c.usage);
+  if (usage.length) {
+    const f = fact(t('f_usage'), ...usage);
+    f.classList.add('usage');
+    rows.push(f);
   }
   if (str(c.node)) rows.push(fact(t('f_node'), c.node));
   const settings = settingsChips(c.settings);
@@ -812,7 +893,25 @@ function renderTurn(turn, i, start, scale) {
     p.append(icon('warn'), el('span', null, t('engineError', { error: err })));
     box.append(p);
   }
-  const chart = waterfall(turn, n, scale);
+  // A reply alone (greeting, prompt) has no stages before its TTS: its time to first audio
+  // goes with its usage rather than into a chart of one bar.
+  const alone = said === null && num(turn.voice_to_voice_ms) === null;
+  const firstAudio = alone ? num(turn.tts_first_audio_ms) : null;
+  const barge = alone ? num(turn.barge_in_ms) : null;
+  const used = usageChips(turn.usage);
+  if (used.length || turn.tts_cached === true || firstAudio !== null || barge !== null) {
+    const line = el('p', 'turn-usage');
+    if (turn.tts_cached === true) {
+      const tag = el('span', 'tag cached', t('ttsCached'));
+      tag.title = t('ttsCachedHint');
+      line.append(tag);
+    }
+    if (firstAudio !== null) line.append(el('span', 'first-audio', `${t('l_tts')}: ${msText(firstAudio)}`));
+    if (barge !== null) line.append(el('span', 'first-audio', `${t('l_barge')}: ${msText(barge)}`));
+    line.append(...used);
+    box.append(line);
+  }
+  const chart = alone ? null : waterfall(turn, n, scale);
   if (chart) box.append(chart);
   return box;
 }

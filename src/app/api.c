@@ -119,11 +119,12 @@ static int reply_error(struct http_req *req, int status, const char *msg, const 
   return http_reply_take(req, status, TYPE_JSON, extra, text, strlen(text));
 }
 
-/* Takes `j`. */
+/* Takes `j`. Numbers are written with 15 significant digits, so a figure stored from
+ * a short decimal reads as it was written: a cost of 0.0123, not 0.012300000000000001. */
 static int reply_json(struct http_req *req, int status, json_t *j, const char *headers) {
   char extra[1024];
   snprintf(extra, sizeof extra, COMMON_HEADERS "%s", headers ? headers : "");
-  char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  char *text = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
   json_decref(j);
   if (!text) return reply_error(req, 500, "out of memory", NULL);
   return http_reply_take(req, status, TYPE_JSON, extra, text, strlen(text));

@@ -16,14 +16,30 @@
  * An engine error belongs to the row in progress when there is one (an LLM
  * failing during a turn), else to the next row (an ASR failure: the apology
  * that follows is a reply alone).
+ *
+ * What each reply used of the services comes in `usage` events when the
+ * reply ends, and is added to its row (a reply dropped and asked again
+ * sends one for each attempt) and to the call's totals. A reply alone has
+ * no number of its own (turn 0), and its first-audio `latency` and its
+ * `usage` may come before its `reply` event: a turn-0 `latency` without
+ * barge_in_ms announces a new reply alone, and what arrives for turn 0
+ * from then until its `reply` is held for the row that event makes. A
+ * turn-0 `usage` with no reply alone in progress belongs to the latest
+ * reply alone if it has none yet, else to no row (a reply dropped before
+ * it was heard): the call's totals count it all the same. The totals and
+ * the estimated cost, at the prices configured then, are written when the
+ * call ends.
  */
 #include "app/callrec.h"
 
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "app/cost.h"
 
 /* The latency figures of a `latency` event, in the order of struct store_turn. */
 static const char *const figure_names[] = {
@@ -42,7 +58,11 @@ static const char *const stage_labels[] = {
 #define MAX_REASONS 24
 
 struct callrec_metrics {
+  struct cost_prices prices;
+  int priced;
+  double cost; /* estimated, in prices.currency, over every call ended */
   uint64_t started, turns, interrupted;
+  uint64_t first_cached, first_synthesised; /* replies whose first sentence was (not) cached */
   struct {
     char reason[40];
     uint64_t n;
@@ -58,6 +78,16 @@ struct row {
   char *transcript, *reply, *error;
   int interrupted;
   double fig[NFIG];
+  int tts_cached; /* 1, 0, -1 unknown */
+  struct store_usage usage;
+};
+
+/* What came for a reply alone before its `reply` event made its row. */
+struct alone_pending {
+  int active; /* its first audio was reported, its reply not yet */
+  double fig[NFIG];
+  int tts_cached;
+  struct store_usage usage;
 };
 
 /* Caller turns kept open: at a barge-in the new turn begins before the one it
@@ -72,8 +102,10 @@ struct callrec {
   struct row turns[OPEN_TURNS]; /* caller turn n in slot n % OPEN_TURNS */
   int last_turn;                /* the latest caller turn's number, 0 before the first */
   struct row alone;             /* the latest reply alone */
+  struct alone_pending next_alone;
   char *pending_error;
   int64_t reply_started_ms; /* first sentence of the reply being spoken began */
+  struct store_usage total; /* every usage event of the call */
 };
 
 int64_t callrec_now_ms(void) {
@@ -97,6 +129,11 @@ int callrec_metrics_new(struct callrec_metrics **out) {
 }
 
 void callrec_metrics_free(struct callrec_metrics *m) { free(m); }
+
+void callrec_metrics_set_prices(struct callrec_metrics *m, const struct config *cfg) {
+  cost_prices_from_config(&m->prices, cfg);
+  m->priced = cost_priced(&m->prices);
+}
 
 /* End reasons are a small set of fixed strings; anything past MAX_REASONS counts as "other". */
 static void count_end(struct callrec_metrics *m, const char *reason) {
@@ -152,6 +189,17 @@ void callrec_metrics_write(const struct callrec_metrics *m, int active, struct p
   prom_family(b, "tingshuo_barge_in_onset_lag_seconds", "histogram",
               "How long the caller had been speaking when the onset was declared.");
   prom_histogram_write(b, "tingshuo_barge_in_onset_lag_seconds", &m->onset_lag, NULL);
+  prom_family(b, "tingshuo_reply_first_sentences_total", "counter",
+              "Replies begun, by where their first sentence's audio came from.");
+  prom_sample(b, "tingshuo_reply_first_sentences_total", (double)m->first_cached, "source",
+              "cached", NULL);
+  prom_sample(b, "tingshuo_reply_first_sentences_total", (double)m->first_synthesised, "source",
+              "synthesised", NULL);
+  prom_family(b, "tingshuo_estimated_cost_total", "counter",
+              "Estimated cost of the calls ended, at the price_* keys, in their currency.");
+  if (m->priced)
+    prom_sample(b, "tingshuo_estimated_cost_total", m->cost, "currency", m->prices.currency,
+                NULL);
 }
 
 /* --- rows --------------------------------------------------------------------------- */
@@ -170,6 +218,7 @@ static void row_start(struct callrec *r, struct row *w, int turn_no, int64_t at_
   w->turn_no = turn_no;
   w->at_ms = at_ms;
   for (size_t i = 0; i < NFIG; i++) w->fig[i] = STORE_ABSENT;
+  w->tts_cached = -1;
   w->error = r->pending_error;
   r->pending_error = NULL;
 }
@@ -210,6 +259,8 @@ static void row_put(struct callrec *r, const struct row *w) {
                         &t.llm_first_sentence_ms, &t.tts_first_audio_ms, &t.voice_to_voice_ms,
                         &t.overhead_ms,       &t.barge_in_ms, &t.onset_lag_ms};
   for (size_t i = 0; i < NFIG; i++) *figs[i] = w->fig[i];
+  t.tts_cached = w->tts_cached;
+  t.usage = w->usage;
   store_turn_put(r->st, &t);
 }
 
@@ -248,6 +299,17 @@ static void on_transcript(struct callrec *r, json_t *ev) {
   row_put(r, w);
 }
 
+/* The reply alone whose first audio was reported gets what was held for it. */
+static void take_pending_alone(struct callrec *r, struct row *w) {
+  struct alone_pending *p = &r->next_alone;
+  if (!p->active) return;
+  for (size_t i = 0; i < NFIG; i++)
+    if (p->fig[i] != STORE_ABSENT) w->fig[i] = p->fig[i];
+  w->tts_cached = p->tts_cached;
+  store_usage_add(&w->usage, &p->usage);
+  memset(p, 0, sizeof *p);
+}
+
 static void on_reply(struct callrec *r, json_t *ev) {
   int n = turn_of(ev);
   const char *text = json_string_value(json_object_get(ev, "text"));
@@ -260,6 +322,7 @@ static void on_reply(struct callrec *r, json_t *ev) {
   } else if (!w) {
     w = &r->alone;
     row_start(r, w, 0, started);
+    take_pending_alone(r, w);
   }
   set_text(&w->reply, text);
   w->interrupted = json_is_true(json_object_get(ev, "interrupted"));
@@ -273,12 +336,62 @@ static void on_latency(struct callrec *r, json_t *ev) {
     json_t *v = json_object_get(ev, figure_names[i]);
     fig[i] = json_is_number(v) ? json_number_value(v) : STORE_ABSENT;
   }
-  observe_latency(r->m, fig);
+  json_t *c = json_object_get(ev, "tts_cached");
+  int cached = json_is_boolean(c) ? json_is_true(c) : -1;
   int n = turn_of(ev);
+  int first = fig[FIG_BARGE_IN] == STORE_ABSENT; /* the report at the reply's first audio */
+  if (first && cached == 1) r->m->first_cached++;
+  if (first && cached == 0) r->m->first_synthesised++;
+  /* The stage histograms are of caller turns; a reply alone has no stages before its TTS. */
+  if (n != 0 || !first) observe_latency(r->m, fig);
+  if (n == 0 && first) { /* a reply alone begins: its row is made by its reply event */
+    struct alone_pending *p = &r->next_alone;
+    memset(p, 0, sizeof *p);
+    p->active = 1;
+    memcpy(p->fig, fig, sizeof p->fig);
+    p->tts_cached = cached;
+    return;
+  }
   struct row *w = n >= 0 ? row_for(r, n) : NULL;
   if (!w) return;
   for (size_t i = 0; i < NFIG; i++)
     if (fig[i] != STORE_ABSENT) w->fig[i] = fig[i];
+  if (cached >= 0) w->tts_cached = cached;
+  row_put(r, w);
+}
+
+/* A count of a usage event: an integer 0..1e12, else 0 (the field is ignored). */
+static int64_t usage_count(json_t *ev, const char *key) {
+  json_t *v = json_object_get(ev, key);
+  json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
+  return n >= 0 && n <= 1000000000000LL ? (int64_t)n : 0;
+}
+
+static void on_usage(struct callrec *r, json_t *ev) {
+  json_t *sec = json_object_get(ev, "asr_seconds");
+  double asr = json_is_number(sec) ? json_number_value(sec) : 0;
+  struct store_usage u = {
+      .reported = 1,
+      .llm_input_tokens = usage_count(ev, "llm_input_tokens"),
+      .llm_cached_tokens = usage_count(ev, "llm_cached_tokens"),
+      .llm_cache_write_tokens = usage_count(ev, "llm_cache_write_tokens"),
+      .llm_output_tokens = usage_count(ev, "llm_output_tokens"),
+      .tts_chars = usage_count(ev, "tts_chars"),
+      .tts_chars_cached = usage_count(ev, "tts_chars_cached"),
+      .asr_seconds = isfinite(asr) && asr >= 0 && asr <= 1e7 ? asr : 0};
+  store_usage_add(&r->total, &u);
+  int n = turn_of(ev);
+  struct row *w = NULL;
+  if (n > 0) {
+    w = row_for(r, n);
+  } else if (n == 0 && r->next_alone.active) {
+    store_usage_add(&r->next_alone.usage, &u);
+    return;
+  } else if (n == 0 && r->alone.used && !r->alone.usage.reported) {
+    w = &r->alone;
+  }
+  if (!w) return;
+  store_usage_add(&w->usage, &u);
   row_put(r, w);
 }
 
@@ -319,7 +432,8 @@ void callrec_agent_event(struct callrec *r, const char *json) {
     const char *type;
     void (*fn)(struct callrec *r, json_t *ev);
   } handlers[] = {{"transcript", on_transcript}, {"reply", on_reply},
-                  {"latency", on_latency},       {"error", on_error}};
+                  {"latency", on_latency},       {"error", on_error},
+                  {"usage", on_usage}};
   for (size_t i = 0; i < sizeof handlers / sizeof handlers[0]; i++) {
     if (!type_is(json, handlers[i].type)) continue;
     json_t *ev = json_loads(json, 0, NULL);
@@ -361,8 +475,14 @@ void callrec_end(struct callrec *r, const char *reason, const struct media_call_
     row_start(r, &r->alone, 0, callrec_now_ms());
     row_put(r, &r->alone);
   }
+  struct store_usage total = r->total;
+  total.reported = 1; /* the record is finished: what was not reported was not used */
+  double cost = r->m->priced ? cost_estimate(&r->m->prices, &total) : 0;
+  r->m->cost += cost;
   if (r->st) {
-    struct store_call c = {.id = r->id, .ended_ms = callrec_now_ms(), .end_reason = reason};
+    struct store_call c = {.id = r->id, .ended_ms = callrec_now_ms(), .end_reason = reason,
+                           .usage = total, .cost = cost,
+                           .currency = r->m->priced ? r->m->prices.currency : NULL};
     if (s) {
       c.packets_received = (int64_t)s->packets_received;
       c.packets_lost = (int64_t)s->packets_lost;

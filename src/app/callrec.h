@@ -3,8 +3,8 @@
  * the control loop already sees.
  *
  * Every agent event for the page passes through the control loop as JSON.
- * The few that make the record (final transcripts, replies, latency, engine
- * errors) are read here and become store rows; the same events feed the
+ * The few that make the record (final transcripts, replies, latency, usage,
+ * engine errors) are read here and become store rows; the same events feed the
  * latency histograms of /metrics. So recording a call adds no work on a
  * media worker, and none on the database here: the store queues it.
  */
@@ -22,6 +22,12 @@ struct callrec_metrics;
 
 int callrec_metrics_new(struct callrec_metrics **out);
 void callrec_metrics_free(struct callrec_metrics *m);
+/*
+ * The prices (cfg's price_* keys, copied) each call's estimated cost is
+ * worked out with when its record is finished. Until it is called, or
+ * with every price 0, calls are not priced: their cost is stored as NULL.
+ */
+void callrec_metrics_set_prices(struct callrec_metrics *m, const struct config *cfg);
 void callrec_metrics_write(const struct callrec_metrics *m, int active, struct prom_buf *b);
 
 /* What is known of a call when its offer is accepted. Strings are copied. */

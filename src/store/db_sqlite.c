@@ -13,6 +13,12 @@
  * shell) is the unusual case; the store waits a little, gives up, and
  * retries the same batch later instead of blocking its thread for long.
  * The wait also ends at the deadline set with db_set_deadline.
+ *
+ * The store sends the same few statements over and over (a turn's upsert
+ * is over a kilobyte of SQL), and parsing one costs SQLite more than
+ * running it; so the last STMT_CACHE statements are kept prepared, found
+ * again by their text, and reset after each use so none holds a read
+ * transaction open between uses. One that failed is dropped, not reused.
  */
 #include "store/db_impl.h"
 
@@ -26,10 +32,19 @@
 
 #define BUSY_TIMEOUT_MS 500
 #define BUSY_SLEEP_MS 5
+#define STMT_CACHE 16
+
+struct cached_stmt {
+  char *sql;           /* NULL: a free slot */
+  uint64_t hash, used; /* used: when it was last taken, for replacing the oldest */
+  sqlite3_stmt *st;
+};
 
 struct db_sqlite {
   struct db base;
   sqlite3 *conn;
+  struct cached_stmt cache[STMT_CACHE];
+  uint64_t uses;
 };
 
 /* -EINVAL only when the values themselves were refused; anything else may pass later. */
@@ -84,12 +99,56 @@ static int add_row(sqlite3_stmt *st, struct db_rows *rows) {
   return db_rows_add(rows, ncols, cells, lens);
 }
 
+static uint64_t hash_text(const char *s) {
+  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+  return h;
+}
+
+static void drop_slot(struct cached_stmt *c) {
+  sqlite3_finalize(c->st);
+  free(c->sql);
+  memset(c, 0, sizeof *c);
+}
+
+/* The statement for `sql`, prepared now or earlier: its slot, or NULL with *rc set. */
+static struct cached_stmt *take_stmt(struct db_sqlite *s, const char *sql, int *rc) {
+  uint64_t h = hash_text(sql);
+  struct cached_stmt *oldest = &s->cache[0];
+  for (int i = 0; i < STMT_CACHE; i++) {
+    struct cached_stmt *c = &s->cache[i];
+    if (c->sql && c->hash == h && strcmp(c->sql, sql) == 0) {
+      c->used = ++s->uses;
+      return c;
+    }
+    if (!c->sql || (oldest->sql && c->used < oldest->used)) oldest = c;
+  }
+  if (oldest->sql) drop_slot(oldest);
+  char *copy = strdup(sql);
+  if (!copy) {
+    *rc = SQLITE_NOMEM;
+    return NULL;
+  }
+  *rc = sqlite3_prepare_v2(s->conn, sql, -1, &oldest->st, NULL);
+  if (*rc != SQLITE_OK) {
+    sqlite3_finalize(oldest->st);
+    oldest->st = NULL;
+    free(copy);
+    return NULL;
+  }
+  oldest->sql = copy;
+  oldest->hash = h;
+  oldest->used = ++s->uses;
+  return oldest;
+}
+
 static int exec_stmt(struct db *db, const char *sql, const struct db_param *params,
                      int nparams, struct db_rows *rows) {
   struct db_sqlite *s = (struct db_sqlite *)db;
-  sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(s->conn, sql, -1, &st, NULL);
-  if (rc != SQLITE_OK) return fail(s, rc);
+  int rc = SQLITE_OK;
+  struct cached_stmt *c = take_stmt(s, sql, &rc);
+  if (!c) return fail(s, rc);
+  sqlite3_stmt *st = c->st;
   for (int i = 0; i < nparams && rc == SQLITE_OK; i++) rc = bind_one(st, i, &params[i]);
   int out = 0;
   if (rc != SQLITE_OK) out = fail(s, rc);
@@ -97,7 +156,12 @@ static int exec_stmt(struct db *db, const char *sql, const struct db_param *para
     if (rows) out = add_row(st, rows);
   if (!out && rc != SQLITE_DONE) out = fail(s, rc);
   if (out == -ENOMEM) snprintf(s->base.err, sizeof s->base.err, "out of memory");
-  sqlite3_finalize(st);
+  if (out) {
+    drop_slot(c);
+  } else {
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st); /* the bound text is the caller's, and goes with the call */
+  }
   return out;
 }
 
@@ -114,6 +178,8 @@ static int reconnect(struct db *db) { return 0; }
 
 static void close_db(struct db *db) {
   struct db_sqlite *s = (struct db_sqlite *)db;
+  for (int i = 0; i < STMT_CACHE; i++)
+    if (s->cache[i].sql) drop_slot(&s->cache[i]);
   sqlite3_close_v2(s->conn);
   free(s);
 }

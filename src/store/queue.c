@@ -29,6 +29,7 @@ static const size_t call_strings[] = {
     offsetof(struct store_call, tts),         offsetof(struct store_call, tts_model),
     offsetof(struct store_call, tts_voice),   offsetof(struct store_call, language),
     offsetof(struct store_call, settings_json), offsetof(struct store_call, recording),
+    offsetof(struct store_call, currency),
 };
 static const size_t turn_strings[] = {
     offsetof(struct store_turn, call_id),
@@ -71,10 +72,21 @@ static struct store_event *event_new(enum store_event_kind kind, size_t strings)
   return ev;
 }
 
+/* Counts below 0 and seconds that are not a finite number >= 0 become 0. */
+static void clean_usage(struct store_usage *u) {
+  int64_t *counts[] = {&u->llm_input_tokens, &u->llm_cached_tokens, &u->llm_cache_write_tokens,
+                       &u->llm_output_tokens, &u->tts_chars,        &u->tts_chars_cached};
+  for (size_t i = 0; i < COUNT(counts); i++)
+    if (*counts[i] < 0) *counts[i] = 0;
+  if (!(isfinite(u->asr_seconds) && u->asr_seconds >= 0)) u->asr_seconds = 0;
+}
+
 struct store_event *store_event_call(enum store_event_kind kind, const struct store_call *c,
                                      const char *node) {
   struct store_call src = *c;
   if (!src.node) src.node = node;
+  clean_usage(&src.usage);
+  if (!(isfinite(src.cost) && src.cost >= 0)) src.currency = NULL; /* no cost to show */
   struct store_event *ev = event_new(kind, strings_size(&src, call_strings, COUNT(call_strings)));
   if (!ev) return NULL;
   ev->call = src;
@@ -99,6 +111,8 @@ struct store_event *store_event_turn(const struct store_turn *t) {
                        &ev->turn.overhead_ms,          &ev->turn.barge_in_ms,
                        &ev->turn.onset_lag_ms};
   for (size_t i = 0; i < COUNT(figures); i++) *figures[i] = figure(*figures[i]);
+  clean_usage(&ev->turn.usage);
+  if (ev->turn.tts_cached != 0 && ev->turn.tts_cached != 1) ev->turn.tts_cached = -1;
   copy_strings(&ev->turn, turn_strings, COUNT(turn_strings), (char *)(ev + 1));
   return ev;
 }

@@ -137,8 +137,14 @@ void store_list_args_free(struct store_list_args *a) {
 enum {
   C_ID, C_CREATED, C_CONNECTED, C_ENDED, C_REASON, C_REMOTE, C_AGENT, C_LANGUAGE,
   C_RECORDING, C_NODE, C_UA, C_ASR, C_ASR_MODEL, C_LLM, C_LLM_MODEL,
-  C_TTS, C_TTS_MODEL, C_TTS_VOICE, C_SETTINGS, C_RX, C_LOST, C_TURNS, C_PREVIEW
+  C_TTS, C_TTS_MODEL, C_TTS_VOICE, C_SETTINGS, C_RX, C_LOST, C_TURNS, C_PREVIEW,
+  C_COST, C_CURRENCY, C_USAGE /* and the six usage columns after it */
 };
+
+/* The usage columns of calls and turns, in the order usage() reads them. */
+#define USAGE_COLUMNS(t)                                                                    \
+  t "llm_input_tokens, " t "llm_cached_tokens, " t "llm_cache_write_tokens, "              \
+  t "llm_output_tokens, " t "tts_chars, " t "tts_chars_cached, " t "asr_seconds"
 
 #define CALL_COLUMNS                                                                        \
   "c.id, c.created_ms, c.connected_ms, c.ended_ms, c.end_reason, c.remote_addr, c.agent,"  \
@@ -148,7 +154,8 @@ enum {
   " (SELECT COUNT(*) FROM turns t WHERE t.call_id = c.id),"                                \
   " (SELECT CASE WHEN t.transcript <> '' THEN t.transcript ELSE t.reply END FROM turns t"  \
   "  WHERE t.call_id = c.id AND (t.transcript <> '' OR t.reply <> '')"                     \
-  "  ORDER BY CASE WHEN t.transcript <> '' THEN 0 ELSE 1 END, t.idx LIMIT 1)"
+  "  ORDER BY CASE WHEN t.transcript <> '' THEN 0 ELSE 1 END, t.idx LIMIT 1),"            \
+  " c.cost, c.currency, " USAGE_COLUMNS("c.")
 
 /* Sets o[key] = v; a NULL v (out of memory) marks the object bad. */
 static void put(json_t *o, const char *key, json_t *v, int *bad) {
@@ -175,6 +182,27 @@ static json_t *cell_int(const struct db_rows *r, int row, int col) {
 static json_t *cell_real(const struct db_rows *r, int row, int col) {
   double v;
   return db_cell_real(r, row, col, &v) ? json_null() : json_real(v);
+}
+
+/* {"llm_input_tokens":..,...,"asr_seconds":..} from the seven columns at `col`; null when
+ * nothing was recorded (a call not yet finished, a row from before usage was kept). */
+static json_t *usage(const struct db_rows *r, int row, int col) {
+  static const char *const counts[] = {"llm_input_tokens",  "llm_cached_tokens",
+                                       "llm_cache_write_tokens", "llm_output_tokens",
+                                       "tts_chars",         "tts_chars_cached"};
+  if (!db_cell(r, row, col)) return json_null();
+  json_t *o = json_object();
+  int bad = !o;
+  if (bad) return NULL;
+  for (int i = 0; i < 6; i++) put(o, counts[i], cell_int(r, row, col + i), &bad);
+  put(o, "asr_seconds", cell_real(r, row, col + 6), &bad);
+  if (bad) json_decref(o);
+  return bad ? NULL : o;
+}
+
+/* The estimated cost: null when the call was not priced (or not finished). */
+static json_t *cost(const struct db_rows *r, int row) {
+  return db_cell(r, row, C_CURRENCY) ? cell_real(r, row, C_COST) : json_null();
 }
 
 static json_t *duration(const struct db_rows *r, int row) {
@@ -227,6 +255,8 @@ static json_t *summary(const struct config *cfg, const struct db_rows *r, int ro
   put(o, "turns", cell_int(r, row, C_TURNS), &bad);
   put(o, "preview", preview(r, row), &bad);
   put(o, "recording", json_boolean(recording_size(cfg, r, row) >= 0), &bad);
+  put(o, "cost", cost(r, row), &bad);
+  put(o, "currency", cell_text(r, row, C_CURRENCY), &bad);
   if (bad) json_decref(o);
   return bad ? NULL : o;
 }
@@ -281,6 +311,7 @@ static int whole_call(const struct config *cfg, const struct db_rows *r, json_t 
   put(o, "packets_received", cell_int(r, 0, C_RX), &bad);
   put(o, "packets_lost", cell_int(r, 0, C_LOST), &bad);
   put(o, "recording", recording(cfg, r, 0), &bad);
+  put(o, "usage", usage(r, 0, C_USAGE), &bad);
   put(o, "turns", json_incref(turns), &bad);
   json_t *wrap = bad ? NULL : json_object();
   if (!wrap) {
@@ -318,6 +349,10 @@ static json_t *turn(const struct db_rows *r, int row) {
   put(o, "interrupted", json_boolean(interrupted != 0), &bad);
   for (int i = 0; i < NFIGURES; i++) put(o, figures[i], cell_real(r, row, 5 + i), &bad);
   put(o, "error", cell_text(r, row, 5 + NFIGURES), &bad);
+  int64_t cached;
+  put(o, "tts_cached",
+      db_cell_int(r, row, 6 + NFIGURES, &cached) ? json_null() : json_boolean(cached != 0), &bad);
+  put(o, "usage", usage(r, row, 7 + NFIGURES), &bad);
   if (bad) json_decref(o);
   return bad ? NULL : o;
 }
@@ -326,8 +361,8 @@ static int read_turns(struct db *db, const char *call_id, json_t **out) {
   static const char sql[] =
       "SELECT idx, at_ms, transcript, reply, interrupted, endpoint_ms, asr_ms,"
       " llm_first_token_ms, llm_first_sentence_ms, tts_first_audio_ms, voice_to_voice_ms,"
-      " overhead_ms, barge_in_ms, onset_lag_ms, error FROM turns WHERE call_id = $1"
-      " ORDER BY idx";
+      " overhead_ms, barge_in_ms, onset_lag_ms, error, tts_cached, " USAGE_COLUMNS("")
+      " FROM turns WHERE call_id = $1 ORDER BY idx";
   struct db_param p[] = {db_text(call_id)};
   struct db_rows rows;
   if (db_exec(db, sql, p, 1, &rows)) return -EIO;

@@ -52,6 +52,29 @@ static const char *const v1[] = {
     "CREATE INDEX calls_open ON calls (node) WHERE ended_ms IS NULL",
 };
 
+/*
+ * What each call and each turn used of the services, and the call's estimated cost. All
+ * NULL on rows written before: nothing is known of them, which is not the same as 0. A
+ * column at a time, the only ALTER TABLE form SQLite takes.
+ */
+#define USAGE_COLUMNS(table)                                                                \
+  "ALTER TABLE " table " ADD COLUMN llm_input_tokens BIGINT",                               \
+      "ALTER TABLE " table " ADD COLUMN llm_cached_tokens BIGINT",                          \
+      "ALTER TABLE " table " ADD COLUMN llm_cache_write_tokens BIGINT",                     \
+      "ALTER TABLE " table " ADD COLUMN llm_output_tokens BIGINT",                          \
+      "ALTER TABLE " table " ADD COLUMN tts_chars BIGINT",                                  \
+      "ALTER TABLE " table " ADD COLUMN tts_chars_cached BIGINT",                           \
+      "ALTER TABLE " table " ADD COLUMN asr_seconds DOUBLE PRECISION"
+
+static const char *const v2[] = {
+    USAGE_COLUMNS("calls"),
+    /* The cost is kept, not recomputed: a later change of prices does not rewrite history. */
+    "ALTER TABLE calls ADD COLUMN cost DOUBLE PRECISION",
+    "ALTER TABLE calls ADD COLUMN currency TEXT",
+    USAGE_COLUMNS("turns"),
+    "ALTER TABLE turns ADD COLUMN tts_cached INTEGER",
+};
+
 struct migration {
   const char *const *sql;
   size_t n;
@@ -59,6 +82,7 @@ struct migration {
 
 static const struct migration migrations[SCHEMA_VERSION] = {
     {v1, sizeof v1 / sizeof *v1},
+    {v2, sizeof v2 / sizeof *v2},
 };
 
 static int64_t now_ms(void) {

@@ -531,6 +531,24 @@ void store_turn_init(struct store_turn *t) {
   t->endpoint_ms = t->asr_ms = t->llm_first_token_ms = t->llm_first_sentence_ms =
       t->tts_first_audio_ms = t->voice_to_voice_ms = t->overhead_ms = t->barge_in_ms =
           t->onset_lag_ms = STORE_ABSENT;
+  t->tts_cached = -1;
+}
+
+static int64_t add_count(int64_t a, int64_t b) {
+  if (b <= 0) return a;
+  return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
+void store_usage_add(struct store_usage *a, const struct store_usage *b) {
+  if (!b->reported) return;
+  a->reported = 1;
+  a->llm_input_tokens = add_count(a->llm_input_tokens, b->llm_input_tokens);
+  a->llm_cached_tokens = add_count(a->llm_cached_tokens, b->llm_cached_tokens);
+  a->llm_cache_write_tokens = add_count(a->llm_cache_write_tokens, b->llm_cache_write_tokens);
+  a->llm_output_tokens = add_count(a->llm_output_tokens, b->llm_output_tokens);
+  a->tts_chars = add_count(a->tts_chars, b->tts_chars);
+  a->tts_chars_cached = add_count(a->tts_chars_cached, b->tts_chars_cached);
+  if (b->asr_seconds > 0) a->asr_seconds += b->asr_seconds;
 }
 
 void store_call_begin(struct store *st, const struct store_call *c) {

@@ -26,6 +26,24 @@
 
 struct store;
 
+/*
+ * What a call or a turn used of the services, in the units they bill in.
+ * LLM tokens as the service reported them: input counts every prompt token,
+ * cached those of them read from its prompt cache, cache_write those
+ * written to it. TTS characters synthesised by the backend, and those
+ * played from the TTS cache instead. Seconds of caller audio recognised.
+ * `reported` 0 = nothing known (stored as NULL, shown as null).
+ */
+struct store_usage {
+  int reported;
+  int64_t llm_input_tokens, llm_cached_tokens, llm_cache_write_tokens, llm_output_tokens;
+  int64_t tts_chars, tts_chars_cached;
+  double asr_seconds;
+};
+
+/* Adds b to a (saturating; a becomes reported when b is). */
+void store_usage_add(struct store_usage *a, const struct store_usage *b);
+
 /* A call as it is stored. Strings may be NULL (stored as NULL); they are copied. */
 struct store_call {
   const char *id;
@@ -39,6 +57,11 @@ struct store_call {
   const char *settings_json; /* the offer's per-call settings, a JSON object's text */
   int64_t packets_received, packets_lost;
   const char *recording;   /* file name under data_dir/recordings, NULL when none */
+  /* Only at the end: what the whole call used, and what that cost at the prices then
+   * configured. currency NULL = not priced: the cost is stored as NULL. */
+  struct store_usage usage;
+  const char *currency;
+  double cost;
 };
 
 /* A latency figure that does not apply is STORE_ABSENT. */
@@ -61,9 +84,12 @@ struct store_turn {
   double endpoint_ms, asr_ms, llm_first_token_ms, llm_first_sentence_ms, tts_first_audio_ms,
       voice_to_voice_ms, overhead_ms, barge_in_ms, onset_lag_ms;
   const char *error;      /* an engine's error during the turn, NULL when none */
+  int tts_cached;         /* the reply's first sentence came from the TTS cache: 1, 0, -1 unknown */
+  struct store_usage usage; /* what producing the reply used */
 };
 
-/* Sets every latency figure of `t` to STORE_ABSENT and everything else to 0/NULL. */
+/* Sets every latency figure of `t` to STORE_ABSENT, tts_cached to -1 and everything else
+ * to 0/NULL. */
 void store_turn_init(struct store_turn *t);
 
 struct store_stats {
@@ -109,7 +135,7 @@ const char *store_node(const struct store *st);
  */
 void store_call_begin(struct store *st, const struct store_call *c);
 void store_call_connected(struct store *st, const char *call_id, int64_t at_ms);
-/* Sets ended_ms, end_reason, the packet counts and the recording of the call. */
+/* Sets ended_ms, end_reason, the packet counts, the recording, the usage and the cost. */
 void store_call_end(struct store *st, const struct store_call *c);
 void store_turn_put(struct store *st, const struct store_turn *t);
 

@@ -20,7 +20,8 @@ int store_write_event(struct db *db, const struct store_event *ev, int64_t now_m
 /*
  * Closes the calls of `node` that have no end, as a crash leaves them:
  * end_reason STORE_REASON_STOPPED, ended at their last turn (else when
- * they connected, else when they were created). *closed = how many.
+ * they connected, else when they were created), their usage the sum of
+ * their turns' and their cost unknown. *closed = how many.
  */
 int store_recover_calls(struct db *db, const char *node, int64_t *closed);
 

@@ -937,6 +937,258 @@ static void a_crash_leaves_no_call_of_this_node_open(void **state) {
   json_decref(top);
 }
 
+/* ---- usage and cost -------------------------------------------------------------------- */
+
+static struct store_usage some_usage(int64_t in, int64_t cached, int64_t written, int64_t out,
+                                     int64_t chars, int64_t chars_cached, double asr_s) {
+  return (struct store_usage){.reported = 1, .llm_input_tokens = in, .llm_cached_tokens = cached,
+                              .llm_cache_write_tokens = written, .llm_output_tokens = out,
+                              .tts_chars = chars, .tts_chars_cached = chars_cached,
+                              .asr_seconds = asr_s};
+}
+
+static int64_t inum(json_t *o, const char *key) {
+  json_t *v = json_object_get(o, key);
+  assert_true(json_is_integer(v));
+  return json_integer_value(v);
+}
+
+static void assert_usage(json_t *u, int64_t in, int64_t cached, int64_t written, int64_t out,
+                         int64_t chars, int64_t chars_cached, double asr_s) {
+  assert_true(json_is_object(u));
+  assert_int_equal(inum(u, "llm_input_tokens"), in);
+  assert_int_equal(inum(u, "llm_cached_tokens"), cached);
+  assert_int_equal(inum(u, "llm_cache_write_tokens"), written);
+  assert_int_equal(inum(u, "llm_output_tokens"), out);
+  assert_int_equal(inum(u, "tts_chars"), chars);
+  assert_int_equal(inum(u, "tts_chars_cached"), chars_cached);
+  assert_float_equal(num(u, "asr_seconds"), asr_s, 1e-9);
+}
+
+static void usage_and_cost_come_back_for_the_call_and_its_turns(void **state) {
+  struct fx *f = *state;
+  open_store(f);
+  begin_call(f, "p1", T0, NULL);
+  struct store_turn t;
+  store_turn_init(&t);
+  t.call_id = "p1";
+  t.at_ms = T0 + 100;
+  t.reply = "Hello!";
+  t.tts_cached = 1;
+  t.usage = some_usage(0, 0, 0, 0, 0, 6, 0);
+  store_turn_put(f->st, &t);
+  t.index = 1;
+  t.transcript = "what is the time";
+  t.reply = "It is noon.";
+  t.tts_cached = 0;
+  t.usage = some_usage(1200, 1024, 0, 9, 11, 0, 2.5);
+  store_turn_put(f->st, &t);
+  store_turn_init(&t); /* a turn no usage was reported for */
+  t.call_id = "p1";
+  t.index = 2;
+  t.at_ms = T0 + 5000;
+  t.transcript = "bye";
+  store_turn_put(f->st, &t);
+  struct store_call e = {.id = "p1", .ended_ms = T0 + 9000, .end_reason = "hangup",
+                         .usage = some_usage(1200, 1024, 0, 9, 11, 6, 3.7),
+                         .currency = "EUR", .cost = 0.0123};
+  store_call_end(f->st, &e);
+  begin_call(f, "p2", T0 + 1, NULL); /* ended unpriced */
+  struct store_call e2 = {.id = "p2", .end_reason = "hangup",
+                          .usage = some_usage(0, 0, 0, 0, 0, 0, 0)};
+  store_call_end(f->st, &e2);
+  begin_call(f, "p3", T0 + 2, NULL); /* not ended yet */
+  wait_written(f);
+
+  json_t *call, *top = must_get(f, "p1", &call);
+  assert_true(num(call, "cost") == 0.0123);
+  assert_string_equal(str(call, "currency"), "EUR");
+  assert_usage(json_object_get(call, "usage"), 1200, 1024, 0, 9, 11, 6, 3.7);
+  json_t *turns = json_object_get(call, "turns");
+  json_t *t0 = json_array_get(turns, 0), *t1 = json_array_get(turns, 1),
+         *t2 = json_array_get(turns, 2);
+  assert_true(json_is_true(json_object_get(t0, "tts_cached")));
+  assert_usage(json_object_get(t0, "usage"), 0, 0, 0, 0, 0, 6, 0);
+  assert_true(json_is_false(json_object_get(t1, "tts_cached")));
+  assert_usage(json_object_get(t1, "usage"), 1200, 1024, 0, 9, 11, 0, 2.5);
+  assert_null_field(t2, "tts_cached");
+  assert_null_field(t2, "usage");
+  json_decref(top);
+
+  top = must_get(f, "p2", &call);
+  assert_null_field(call, "cost"); /* not priced: unknown, not free */
+  assert_null_field(call, "currency");
+  assert_usage(json_object_get(call, "usage"), 0, 0, 0, 0, 0, 0, 0);
+  json_decref(top);
+  top = must_get(f, "p3", &call);
+  assert_null_field(call, "cost");
+  assert_null_field(call, "usage");
+  json_decref(top);
+
+  int status;
+  struct store_query q = {0};
+  json_t *list = list_calls(f, &q, &status);
+  assert_int_equal(status, 0);
+  json_t *calls = json_object_get(list, "calls");
+  assert_int_equal(json_array_size(calls), 3);
+  json_t *s1 = json_array_get(calls, 2), *s2 = json_array_get(calls, 1);
+  assert_string_equal(str(s1, "id"), "p1");
+  assert_true(num(s1, "cost") == 0.0123);
+  assert_string_equal(str(s1, "currency"), "EUR");
+  assert_null_field(s2, "cost");
+  assert_null(json_object_get(s1, "usage")); /* the summary carries the cost alone */
+  json_decref(list);
+}
+
+/* Nonsense from a writer is cleaned, not stored: negative counts are 0, a cost that is
+ * not a number leaves the call unpriced. */
+static void bad_usage_figures_are_cleaned(void **state) {
+  struct fx *f = *state;
+  open_store(f);
+  begin_call(f, "n1", T0, NULL);
+  struct store_turn t;
+  store_turn_init(&t);
+  t.call_id = "n1";
+  t.at_ms = T0;
+  t.tts_cached = 7;
+  t.usage = some_usage(-5, 3, -1, 2, -9, 1, -2.0);
+  store_turn_put(f->st, &t);
+  struct store_call e = {.id = "n1", .end_reason = "hangup", .currency = "USD",
+                         .cost = -1.0, .usage = some_usage(1, 1, 1, 1, 1, 1, 0.0 / 0.0)};
+  store_call_end(f->st, &e);
+  wait_written(f);
+  json_t *call, *top = must_get(f, "n1", &call);
+  assert_null_field(call, "cost");
+  assert_null_field(call, "currency");
+  assert_usage(json_object_get(call, "usage"), 1, 1, 1, 1, 1, 1, 0);
+  json_t *t0 = json_array_get(json_object_get(call, "turns"), 0);
+  assert_null_field(t0, "tts_cached");
+  assert_usage(json_object_get(t0, "usage"), 0, 3, 0, 2, 0, 1, 0);
+  json_decref(top);
+}
+
+/* A crashed call's usage is what its stored turns add up to; its cost is not known. */
+static void a_crash_leaves_usage_summed_from_the_turns(void **state) {
+  struct fx *f = *state;
+  open_store(f);
+  begin_call(f, "k1", T0, NULL);
+  struct store_turn t;
+  store_turn_init(&t);
+  t.call_id = "k1";
+  t.at_ms = T0 + 10;
+  t.usage = some_usage(100, 40, 10, 20, 30, 5, 1.5);
+  store_turn_put(f->st, &t);
+  t.index = 1;
+  t.usage = some_usage(200, 150, 0, 25, 35, 0, 2.0);
+  store_turn_put(f->st, &t);
+  wait_written(f);
+  close_store(f);
+  open_store(f);
+  json_t *call, *top = must_get(f, "k1", &call);
+  assert_string_equal(str(call, "end_reason"), "server stopped");
+  assert_usage(json_object_get(call, "usage"), 300, 190, 10, 45, 65, 5, 3.5);
+  assert_null_field(call, "cost");
+  json_decref(top);
+}
+
+/* The tables as version 1 made them, before usage was kept. */
+static const char *const schema_v1[] = {
+    "CREATE TABLE calls (id TEXT PRIMARY KEY, created_ms BIGINT NOT NULL,"
+    " connected_ms BIGINT, ended_ms BIGINT, end_reason TEXT, node TEXT, remote_addr TEXT,"
+    " user_agent TEXT, agent TEXT, asr TEXT, asr_model TEXT, llm TEXT, llm_model TEXT,"
+    " tts TEXT, tts_model TEXT, tts_voice TEXT, language TEXT, settings TEXT,"
+    " packets_received BIGINT NOT NULL DEFAULT 0, packets_lost BIGINT NOT NULL DEFAULT 0,"
+    " recording TEXT)",
+    "CREATE TABLE turns (call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,"
+    " idx INTEGER NOT NULL, at_ms BIGINT NOT NULL, transcript TEXT, reply TEXT,"
+    " interrupted INTEGER NOT NULL DEFAULT 0, endpoint_ms DOUBLE PRECISION,"
+    " asr_ms DOUBLE PRECISION, llm_first_token_ms DOUBLE PRECISION,"
+    " llm_first_sentence_ms DOUBLE PRECISION, tts_first_audio_ms DOUBLE PRECISION,"
+    " voice_to_voice_ms DOUBLE PRECISION, overhead_ms DOUBLE PRECISION,"
+    " barge_in_ms DOUBLE PRECISION, onset_lag_ms DOUBLE PRECISION, error TEXT,"
+    " PRIMARY KEY (call_id, idx))",
+    "CREATE INDEX calls_newest ON calls (created_ms DESC, id DESC)",
+    "CREATE INDEX calls_end_reason ON calls (end_reason, created_ms DESC)",
+    "CREATE INDEX calls_open ON calls (node) WHERE ended_ms IS NULL",
+    "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_ms BIGINT NOT NULL)",
+    "INSERT INTO schema_version VALUES (1, 0)",
+    "INSERT INTO calls (id, created_ms, ended_ms, end_reason, node, agent)"
+    " VALUES ('old', 1700000000123, 1700000009123, 'hangup', 'n', 'voice')",
+    "INSERT INTO turns (call_id, idx, at_ms, transcript, reply, voice_to_voice_ms)"
+    " VALUES ('old', 0, 1700000001123, 'hello', 'hi', 700.5)",
+};
+
+static void a_version_1_database_is_upgraded_keeping_its_calls(void **state) {
+  struct fx *f = *state;
+  if (!f->b->pg) {
+    /* The SQLite file is made by hand, as an older tingshuo left it. */
+    char path[300];
+    snprintf(path, sizeof path, "%s/tingshuo.db", f->dir);
+    struct db *db = NULL;
+    char err[256];
+    assert_int_equal(db_open(&db, path, err, sizeof err), 0);
+    db_close(db);
+  }
+  for (size_t i = 0; i < sizeof schema_v1 / sizeof *schema_v1; i++) direct_exec(f, schema_v1[i]);
+  open_store(f);
+  assert_int_equal(scalar(f, "SELECT MAX(version) FROM schema_version"), SCHEMA_VERSION);
+  json_t *call, *top = must_get(f, "old", &call);
+  assert_string_equal(str(call, "end_reason"), "hangup");
+  assert_null_field(call, "usage"); /* nothing is known of it: not zeros */
+  assert_null_field(call, "cost");
+  json_t *t0 = json_array_get(json_object_get(call, "turns"), 0);
+  assert_string_equal(str(t0, "reply"), "hi");
+  assert_true(num(t0, "voice_to_voice_ms") == 700.5);
+  assert_null_field(t0, "usage");
+  assert_null_field(t0, "tts_cached");
+  json_decref(top);
+  /* New records go in beside it. */
+  begin_call(f, "new", T0 + 1, NULL);
+  struct store_call e = {.id = "new", .end_reason = "hangup", .currency = "USD", .cost = 0.5,
+                         .usage = some_usage(1, 0, 0, 1, 0, 0, 0)};
+  store_call_end(f->st, &e);
+  wait_written(f);
+  top = must_get(f, "new", &call);
+  assert_true(num(call, "cost") == 0.5);
+  json_decref(top);
+}
+
+/* More distinct statements than a connection keeps prepared, each run again after others
+ * pushed it out, give their own answers; one refused runs again once its values are fine. */
+static void statements_answer_right_however_many_are_kept(void **state) {
+  struct fx *f = *state;
+  open_store(f);
+  close_store(f);
+  struct db *db = direct(f);
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < 40; i++) {
+      char sql[64];
+      snprintf(sql, sizeof sql, "SELECT $1 + %d", i);
+      struct db_param p[] = {db_int(round * 1000)};
+      struct db_rows rows;
+      assert_int_equal(db_exec(db, sql, p, 1, &rows), 0);
+      int64_t v = -1;
+      assert_int_equal(db_cell_int(&rows, 0, 0, &v), 0);
+      assert_int_equal(v, round * 1000 + i);
+      db_rows_free(&rows);
+    }
+  }
+  static const char ins[] = "INSERT INTO calls (id, created_ms) VALUES ($1, $2)";
+  struct db_param p[] = {db_text("s1"), db_int(T0)};
+  assert_int_equal(db_exec(db, ins, p, 2, NULL), 0);
+  assert_int_equal(db_exec(db, ins, p, 2, NULL), -EINVAL); /* the same id again */
+  p[0] = db_text("s2");
+  assert_int_equal(db_exec(db, ins, p, 2, NULL), 0);
+  assert_int_equal(db_exec(db, "SELEKT 1", NULL, 0, NULL), -EIO);
+  struct db_rows rows;
+  assert_int_equal(db_exec(db, "SELECT COUNT(*) FROM calls WHERE id LIKE 's%'", NULL, 0, &rows), 0);
+  int64_t n = 0;
+  assert_int_equal(db_cell_int(&rows, 0, 0, &n), 0);
+  assert_int_equal(n, 2);
+  db_rows_free(&rows);
+  db_close(db);
+}
+
 static void reads_pending_at_close_are_cancelled(void **state) {
   struct fx *f = *state;
   open_store(f);
@@ -987,6 +1239,15 @@ static void reads_pending_at_close_are_cancelled(void **state) {
       cmocka_unit_test_setup_teardown(a_crash_leaves_no_call_of_this_node_open, setup,      \
                                       teardown),                                            \
       cmocka_unit_test_setup_teardown(reads_pending_at_close_are_cancelled, setup,          \
+                                      teardown),                                            \
+      cmocka_unit_test_setup_teardown(usage_and_cost_come_back_for_the_call_and_its_turns,  \
+                                      setup, teardown),                                     \
+      cmocka_unit_test_setup_teardown(bad_usage_figures_are_cleaned, setup, teardown),      \
+      cmocka_unit_test_setup_teardown(a_crash_leaves_usage_summed_from_the_turns, setup,    \
+                                      teardown),                                            \
+      cmocka_unit_test_setup_teardown(a_version_1_database_is_upgraded_keeping_its_calls,   \
+                                      setup, teardown),                                     \
+      cmocka_unit_test_setup_teardown(statements_answer_right_however_many_are_kept, setup,  \
                                       teardown),                                            \
   }
 
