@@ -46,6 +46,8 @@
 #include "agent/chunker.h"
 #include "agent/history.h"
 #include "agent/playout.h"
+#include "agent/toolrun.h"
+#include "tools/tools.h"
 #include "audio/aec.h"
 #include "audio/resample.h"
 #include "audio/vad.h"
@@ -118,6 +120,9 @@ struct voice_agent {
   struct usage use;
   int turn, latency_sent;
   int idle_ms, idle_prompted;
+  struct toolrun *tools;
+  size_t round_start; /* reply_text before it was said in earlier tool rounds of this reply */
+  int filler_said;
   int level_count;
   char end_reason[16];
   int ended;
@@ -341,6 +346,7 @@ static void cancel_reply(struct voice_agent *va) {
   drop_sentences(va);
   chunker_reset(va->chunker);
   playout_clear(va->po);
+  toolrun_detach(va->tools); /* its results still go into the history, but start nothing */
   va->reply_active = va->paused = va->barge = 0;
   va->reply_text[0] = '\0';
 }
@@ -431,24 +437,93 @@ static void llm_finished(struct voice_agent *va) {
   check_reply_done(va);
 }
 
+static void ask_llm(struct voice_agent *va);
+static void record_user_turn(struct voice_agent *va);
+
+static void on_llm_tool_call(void *user, const struct llm_tool_call *call) {
+  struct voice_agent *va = user;
+  if (toolrun_add(va->tools, call) != 0)
+    log_call_warn("agent", va->call_id, "tool call %s dropped: too many in one round", call->name);
+}
+
+static const char *goodbye(const struct voice_agent *va) {
+  return is_zh(va->language) ? "感谢来电，再见！" : "Thank you for calling. Goodbye!";
+}
+
+/* Every result of the round is in: the model hears them, unless it ended the call. */
+static void round_complete(struct voice_agent *va) {
+  if (!toolrun_ending(va->tools)) {
+    ask_llm(va);
+    return;
+  }
+  if (!va->reply_text[0]) { /* end_call with nothing said: a goodbye before hanging up */
+    snprintf(va->reply_text, sizeof va->reply_text, "%s", goodbye(va));
+    chunker_push(va->chunker, va->reply_text, on_sentence, va);
+  }
+  va->hangup_after = 1;
+  llm_finished(va);
+}
+
+static void on_round_done(void *user) { round_complete(user); }
+
+static void tool_event(void *user, json_t *ev) { emit(user, ev); }
+
+/* The model called tools: what it said so far is spoken, the calls run, and
+ * the reply goes on when their results are in. */
+static void tool_round(struct voice_agent *va) {
+  llm_release(va->llm);
+  va->llm = NULL;
+  chunker_flush(va->chunker, on_sentence, va);
+  record_user_turn(va);
+  size_t said = va->round_start, used = strlen(va->reply_text);
+  if (used && used + 1 < sizeof va->reply_text && va->reply_text[used - 1] != ' ')
+    va->reply_text[used++] = ' ', va->reply_text[used] = '\0'; /* the next round's words follow */
+  va->round_start = used;
+  if (toolrun_start(va->tools, va->reply_text + said, va->reply_is_turn ? va->turn : 0) == 0)
+    round_complete(va);
+}
+
 static void on_llm_done(void *user, int hangup) {
   struct voice_agent *va = user;
+  if (toolrun_collected(va->tools)) {
+    tool_round(va);
+    return;
+  }
   va->hangup_after = hangup;
   llm_finished(va);
+}
+
+/* A tool is still running and the caller has heard nothing since their turn ended. */
+static void tool_filler_tick(struct voice_agent *va) {
+  int wait = va->cfg->tool_filler_ms;
+  if (!wait || va->filler_said || !va->reply_active || va->t.first_sent > 0 || va->paused ||
+      !toolrun_running(va->tools))
+    return;
+  double since = va->t.end > 0 ? va->t.end : va->t.final;
+  if (since <= 0 || now_ms() - since < wait) return;
+  char phrase[512];
+  toolrun_filler(va->tools, va->language, phrase, sizeof phrase);
+  va->filler_said = 1;
+  on_sentence(va, phrase);
 }
 
 static void on_llm_error(void *user, const char *message) {
   struct voice_agent *va = user;
   emit_error(va, "llm", message);
-  if (!va->reply_text[0]) {
-    snprintf(va->reply_text, sizeof va->reply_text, "%s", phrase_apology(va));
-    chunker_push(va->chunker, va->reply_text, on_sentence, va);
+  if (!va->reply_text[va->round_start]) { /* nothing said since the last tool round */
+    char *at = va->reply_text + va->round_start;
+    snprintf(at, sizeof va->reply_text - va->round_start, "%s%s", va->round_start ? " " : "",
+             phrase_apology(va));
+    chunker_push(va->chunker, at, on_sentence, va);
   }
   llm_finished(va);
 }
 
 static void begin_reply(struct voice_agent *va, int is_turn) {
   cancel_reply(va);
+  toolrun_begin_reply(va->tools);
+  va->round_start = 0;
+  va->filler_said = 0;
   va->reply_active = 1;
   va->reply_is_turn = is_turn;
   va->llm_done = va->hangup_after = va->latency_sent = 0;
@@ -465,19 +540,34 @@ static void say(struct voice_agent *va, const char *text) {
   speak_text(va, text);
 }
 
+/* The tools to offer: none once the reply has had its rounds (the model must answer). */
+static struct tools_list *offer_tools(struct voice_agent *va, struct llm_params *p) {
+  struct tools *t = engines_tools(va->eng);
+  struct tools_list *l = NULL;
+  if (!t || toolrun_rounds(va->tools) >= va->cfg->max_tool_rounds || tools_snapshot(t, &l) != 0)
+    return NULL;
+  p->tools = tools_list_items(l, &p->ntools);
+  return l;
+}
+
+/* The history, and the caller's turn unless a tool round already put it there. */
 static void ask_llm(struct voice_agent *va) {
+  toolrun_settle(va->tools);
   size_t cap = history_count(va->hist) + 1;
   struct llm_turn *turns = calloc(cap, sizeof *turns);
   int rc = -ENOMEM;
   if (turns) {
     size_t n = history_turns(va->hist, turns, cap - 1);
-    turns[n++] = (struct llm_turn){.role = LLM_USER, .text = va->user_text};
+    if (!va->user_in_history) turns[n++] = (struct llm_turn){.role = LLM_USER, .text = va->user_text};
     struct llm_params p = {.system = va->system_prompt, .turns = turns, .nturns = n,
                            .language = va->language, .max_tokens = va->cfg->llm_max_tokens,
                            .temperature = va->cfg->llm_temperature};
-    struct llm_cb cb = {.token = on_llm_token, .usage = on_llm_usage, .done = on_llm_done,
+    struct tools_list *offered = offer_tools(va, &p);
+    struct llm_cb cb = {.token = on_llm_token, .usage = on_llm_usage,
+                        .tool_call = on_llm_tool_call, .done = on_llm_done,
                         .error = on_llm_error, .user = va};
     rc = engines_llm_generate(va->eng, &p, va->home, &cb, &va->llm);
+    tools_list_release(offered);
     free(turns);
   }
   if (rc) on_llm_error(va, "could not start generating");
@@ -496,7 +586,7 @@ static void check_reply_done(struct voice_agent *va) {
     return;
   if (va->reply_text[0]) {
     record_user_turn(va);
-    history_add_assistant(va->hist, va->reply_text, 0);
+    history_add_assistant(va->hist, va->reply_text + va->round_start, 0); /* rounds hold the rest */
     emit_reply(va, va->reply_text, 0);
   }
   emit_usage(va);
@@ -536,9 +626,13 @@ static void interrupt_reply(struct voice_agent *va) {
   char played[MAX_TEXT];
   int complete;
   playout_played_text(va->po, played, sizeof played, &complete);
-  if (played[0]) {
+  /* After a tool round, what was said before the calls is in the history with them; while
+   * the calls still run nothing may come between them and their results. */
+  size_t skip = toolrun_rounds(va->tools) ? va->round_start : 0;
+  if (skip > strlen(played)) skip = strlen(played);
+  if (played[skip] && !toolrun_running(va->tools)) {
     record_user_turn(va);
-    history_add_assistant(va->hist, played, 1);
+    history_add_assistant(va->hist, played + skip, 1);
   }
   emit_reply(va, played, 1);
   emit_latency(va, 1); /* a greeting or prompt has only barge_in_ms */
@@ -642,8 +736,11 @@ static void on_onset(struct voice_agent *va) {
     log_call_debug("agent", va->call_id, "onset over the reply (began %d ms ago, %d ms voiced)",
               lag, vad_voiced_ms(va->vad));
   } else if (va->reply_active) {
-    /* Still thinking: the caller was not done. Their words so far are kept. */
-    if (va->reply_is_turn) snprintf(va->heard_before, sizeof va->heard_before, "%s", va->user_text);
+    /* Still thinking: the caller was not done. Their words so far are kept, unless a
+     * tool has already acted on them: then they are a turn of their own (in the history)
+     * and what the caller says now is the next one. */
+    if (va->reply_is_turn && !toolrun_rounds(va->tools))
+      snprintf(va->heard_before, sizeof va->heard_before, "%s", va->user_text);
     emit_usage(va);
     cancel_reply(va);
   }
@@ -742,6 +839,7 @@ void voice_agent_hear(struct voice_agent *va, const int16_t *pcm) {
     emit(va, json_pack("{s:s,s:f}", "type", "level", "mic_db", round(vad_level_db(va->vad))));
   }
   idle_tick(va);
+  tool_filler_tick(va);
 }
 
 /* What we send is the echo canceller's reference; silence needs no
@@ -819,6 +917,8 @@ int voice_agent_new(struct voice_agent **out, const char *call_id, const struct 
   if (rc == 0) rc = chunker_new(&va->chunker);
   if (rc == 0) rc = playout_new(&va->po);
   if (rc == 0) rc = history_new(&va->hist, cfg->history_turns);
+  struct toolrun_host th = {tool_event, on_round_done, va};
+  if (rc == 0) rc = toolrun_new(&va->tools, engines_tools(engines), home, call_id, va->hist, &th);
   if (rc) {
     voice_agent_free(va);
     return rc;
@@ -836,6 +936,7 @@ void voice_agent_free(struct voice_agent *va) {
   drop_sentences(va);
   chunker_free(va->chunker);
   playout_free(va->po);
+  toolrun_free(va->tools); /* before the history its results go to */
   history_free(va->hist);
   vad_free(va->vad);
   aec_free(va->aec);

@@ -10,6 +10,13 @@
  * body without the end event is "cut off", and anything else is the HTTP
  * failure in svc_error's words. Usage the handler recorded is posted just
  * ahead of done (closures arrive in the order posted), and only with done.
+ *
+ * A tool call is gathered here until complete, then posted home as one
+ * allocation (the call and its three strings), so the home thread frees it
+ * with the closure. Arguments are passed on as the model wrote them, even
+ * when they are not JSON: the tool layer refuses them with an error the
+ * model reads, which lets it try again, where dropping the call would leave
+ * it waiting for a result that never comes. No arguments at all are "{}".
  */
 #include "engines/llm/llm_stream.h"
 
@@ -20,6 +27,14 @@
 #include <string.h>
 #include <strings.h>
 
+/* A tool call being gathered, under the handler's key for it. */
+struct pending_call {
+  long key;
+  char *id, *name, *args;
+  size_t len, cap;
+  int sent;
+};
+
 struct llm_stream {
   struct llm_job base; /* first: the eng_job is at offset 0 */
   struct svc_call call;
@@ -29,6 +44,8 @@ struct llm_stream {
   int complete; /* the protocol said the reply is whole */
   int has_usage; /* the service reported at least one count */
   struct llm_usage usage;
+  struct pending_call *calls; /* LLM_TOOL_CALLS_MAX of them, from the first call */
+  size_t ncalls;
   char err[512]; /* why the stream was given up */
 };
 
@@ -44,6 +61,11 @@ static void deliver_token(struct eng_job *j, void *arg) {
 static void deliver_usage(struct eng_job *j, void *arg) {
   struct llm_job *l = (struct llm_job *)j;
   if (l->cb.usage) l->cb.usage(l->cb.user, arg);
+}
+
+static void deliver_tool_call(struct eng_job *j, void *arg) {
+  struct llm_job *l = (struct llm_job *)j;
+  if (l->cb.tool_call) l->cb.tool_call(l->cb.user, arg);
 }
 
 static void deliver_done(struct eng_job *j, void *arg) {
@@ -97,6 +119,155 @@ int llm_stream_count(const json_t *obj, const char *name, long long *out) {
   return 1;
 }
 
+/* ---- tool calls ---- */
+
+static struct pending_call *find_call(struct llm_stream *s, long key) {
+  for (size_t i = 0; i < s->ncalls; i++)
+    if (s->calls[i].key == key) return &s->calls[i];
+  return NULL;
+}
+
+long llm_stream_tool_key(struct llm_stream *s, const char *id) {
+  for (size_t i = 0; id && i < s->ncalls; i++)
+    if (s->calls[i].id && strcmp(s->calls[i].id, id) == 0) return s->calls[i].key;
+  if (!id && s->ncalls) return s->calls[s->ncalls - 1].key;
+  return -1 - (long)s->ncalls;
+}
+
+static int set_once(struct llm_stream *s, char **field, const char *value) {
+  if (!value || *field) return 0;
+  if (strlen(value) > LLM_TOOL_NAME_MAX) return llm_stream_fail(s, "a tool call's id or name is too long");
+  *field = strdup(value);
+  return *field ? 0 : llm_stream_fail(s, "out of memory for a tool call");
+}
+
+/* Call `key`, begun if new; NULL after recording why not. */
+static struct pending_call *get_call(struct llm_stream *s, long key) {
+  struct pending_call *c = find_call(s, key);
+  if (c) return c;
+  if (!s->calls && !(s->calls = calloc(LLM_TOOL_CALLS_MAX, sizeof *s->calls))) {
+    llm_stream_fail(s, "out of memory for a tool call");
+    return NULL;
+  }
+  if (s->ncalls == LLM_TOOL_CALLS_MAX) {
+    char what[80];
+    snprintf(what, sizeof what, "the reply makes more than %d tool calls", LLM_TOOL_CALLS_MAX);
+    llm_stream_fail(s, what);
+    return NULL;
+  }
+  c = &s->calls[s->ncalls++];
+  c->key = key;
+  return c;
+}
+
+int llm_stream_tool_begin(struct llm_stream *s, long key, const char *id, const char *name) {
+  struct pending_call *c = get_call(s, key);
+  if (!c) return -EBADMSG;
+  int rc = set_once(s, &c->id, id);
+  return rc ? rc : set_once(s, &c->name, name);
+}
+
+int llm_stream_tool_args(struct llm_stream *s, long key, const char *piece, size_t len) {
+  struct pending_call *c = get_call(s, key);
+  if (!c) return -EBADMSG;
+  if (len > LLM_TOOL_ARGS_MAX - c->len) {
+    char what[80];
+    snprintf(what, sizeof what, "a tool call's arguments are longer than %d bytes", LLM_TOOL_ARGS_MAX);
+    return llm_stream_fail(s, what);
+  }
+  if (c->len + len + 1 > c->cap) {
+    size_t cap = c->cap ? c->cap : 256;
+    while (cap < c->len + len + 1) cap *= 2;
+    char *grown = realloc(c->args, cap);
+    if (!grown) return llm_stream_fail(s, "out of memory for a tool call");
+    c->args = grown;
+    c->cap = cap;
+  }
+  memcpy(c->args + c->len, piece, len);
+  c->len += len;
+  c->args[c->len] = '\0';
+  return 0;
+}
+
+/* Arguments that are only blanks count as none. */
+static const char *args_or_empty(const struct pending_call *c) {
+  for (size_t i = 0; i < c->len; i++)
+    if (!strchr(" \t\r\n", c->args[i])) return c->args;
+  return "{}";
+}
+
+static int send_call(struct llm_stream *s, struct pending_call *c) {
+  if (c->sent) return 0;
+  c->sent = 1;
+  if (!c->name || !*c->name) return llm_stream_fail(s, "a tool call has no name");
+  char made_id[32];
+  const char *id = c->id;
+  if (!id || !*id) { /* some compatible servers leave it out; the result still needs one */
+    snprintf(made_id, sizeof made_id, "call_%zu", (size_t)(c - s->calls));
+    id = made_id;
+  }
+  const char *args = args_or_empty(c);
+  size_t lid = strlen(id) + 1, lname = strlen(c->name) + 1, largs = strlen(args) + 1;
+  struct llm_tool_call *out = malloc(sizeof *out + lid + lname + largs);
+  if (!out) return llm_stream_fail(s, "out of memory for a tool call");
+  char *p = (char *)(out + 1);
+  out->id = memcpy(p, id, lid);
+  out->name = memcpy(p + lid, c->name, lname);
+  out->arguments = memcpy(p + lid + lname, args, largs);
+  return eng_job_post(&s->base.job, deliver_tool_call, out) ? llm_stream_fail(s, "out of memory for a tool call") : 0;
+}
+
+int llm_stream_tool_finish(struct llm_stream *s, long key) {
+  struct pending_call *c = find_call(s, key);
+  return c ? send_call(s, c) : 0;
+}
+
+int llm_stream_tools_flush(struct llm_stream *s) {
+  int rc = 0;
+  for (size_t i = 0; !rc && i < s->ncalls; i++) rc = send_call(s, &s->calls[i]);
+  return rc;
+}
+
+static void free_calls(struct llm_stream *s) {
+  for (size_t i = 0; i < s->ncalls; i++) {
+    free(s->calls[i].id);
+    free(s->calls[i].name);
+    free(s->calls[i].args);
+  }
+  free(s->calls);
+}
+
+/* ---- request helpers ---- */
+
+json_t *llm_tool_schema(const struct llm_tool *t) {
+  if (!t->parameters || !*t->parameters) return json_pack("{s:s,s:{}}", "type", "object", "properties");
+  json_t *v = json_loads(t->parameters, 0, NULL);
+  if (json_is_object(v)) return v;
+  json_decref(v);
+  return NULL;
+}
+
+int llm_turn_answers(const struct llm_params *p, size_t i) {
+  const char *id = p->turns[i].call_id;
+  while (i > 0 && p->turns[i - 1].role == LLM_TOOL) i--;
+  if (!id || i == 0 || p->turns[i - 1].role != LLM_ASSISTANT) return 0;
+  const struct llm_turn *a = &p->turns[i - 1];
+  for (size_t k = 0; k < a->ncalls; k++)
+    if (a->calls[k].id && strcmp(a->calls[k].id, id) == 0) return 1;
+  return 0;
+}
+
+size_t llm_round_end(const struct llm_params *p, size_t a) {
+  while (a + 1 < p->nturns && p->turns[a + 1].role == LLM_TOOL) a++;
+  return a;
+}
+
+int llm_call_answered(const struct llm_params *p, size_t a, const char *id) {
+  for (size_t i = a + 1, end = llm_round_end(p, a); id && i <= end; i++)
+    if (p->turns[i].call_id && strcmp(p->turns[i].call_id, id) == 0) return 1;
+  return 0;
+}
+
 struct llm_usage llm_stream_usage(const struct llm_stream *s) { return s->usage; }
 
 void llm_stream_set_usage(struct llm_stream *s, const struct llm_usage *u) {
@@ -147,6 +318,7 @@ static void stream_destroy(struct eng_job *j) {
   struct llm_stream *s = (struct llm_stream *)j;
   svc_call_clear(&s->call);
   sse_parser_free(s->sse);
+  free_calls(s);
   free(s);
 }
 

@@ -22,6 +22,15 @@
  * so a service that sends nonsense (a string, a negative number, 10^30)
  * loses its usage, not its reply. The usage goes home once, just before done;
  * a reply that fails, or a service that reports nothing, reports no usage.
+ *
+ * Tool calls come in pieces too: a call begins (its id and name), its
+ * arguments arrive as fragments of JSON text, and it is complete at a point
+ * each service names (Anthropic: the end of its content block; OpenAI: the
+ * finish_reason, since parallel calls may interleave). The handler names a
+ * call by a key of its own (the service's index); this file keeps the
+ * pieces, bounds them (LLM_TOOL_CALLS_MAX calls, LLM_TOOL_ARGS_MAX bytes of
+ * arguments each: beyond is an error for the reply, not a truncated call)
+ * and posts each complete call home, in order, ahead of done.
  */
 #ifndef TS_ENGINES_LLM_STREAM_H
 #define TS_ENGINES_LLM_STREAM_H
@@ -70,6 +79,45 @@ json_t *llm_stream_json(const struct sse_event *ev);
  * and returns 1. Anything else (absent, null, a string, a fraction, negative,
  * too large) leaves *out alone and returns 0. */
 int llm_stream_count(const json_t *obj, const char *name, long long *out);
+
+/* ---- tool calls (control loop) ---- */
+
+#define LLM_TOOL_CALLS_MAX 16
+#define LLM_TOOL_ARGS_MAX 65536
+#define LLM_TOOL_NAME_MAX 256 /* an id or a name; services use 64 at most */
+
+/* The key of the call with this id; for a NULL id the last call's. A new id
+ * (or no call yet) gets a fresh key, below any index a service uses. For
+ * services that leave out a call's index. */
+long llm_stream_tool_key(struct llm_stream *s, const char *id);
+/* Call `key` begins, or gets the id and name it lacked; NULLs fill nothing.
+ * These return 0, or llm_stream_fail's value when a bound is passed. */
+int llm_stream_tool_begin(struct llm_stream *s, long key, const char *id, const char *name);
+/* More of call `key`'s arguments (the call begins if it had not). */
+int llm_stream_tool_args(struct llm_stream *s, long key, const char *piece, size_t len);
+/* Call `key` is complete: home it goes (nothing when there is no such call, or it went). */
+int llm_stream_tool_finish(struct llm_stream *s, long key);
+/* Every call not yet sent goes home, in the order they began. */
+int llm_stream_tools_flush(struct llm_stream *s);
+
+/* ---- request helpers shared by the builders ---- */
+
+/* A tool's parameters as a JSON object (a new reference): its schema, or an
+ * empty object schema when it has none; NULL when it is not a JSON object. */
+json_t *llm_tool_schema(const struct llm_tool *t);
+/* Whether turn i (LLM_TOOL) answers a call of the assistant turn just
+ * before its round. A result whose call fell out of the history window
+ * would make the service refuse the whole request, so builders drop it. */
+int llm_turn_answers(const struct llm_params *p, size_t i);
+/* The last turn of the round that assistant turn `a` begins (its results
+ * follow it; `a` itself when none do). */
+size_t llm_round_end(const struct llm_params *p, size_t a);
+/* Whether call `id` of assistant turn `a` has a result in its round. A call
+ * without one (the conversation moved on while its tool ran) would also make
+ * the service refuse the request, so builders add LLM_NO_RESULT for it,
+ * marked as an error, at the end of the round. */
+int llm_call_answered(const struct llm_params *p, size_t a, const char *id);
+#define LLM_NO_RESULT "{\"error\":\"no result: the conversation went on before the tool finished\"}"
 
 /* The usage recorded so far (zeros before any), and a new record of it. */
 struct llm_usage llm_stream_usage(const struct llm_stream *s);

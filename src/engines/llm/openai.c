@@ -22,13 +22,93 @@
  * DeepSeek reports its cache hits as usage.prompt_cache_hit_tokens instead.
  * Servers that ignore the option send no usage, and the reply simply has
  * none; one that sends usage on every chunk has its last counts kept.
+ *
+ * Tools go as `tools: [{type: "function", function: {name, description,
+ * parameters}}]` (none when there are none; parallel_tool_calls is left to
+ * the service). An assistant turn that called tools becomes one message with
+ * `tool_calls` (content null when it said nothing), and each result a "tool"
+ * message naming its tool_call_id; OpenAI has no error flag for a result,
+ * so a failed one says so in its text. In the stream, delta.tool_calls[]
+ * pieces carry an `index`: the first piece of an index holds the id and
+ * function.name, later ones more of function.arguments, and several indexes
+ * may take turns (parallel calls). The calls are complete at the
+ * finish_reason ("tool_calls", though some servers say "stop") or at
+ * [DONE]. A server that leaves out `index` has its pieces matched by id,
+ * or added to the last call. A call without a result in the history gets
+ * LLM_NO_RESULT, and a result whose call is not there is left out: either
+ * would make the service refuse the request.
  */
 #include <errno.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engines/llm/llm_stream.h"
+
+static json_t *tool_calls(const struct llm_turn *t) {
+  json_t *calls = json_array();
+  for (size_t k = 0; calls && k < t->ncalls; k++) {
+    const struct llm_tool_call *c = &t->calls[k];
+    if (!c->id || !c->name ||
+        json_array_append_new(calls, json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", c->id, "type", "function", "function",
+                                               "name", c->name, "arguments", c->arguments ? c->arguments : "{}"))) {
+      json_decref(calls);
+      return NULL;
+    }
+  }
+  return calls;
+}
+
+/* Turn i as a message; NULL for a result whose call is not in the history,
+ * and sets *bad for text that is not UTF-8, a call without id or name, or no memory. */
+static json_t *message(const struct llm_params *p, size_t i, int *bad) {
+  const struct llm_turn *t = &p->turns[i];
+  const char *text = t->text ? t->text : "";
+  json_t *m = NULL;
+  if (t->role == LLM_TOOL) {
+    if (!llm_turn_answers(p, i)) return NULL;
+    m = json_pack("{s:s,s:s,s:s}", "role", "tool", "tool_call_id", t->call_id, "content", text);
+  } else if (t->role == LLM_ASSISTANT && t->ncalls) {
+    m = json_pack("{s:s,s:o,s:o}", "role", "assistant", "content", *text ? json_string(text) : json_null(),
+                  "tool_calls", tool_calls(t));
+  } else {
+    m = json_pack("{s:s,s:s}", "role", t->role == LLM_ASSISTANT ? "assistant" : "user", "content", text);
+  }
+  *bad |= !m;
+  return m;
+}
+
+/* A result for each call of assistant turn `a` that has none. */
+static int add_missing_results(json_t *msgs, const struct llm_params *p, size_t a) {
+  const struct llm_turn *t = &p->turns[a];
+  int bad = 0;
+  for (size_t k = 0; !bad && k < t->ncalls; k++) {
+    if (!llm_call_answered(p, a, t->calls[k].id))
+      bad = json_array_append_new(msgs, json_pack("{s:s,s:s,s:s}", "role", "tool", "tool_call_id", t->calls[k].id,
+                                                  "content", LLM_NO_RESULT));
+  }
+  return bad;
+}
+
+static json_t *tools(const struct llm_params *p) {
+  json_t *list = json_array();
+  for (size_t i = 0; list && i < p->ntools; i++) {
+    const struct llm_tool *t = &p->tools[i];
+    json_t *fn = t->name ? json_pack("{s:s,s:o}", "name", t->name, "parameters", llm_tool_schema(t)) : NULL;
+    if (fn && t->description && *t->description &&
+        json_object_set_new(fn, "description", json_string(t->description))) {
+      json_decref(fn);
+      fn = NULL;
+    }
+    if (!fn || json_array_append_new(list, json_pack("{s:s,s:o}", "type", "function", "function", fn))) {
+      json_decref(list);
+      return NULL;
+    }
+  }
+  return list;
+}
 
 int llm_openai_build(const struct svc_conf *c, const struct llm_params *p, struct http_request *out) {
   svc_request_post(c, out);
@@ -36,10 +116,15 @@ int llm_openai_build(const struct svc_conf *c, const struct llm_params *p, struc
   int bad = !msgs;
   if (!bad && p->system && *p->system)
     bad |= json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "system", "content", p->system));
+  size_t round = SIZE_MAX; /* the assistant turn whose round is open */
   for (size_t i = 0; !bad && i < p->nturns; i++) {
-    const char *role = p->turns[i].role == LLM_ASSISTANT ? "assistant" : "user";
-    bad |= json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", role, "content",
-                                                 p->turns[i].text ? p->turns[i].text : ""));
+    json_t *m = message(p, i, &bad);
+    if (m) bad |= json_array_append_new(msgs, m);
+    if (p->turns[i].role == LLM_ASSISTANT && p->turns[i].ncalls) round = i;
+    if (!bad && round != SIZE_MAX && i == llm_round_end(p, round)) {
+      bad |= add_missing_results(msgs, p, round);
+      round = SIZE_MAX;
+    }
   }
   if (bad) {
     json_decref(msgs);
@@ -48,6 +133,10 @@ int llm_openai_build(const struct svc_conf *c, const struct llm_params *p, struc
   json_t *root = json_pack("{s:s,s:b,s:{s:b},s:o,s:i,s:f}", "model", c->model, "stream", 1,
                            "stream_options", "include_usage", 1, "messages", msgs, "max_tokens",
                            p->max_tokens > 0 ? p->max_tokens : c->max_tokens, "temperature", p->temperature);
+  if (root && p->ntools && json_object_set_new(root, "tools", tools(p))) {
+    json_decref(root);
+    root = NULL; /* a schema that is not a JSON object, text that is not UTF-8, or no memory */
+  }
   int rc = svc_request_json(out, root);
   if (!rc) rc = http_request_set_url(out, "%s/chat/completions", c->base_url);
   if (!rc) rc = http_request_add_header(out, "Accept: text/event-stream");
@@ -75,10 +164,29 @@ static void read_usage(struct llm_stream *s, json_t *usage) {
   if (any) llm_stream_set_usage(s, &u);
 }
 
+/* One delta.tool_calls[] piece. */
+static int read_tool_call(struct llm_stream *s, json_t *tc) {
+  json_t *fn = json_object_get(tc, "function"), *index = json_object_get(tc, "index");
+  const char *id = json_string_value(json_object_get(tc, "id"));
+  double d = json_number_value(index);
+  long key = json_is_number(index) && d >= 0 && d < 1e6 && d == (long)d ? (long)d : llm_stream_tool_key(s, id);
+  int rc = llm_stream_tool_begin(s, key, id, json_string_value(json_object_get(fn, "name")));
+  json_t *args = json_object_get(fn, "arguments");
+  if (!rc && json_is_string(args)) {
+    rc = llm_stream_tool_args(s, key, json_string_value(args), json_string_length(args));
+  } else if (!rc && json_is_object(args)) { /* a server that sends the object itself */
+    char *text = json_dumps(args, JSON_COMPACT);
+    rc = text ? llm_stream_tool_args(s, key, text, strlen(text)) : llm_stream_fail(s, "out of memory for a tool call");
+    free(text);
+  }
+  return rc;
+}
+
 static int on_event(struct llm_stream *s, const struct sse_event *ev) {
   if (strcmp(ev->data, "[DONE]") == 0) {
-    llm_stream_end(s);
-    return 0;
+    int rc = llm_stream_tools_flush(s);
+    if (!rc) llm_stream_end(s);
+    return rc;
   }
   json_t *root = llm_stream_json(ev);
   if (!root) return llm_stream_fail(s, "malformed stream (an event is not JSON)");
@@ -95,10 +203,18 @@ static int on_event(struct llm_stream *s, const struct sse_event *ev) {
     json_t *delta = json_object_get(choice, "delta");
     const char *text = json_string_value(json_object_get(delta, "content"));
     llm_stream_token(s, text);
-    if (json_is_string(json_object_get(choice, "finish_reason"))) llm_stream_complete(s);
+    json_t *tcs = json_object_get(delta, "tool_calls"), *tc;
+    size_t k;
+    json_array_foreach(tcs, k, tc) {
+      if (!rc) rc = read_tool_call(s, tc);
+    }
+    if (!rc && json_is_string(json_object_get(choice, "finish_reason"))) {
+      rc = llm_stream_tools_flush(s);
+      llm_stream_complete(s);
+    }
     read_usage(s, usage); /* null on the other chunks, or absent: nothing */
     /* the usage chunk's choices are [], and a server may leave them out there */
-    if (!usage && !json_is_array(choices))
+    if (!rc && !usage && !json_is_array(choices))
       rc = llm_stream_fail(s, "malformed stream (a chunk has no choices)");
   }
   json_decref(root);
