@@ -1,9 +1,10 @@
-# tingshuo: the two commands.
+# tingshuo: the commands.
 #   make run    install what is missing, build, start the server (embedded engines)
+#   make install  build and install under PREFIX (default /usr/local), staged under DESTDIR
 #   make test   install what is missing (test tools too), build, run every test
 #               (normal and ASan+UBSan builds: everything; ThreadSanitizer build:
 #               the unit and integration tests, which must run without a report)
-# Both are safe to repeat: installed packages and finished builds are skipped.
+# run and test are safe to repeat: installed packages and finished builds are skipped.
 
 JOBS ?= $(shell nproc)
 ARGS ?=
@@ -18,7 +19,7 @@ TSAN_SKIP = '^unit/test_vad$$'
 # The integration tests run two at a time here: each starts its own server on free ports and
 # mostly waits on real time (speech is played in real time), which halves the stage.
 
-.PHONY: run test deps deps-test build build-asan build-tsan clean
+.PHONY: run test deps deps-test build build-asan build-tsan clean install
 
 run: deps build
 	./build/tingshuo serve $(ARGS)
@@ -52,3 +53,12 @@ build-tsan:
 
 clean:
 	rm -rf build build-asan build-tsan
+
+# The prefix is compiled into the installed binary (where it finds its web files), so a
+# change of PREFIX reconfigures and relinks; DESTDIR only stages the files (for a package).
+PREFIX ?= /usr/local
+DESTDIR ?=
+install:
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	cmake --build build -j $(JOBS) --target tingshuo_installed
+	DESTDIR=$(DESTDIR) cmake --install build
