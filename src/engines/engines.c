@@ -37,6 +37,7 @@
 #include "core/log.h"
 #include "core/prom.h"
 #include "core/redact.h"
+#include "tools/tools.h"
 
 /* Backends compiled in. Each list is NULL-terminated. */
 extern const struct asr_backend asr_pocketsphinx, asr_scripted;
@@ -73,6 +74,7 @@ struct engines {
   struct redact *redact;
   const struct config *cfg;
   struct ttscache *tts_cache; /* NULL: no TTS cache */
+  struct tools *tools;        /* what the LLM may call (tools/tools.h) */
 };
 
 /* The backend lists share a layout: a pointer array whose elements start with `name`. */
@@ -141,6 +143,7 @@ int engines_open(struct engines **out, const struct engine_env *env, char *err, 
   }
   if (rc == 0) rc = open_tts(e, env, err, errlen);
   if (rc == 0) rc = open_tts_cache(e, env, err, errlen);
+  if (rc == 0) rc = tools_open(&e->tools, env, err, errlen);
   if (rc) {
     engines_close(e);
     return rc;
@@ -155,6 +158,7 @@ int engines_open(struct engines **out, const struct engine_env *env, char *err, 
 
 void engines_close(struct engines *e) {
   if (!e) return;
+  tools_close(e->tools);
   ttscache_free(e->tts_cache); /* its syntheses stop before their backends close */
   if (e->asr && e->asr_state) e->asr->close(e->asr_state);
   if (e->llm && e->llm_state) e->llm->close(e->llm_state);
@@ -165,6 +169,8 @@ void engines_close(struct engines *e) {
 }
 
 const struct redact *engines_redact(const struct engines *e) { return e ? e->redact : NULL; }
+
+struct tools *engines_tools(struct engines *e) { return e ? e->tools : NULL; }
 
 /* ---- metering ---- */
 
@@ -447,6 +453,7 @@ static void write_usage(const struct engines *e, struct prom_buf *b) {
 void engines_write_metrics(const struct engines *e, struct prom_buf *b) {
   write_usage(e, b);
   if (e->tts_cache) ttscache_write_metrics(e->tts_cache, b);
+  tools_write_metrics(e->tools, b);
   write_counter(e, b, "tingshuo_engine_requests_total", "Engine requests started.",
                 offsetof(struct eng_stats, requests));
   write_counter(e, b, "tingshuo_engine_errors_total",

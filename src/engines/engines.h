@@ -22,6 +22,8 @@ void engines_close(struct engines *e);
  * engines_open has returned; any thread. NULL for e == NULL.
  */
 const struct redact *engines_redact(const struct engines *e);
+/* The tools the LLM may call (tools/tools.h); opened with the engines. NULL for e == NULL. */
+struct tools *engines_tools(struct engines *e);
 
 int engines_asr_start(struct engines *e, const struct asr_params *p, struct mailbox *home,
                       const struct asr_cb *cb, struct asr_session **out);

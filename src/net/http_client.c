@@ -137,6 +137,15 @@ struct http_transfer {
 };
 
 static uint64_t now_ms(const struct http_client *c) { return uv_now(c->loop); }
+
+/* A client deadline, cut to the request's own total timeout when it has a shorter one. */
+static int deadline_ms(const struct http_transfer *t, int client_ms) {
+  int own = t->req.timeout_ms;
+  return own > 0 && own < client_ms ? own : client_ms;
+}
+static int total_ms(const struct http_transfer *t) {
+  return t->req.timeout_ms > 0 ? t->req.timeout_ms : t->c->o.total_timeout_ms;
+}
 static double seconds_since(uint64_t ns) { return (double)(uv_hrtime() - ns) / 1e9; }
 
 /* ---- requests ---- */
@@ -445,7 +454,7 @@ static void transfer_destroy(struct http_transfer *t) {
 }
 
 static int is_retryable(const struct http_transfer *t, int rc) {
-  if (t->attempts >= 2 || t->delivered > 0 || t->stopped || t->c->closing) return 0;
+  if (t->req.no_retry || t->attempts >= 2 || t->delivered > 0 || t->stopped || t->c->closing) return 0;
   if (rc == -ETIMEDOUT || rc == -ECONNREFUSED || rc == -EPROTO || rc == -ECONNRESET) return 1;
   if (rc) return 0;
   long s = t->status;
@@ -462,7 +471,8 @@ static int map_error(struct http_transfer *t, CURLcode code) {
     return -ECANCELED;
   }
   if (t->first_byte_timeout) {
-    snprintf(t->msg, sizeof t->msg, "%s: no response within %d ms", svc, o->first_byte_timeout_ms);
+    snprintf(t->msg, sizeof t->msg, "%s: no response within %d ms", svc,
+             deadline_ms(t, o->first_byte_timeout_ms));
     return -ETIMEDOUT;
   }
   switch (code) {
@@ -472,9 +482,10 @@ static int map_error(struct http_transfer *t, CURLcode code) {
     double connected = 0;
     curl_easy_getinfo(t->easy, CURLINFO_CONNECT_TIME, &connected);
     if (connected <= 0)
-      snprintf(t->msg, sizeof t->msg, "%s: could not connect within %d ms", svc, o->connect_timeout_ms);
+      snprintf(t->msg, sizeof t->msg, "%s: could not connect within %d ms", svc,
+               deadline_ms(t, o->connect_timeout_ms));
     else
-      snprintf(t->msg, sizeof t->msg, "%s: the response took longer than %d ms", svc, o->total_timeout_ms);
+      snprintf(t->msg, sizeof t->msg, "%s: the response took longer than %d ms", svc, total_ms(t));
     return -ETIMEDOUT;
   }
   case CURLE_COULDNT_RESOLVE_HOST:
@@ -581,7 +592,7 @@ static void attempt_start(struct http_transfer *t) {
     return;
   }
   t->in_multi = 1;
-  uv_timer_start(&t->timer, on_first_byte_timeout, (uint64_t)c->o.first_byte_timeout_ms, 0);
+  uv_timer_start(&t->timer, on_first_byte_timeout, (uint64_t)deadline_ms(t, c->o.first_byte_timeout_ms), 0);
 }
 
 static void on_hold_timer(uv_timer_t *h) {
@@ -623,8 +634,8 @@ static int setup_easy(struct http_transfer *t) {
   curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)o->connect_timeout_ms);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)o->total_timeout_ms);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)deadline_ms(t, o->connect_timeout_ms));
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)total_ms(t));
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 30L);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
@@ -935,3 +946,11 @@ void http_client_free(struct http_client *c) {
 }
 
 void http_client_stats(const struct http_client *c, struct http_client_stats *out) { *out = c->stats; }
+
+uv_loop_t *http_client_loop(const struct http_client *c) { return c->loop; }
+
+const char *http_transfer_header(struct http_transfer *t, const char *name) {
+  struct curl_header *h = NULL;
+  if (!t || !t->easy || curl_easy_header(t->easy, name, 0, CURLH_HEADER, -1, &h) != CURLHE_OK) return NULL;
+  return h->value;
+}

@@ -12,7 +12,8 @@
  *
  * A request that fails before any byte of a successful body has reached the
  * caller is retried once (connection failures, timeouts, 408, 429, 5xx); a
- * 429's Retry-After is honoured up to HTTP_RETRY_AFTER_MAX_MS.
+ * 429's Retry-After is honoured up to HTTP_RETRY_AFTER_MAX_MS. A request
+ * marked no_retry is sent at most once, whatever happens.
  *
  * A Retry-After on a 429 or 503 also holds every other request to the same
  * service at the same host until it runs out: a request started during the
@@ -69,6 +70,10 @@ struct http_request {
   char *headers[HTTP_MAX_HEADERS + 1]; /* "Name: value", NULL-terminated */
   char *body;
   size_t body_len;
+  /* Optional, per request (0 = the client's settings): */
+  int timeout_ms; /* each attempt, connecting included, within this; the client's first-byte
+                     and connect deadlines are cut to it when longer */
+  int no_retry;   /* never sent twice: the request has effects (a webhook that books something) */
 };
 
 void http_request_clear(struct http_request *r);
@@ -140,5 +145,16 @@ void http_client_write_metrics(const struct http_client *c, struct prom_buf *b);
  * Ocp-Apim-Subscription-Key). Returns 1 if masked, 0 if not.
  */
 int http_redact_header(const char *line, char *out, size_t outlen);
+
+/* The loop the client runs on, for callers that keep timers of their own. */
+uv_loop_t *http_client_loop(const struct http_client *c);
+
+/*
+ * The value of a header of the response being received (by name,
+ * case-insensitive), or NULL. Only inside the transfer's head, data or done
+ * callbacks; the string lasts until the callback returns. For protocols
+ * that keep state in response headers (an MCP session id).
+ */
+const char *http_transfer_header(struct http_transfer *t, const char *name);
 
 #endif

@@ -16,34 +16,17 @@
 //   - an MCP server's tool, discovered at start, called like the others.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { startServer, tempDir, speechWav } from '../lib/harness.mjs';
 import { placeCall } from '../lib/call.mjs';
 import { startFixture } from '../fixtures/services/fixture.mjs';
+import { startToolFixture } from '../fixtures/tools/start.mjs';
 
 const SECRET = 'whsec-test-0123456789abcdef';
 const FILLER = 'One moment, let me look that up.';
 const ctx = {};
-
-// A fixture server of tests/fixtures/tools that prints its port on stdout.
-async function startNode(file, ...args) {
-  const child = spawn(process.execPath, [fileURLToPath(new URL(`../fixtures/tools/${file}`, import.meta.url)), '0', ...args],
-    { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (d) => { out += d; const m = /^(\d+)\n/.exec(out); if (m) resolve(Number(m[1])); });
-    child.on('exit', (code) => reject(new Error(`${file} exited with ${code}`)));
-  });
-  return {
-    base: `http://127.0.0.1:${port}`,
-    async post(path, body = {}) { return (await fetch(`http://127.0.0.1:${port}${path}`, { method: 'POST', body: JSON.stringify(body) })).json(); },
-    async get(path) { return (await fetch(`http://127.0.0.1:${port}${path}`)).json(); },
-    stop() { child.kill('SIGTERM'); return new Promise((r) => (child.exitCode !== null ? r() : child.on('exit', r))); },
-  };
-}
 
 function toolsFile(hook) {
   const order = { type: 'object', properties: { order_id: { type: 'string' } }, required: ['order_id'] };
@@ -86,8 +69,8 @@ before(async () => {
   const first = speechWav(ctx.dir, 'first', 'Where is my order?', { before: 0.5, after: 2.6 });
   execFileSync('sox', [first, again, ctx.twice]);
   ctx.llm = await startFixture();
-  ctx.hook = await startNode('webhook.mjs', SECRET);
-  ctx.mcp = await startNode('mcp.mjs');
+  ctx.hook = await startToolFixture('webhook.mjs', SECRET);
+  ctx.mcp = await startToolFixture('mcp.mjs');
   ctx.srv = await startServer({
     args: ['--agent', 'voice', '--idle-prompt-ms', '0', '--idle-hangup-ms', '0',
       '--asr', 'scripted', '--asr-prompt', 'where is my order 42|never mind what time is it',
