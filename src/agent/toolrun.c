@@ -194,6 +194,10 @@ void toolrun_filler(const struct toolrun *r, const char *language, char *buf, si
     if (r->calls[i].state == P_RUNNING && r->tools &&
         tools_filler(r->tools, r->calls[i].name, buf, cap) == 0)
       return;
+  toolrun_default_filler(language, buf, cap);
+}
+
+void toolrun_default_filler(const char *language, char *buf, size_t cap) {
   snprintf(buf, cap, "%s", strncmp(language, "zh", 2) == 0 ? "请稍等。" : "One moment, please.");
 }
 

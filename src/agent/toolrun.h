@@ -71,6 +71,9 @@ int toolrun_ending(const struct toolrun *r);
  * short phrase in `language`. */
 void toolrun_filler(const struct toolrun *r, const char *language, char *buf, size_t cap);
 
+/* The filler said for a tool without its own phrase. */
+void toolrun_default_filler(const char *language, char *buf, size_t cap);
+
 /* The reply is gone (interrupted, the call ending): no round_done any more. */
 void toolrun_detach(struct toolrun *r);
 /* Before the history goes to the model: outstanding results become errors, their jobs go. */

@@ -280,20 +280,43 @@ static void warm_sentence(void *user, const char *sentence) {
   engines_tts_warm(w->eng, &w->p);
 }
 
+static void warm_text(struct chunker *ch, struct warm *w, const char *text) {
+  if (!text[0]) return;
+  chunker_reset(ch);
+  chunker_push(ch, text, warm_sentence, w);
+  chunker_flush(ch, warm_sentence, w);
+}
+
+static const char *goodbye_in(const char *language);
+
+/* What the tools make the agent say: each tool's filler, the default one, the goodbye. */
+static void warm_tool_phrases(struct chunker *ch, struct warm *w, const char *language) {
+  struct tools *t = engines_tools(w->eng);
+  struct tools_list *l = NULL;
+  if (!t || tools_snapshot(t, &l) != 0) return;
+  size_t n;
+  const struct llm_tool *items = tools_list_items(l, &n);
+  char phrase[512];
+  for (size_t i = 0; i < n; i++)
+    if (tools_filler(t, items[i].name, phrase, sizeof phrase) == 0) warm_text(ch, w, phrase);
+  if (n) {
+    toolrun_default_filler(language, phrase, sizeof phrase);
+    warm_text(ch, w, phrase);
+  }
+  if (tools_kind(t, "end_call") == TOOLS_END_CALL) warm_text(ch, w, goodbye_in(language));
+  tools_list_release(l);
+}
+
 static void warm_phrases(struct engines *e, const struct config *cfg, const char *language,
                          const char *voice, int rate, const char *greeting) {
   struct chunker *ch;
   if (chunker_new(&ch) != 0) return;
   struct warm w = {e, {.language = language, .voice = voice, .rate = rate}};
-  const char *phrases[] = {greeting, apology_in(language, cfg->apology),
-                           cfg->idle_prompt_ms ? still_there_in(language) : "",
-                           cfg->idle_hangup_ms ? idle_bye_in(language) : ""};
-  for (size_t i = 0; i < sizeof phrases / sizeof phrases[0]; i++) {
-    if (!phrases[i][0]) continue;
-    chunker_reset(ch);
-    chunker_push(ch, phrases[i], warm_sentence, &w);
-    chunker_flush(ch, warm_sentence, &w);
-  }
+  warm_text(ch, &w, greeting);
+  warm_text(ch, &w, apology_in(language, cfg->apology));
+  if (cfg->idle_prompt_ms) warm_text(ch, &w, still_there_in(language));
+  if (cfg->idle_hangup_ms) warm_text(ch, &w, idle_bye_in(language));
+  if (cfg->max_tool_rounds) warm_tool_phrases(ch, &w, language);
   chunker_free(ch);
 }
 
@@ -446,9 +469,10 @@ static void on_llm_tool_call(void *user, const struct llm_tool_call *call) {
     log_call_warn("agent", va->call_id, "tool call %s dropped: too many in one round", call->name);
 }
 
-static const char *goodbye(const struct voice_agent *va) {
-  return is_zh(va->language) ? "感谢来电，再见！" : "Thank you for calling. Goodbye!";
+static const char *goodbye_in(const char *language) {
+  return is_zh(language) ? "感谢来电，再见！" : "Thank you for calling. Goodbye!";
 }
+static const char *goodbye(const struct voice_agent *va) { return goodbye_in(va->language); }
 
 /* Every result of the round is in: the model hears them, unless it ended the call. */
 static void round_complete(struct voice_agent *va) {
