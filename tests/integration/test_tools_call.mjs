@@ -176,3 +176,28 @@ test("an MCP server's tool is offered and called like the others", async () => {
   assert.equal(tr.is_error, false, JSON.stringify(tr));
   assert.match(ev.replies.at(-1).text, /from mcp/);
 });
+
+test('with the Anthropic backend: the same round, in its own wire format', async () => {
+  const srv = await startServer({
+    args: ['--agent', 'voice', '--idle-prompt-ms', '0', '--idle-hangup-ms', '0',
+      '--asr', 'scripted', '--asr-prompt', 'where is my order 42',
+      '--llm', 'anthropic', '--llm-base-url', ctx.llm.v1, '--llm-model', 'fixture-model',
+      '--tts', 'tone', '--tools-file', join(ctx.dir, 'tools.json')],
+    env: { ANTHROPIC_API_KEY: 'sk-ant-fixture-0123456789', SHOP_KEY: 'shop-key-42', TINGSHUO_TOOLS_SECRET: SECRET },
+  });
+  try {
+    await script([{ name: 'get_order_status', arguments: { order_id: '42' } }], { text: 'Let me check that.' });
+    const ev = placeCall(srv.url, ctx.ask, { timeoutS: 40 });
+    assert.equal(await ev.done, 0, ev.dump());
+    assert.deepEqual(ev.replies.map((r) => r.text), ['Let me check that. Your order 42 has shipped.'], ev.dump());
+    const [, second] = (await ctx.llm.log()).filter((e) => e.service === 'anthropic');
+    const msgs = second.request.messages;
+    const use = msgs.at(-2).content.find((b) => b.type === 'tool_use');
+    assert.deepEqual(use?.input, { order_id: '42' }, JSON.stringify(msgs));
+    const result = msgs.at(-1).content.find((b) => b.type === 'tool_result');
+    assert.equal(result?.tool_use_id, use.id);
+    assert.match(JSON.stringify(result.content), /shipped/);
+  } finally {
+    await srv.stop();
+  }
+});
