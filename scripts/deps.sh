@@ -11,9 +11,11 @@ RUN_PKGS=(
   libuv1-dev libwebsockets-dev libssl-dev libsrtp2-dev libopus-dev libspeexdsp-dev
   libcurl4-openssl-dev libjansson-dev openssl libsqlite3-dev libpq-dev libogg-dev
   libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us flite1-dev libespeak-ng-dev espeak-ng-data
+  libhiredis-dev
 )
 TEST_PKGS=(
   libcmocka-dev chromium sox curl flite pocketsphinx postgresql prometheus opus-tools sqlite3
+  redis-server
   fonts-wqy-microhei
   clang libclang-rt-14-dev
 )

@@ -115,6 +115,20 @@ static const struct key keys[] = {
     {"http_header_timeout_ms", INT(http_header_timeout_ms), "10000", 1000, 600000, NULL,
      "An HTTP connection must deliver a request's headers within this, or it is closed."},
 
+    {"cluster_redis_url", TYPED(KEY_SECRET, cluster_redis_url), "", 0, 0, NULL,
+     "Redis that the nodes of a cluster share (redis://[:password@]host[:port][/db]): each "
+     "node registers there and calls are placed on the least-loaded node (docs/cluster.md). "
+     "Empty = one node on its own. Prefer the environment (TINGSHUO_CLUSTER_REDIS_URL)."},
+    {"node_id", STR(node_id), "", 0, 0, NULL,
+     "This node's name in a cluster and in call records; empty = host name and HTTP port."},
+    {"public_url", STR(public_url), "", 0, 0, NULL,
+     "Where callers reach this node's signaling directly (ws:// or wss://.../ws), for calls "
+     "placed on it by another node; empty = made from listen (or https_listen) and "
+     "announce_address."},
+    {"drain_timeout_s", INT(drain_timeout_s), "300", 0, 86400, NULL,
+     "On SIGTERM or POST /api/drain: how long calls in progress may go on while the node "
+     "takes no new ones, before it ends them and exits."},
+
     {"records", BOOL(records), "on", 0, 0, NULL,
      "Store every call: times, end reason, engines, settings, and each turn's transcript, "
      "reply and latency (on|off)."},

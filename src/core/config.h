@@ -44,6 +44,11 @@ struct config {
   int http_header_timeout_ms; /* a request's headers must arrive within this */
 
   /* Records, recordings, access to them, metrics. */
+  char cluster_redis_url[1024]; /* redis://... shared by a cluster's nodes; empty = alone */
+  char node_id[128];       /* this node's name; empty = host name and port */
+  char public_url[1024];   /* callers reach this node's signaling here; empty = derived */
+  int drain_timeout_s;     /* calls may go on this long after SIGTERM or a drain request */
+
   int records;             /* 1 = every call is stored */
   char database_url[1024]; /* postgres://... ; empty = SQLite in data_dir */
   int records_queue;       /* record events waiting for the database, at most */
