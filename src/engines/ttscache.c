@@ -989,38 +989,59 @@ static int hit(struct ttscache *c, struct tc_entry *e, struct tc_job *w) {
   return eng_job_post(&w->base.job, job_play, NULL);
 }
 
+/*
+ * Speak and warm share one lookup: under the lock, a finished phrase (a
+ * hit for a requester, nothing to do for a warm-up), one being made (joined;
+ * a warm-up marks it to be finished even if its requesters leave), or a new
+ * entry begun. `w` is NULL for a warm-up. Takes `ne` and `m` when it adds
+ * the entry (they are NULLed), and submits the disk read that may need.
+ */
+static int lookup(struct ttscache *c, struct tc_entry **ne, struct tc_msg **m, struct tc_job *w,
+                  enum ttscache_how *how) {
+  struct tc_msg *item = NULL;
+  int rc = 0;
+  uv_mutex_lock(&c->lock);
+  struct tc_entry *e = c->closed ? NULL : table_find(c, (*ne)->hash, (*ne)->key, (*ne)->keylen);
+  if (c->closed) {
+    rc = -ESHUTDOWN;
+  } else if (e && e->state == E_READY) {
+    *how = TTSCACHE_HIT_MEMORY;
+    if (w) rc = hit(c, e, w);
+  } else if (e) {
+    *how = TTSCACHE_JOINED;
+    if (w) join(c, e, w);
+    else e->warm = 1;
+  } else {
+    table_add(c, *ne);
+    if (w) {
+      waiter_add(*ne, w);
+    } else {
+      (*ne)->warm = 1;
+      count(&c->warmups);
+    }
+    if (begin(c, *ne, *m, w != NULL, how)) item = *m;
+    *ne = NULL;
+    *m = NULL;
+  }
+  uv_mutex_unlock(&c->lock);
+  if (item) submit_read(c, item);
+  return rc;
+}
+
 int ttscache_speak(struct ttscache *c, const struct ttscache_src *src, const struct tts_params *p,
                    struct mailbox *home, const struct tts_cb *cb, struct tts_job **out,
                    enum ttscache_how *how) {
   struct tc_entry *ne = NULL;
   int rc = entry_new(&ne, c, src, p);
   if (rc) return rc;
-  struct tc_msg *m = calloc(1, sizeof *m), *item = NULL;
+  struct tc_msg *m = calloc(1, sizeof *m);
   struct tc_job *w = m ? job_new(c, src->be, home, cb) : NULL;
   if (!w) {
     entry_free(ne);
     free(m);
     return -ENOMEM;
   }
-  uv_mutex_lock(&c->lock);
-  struct tc_entry *e = c->closed ? NULL : table_find(c, ne->hash, ne->key, ne->keylen);
-  if (c->closed) {
-    rc = -ESHUTDOWN;
-  } else if (e && e->state == E_READY) {
-    rc = hit(c, e, w);
-    *how = TTSCACHE_HIT_MEMORY;
-  } else if (e) {
-    join(c, e, w);
-    *how = TTSCACHE_JOINED;
-  } else {
-    table_add(c, ne);
-    waiter_add(ne, w);
-    if (begin(c, ne, m, 1, how)) item = m;
-    ne = NULL;
-    m = NULL;
-  }
-  uv_mutex_unlock(&c->lock);
-  if (item) submit_read(c, item);
+  rc = lookup(c, &ne, &m, w, how);
   if (ne) entry_free(ne);
   free(m);
   if (rc) {
@@ -1036,28 +1057,12 @@ int ttscache_warm(struct ttscache *c, const struct ttscache_src *src, const stru
   struct tc_entry *ne = NULL;
   int rc = entry_new(&ne, c, src, p);
   if (rc) return rc;
-  struct tc_msg *m = calloc(1, sizeof *m), *item = NULL;
+  struct tc_msg *m = calloc(1, sizeof *m);
   if (!m) {
     entry_free(ne);
     return -ENOMEM;
   }
-  uv_mutex_lock(&c->lock);
-  struct tc_entry *e = c->closed ? NULL : table_find(c, ne->hash, ne->key, ne->keylen);
-  if (c->closed) {
-    rc = -ESHUTDOWN;
-  } else if (e) {
-    if (e->state != E_READY) e->warm = 1;
-    *how = e->state == E_READY ? TTSCACHE_HIT_MEMORY : TTSCACHE_JOINED;
-  } else {
-    table_add(c, ne);
-    ne->warm = 1;
-    count(&c->warmups);
-    if (begin(c, ne, m, 0, how)) item = m;
-    ne = NULL;
-    m = NULL;
-  }
-  uv_mutex_unlock(&c->lock);
-  if (item) submit_read(c, item);
+  rc = lookup(c, &ne, &m, NULL, how);
   if (ne) entry_free(ne);
   free(m);
   return rc;
