@@ -27,12 +27,12 @@
 #include <cmocka.h>
 #include <curl/curl.h>
 
+#include "node_fixture.h"
 #include "engines/engines.h"
 #include "engines/llm/llm_stream.h"
 #include "engines/service.h"
 #include "net/http_client.h"
 
-extern char **environ;
 
 /* ---- requests as built ---- */
 
@@ -285,61 +285,15 @@ struct fx {
 static struct fx F;
 
 static int spawn_fixture(void) {
-  int fds[2];
-  if (pipe(fds) != 0) return -1;
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-  posix_spawn_file_actions_addclose(&fa, fds[0]);
-  char script[1024];
-  snprintf(script, sizeof script, "%s/services/server.mjs", TS_FIXTURES);
-  char *argv[] = {"node", script, "0", NULL};
-  int rc = posix_spawnp(&F.node, "node", &fa, NULL, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  close(fds[1]);
-  if (rc != 0) {
-    close(fds[0]);
-    return -1;
-  }
-  char line[32] = {0};
-  size_t n = 0;
-  while (n < sizeof line - 1 && read(fds[0], line + n, 1) == 1 && line[n] != '\n') n++;
-  close(fds[0]);
-  int port = atoi(line);
+  int port;
+  F.node = node_fixture_spawn("services/server.mjs", 0, NULL, &port);
   snprintf(F.base, sizeof F.base, "http://127.0.0.1:%d", port);
-  return port > 0 ? 0 : -1;
-}
-
-struct membuf {
-  char *p;
-  size_t n;
-};
-
-static size_t collect(char *d, size_t s, size_t n, void *u) {
-  struct membuf *b = u;
-  char *grown = realloc(b->p, b->n + s * n + 1);
-  assert_non_null(grown);
-  b->p = grown;
-  memcpy(b->p + b->n, d, s * n);
-  b->n += s * n;
-  b->p[b->n] = '\0';
-  return s * n;
+  return F.node > 0 ? 0 : -1;
 }
 
 /* The fixture's control endpoint (blocking; not the client under test): POSTs `body`, or GETs. */
 static json_t *fixture(const char *path, const char *body) {
-  char url[256];
-  snprintf(url, sizeof url, "%s%s", F.base, path);
-  CURL *e = curl_easy_init();
-  struct membuf b = {0};
-  curl_easy_setopt(e, CURLOPT_URL, url);
-  if (body) curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
-  assert_int_equal(curl_easy_perform(e), CURLE_OK);
-  curl_easy_cleanup(e);
-  json_t *j = json_loads(b.p ? b.p : "null", JSON_DECODE_ANY, NULL);
-  free(b.p);
+  json_t *j = node_fixture_request(F.base, path, body);
   assert_non_null(j);
   return j;
 }
@@ -697,8 +651,7 @@ static int teardown_fixture(void **state) {
   uv_close((uv_handle_t *)&F.guard, NULL);
   uv_run(&F.loop, UV_RUN_DEFAULT);
   int rc = uv_loop_close(&F.loop);
-  kill(F.node, SIGTERM);
-  waitpid(F.node, NULL, 0);
+  node_fixture_stop(F.node);
   return rc;
 }
 

@@ -29,8 +29,8 @@
 
 #include "net/http_client.h"
 #include "tools/mcp.h"
+#include "node_fixture.h"
 
-extern char **environ;
 
 struct fx {
   pid_t node;
@@ -48,66 +48,19 @@ static struct fx F;
 /* ---- the fixture process ---- */
 
 static pid_t spawn_at(int port, int *port_out) {
-  int fds[2];
-  if (pipe(fds) != 0) return -1;
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-  posix_spawn_file_actions_addclose(&fa, fds[0]);
-  char script[1024], portarg[16];
-  snprintf(script, sizeof script, "%s/tools/mcp.mjs", TS_FIXTURES);
-  snprintf(portarg, sizeof portarg, "%d", port);
-  char *argv[] = {"node", script, portarg, NULL};
-  pid_t pid;
-  int rc = posix_spawnp(&pid, "node", &fa, NULL, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  close(fds[1]);
-  if (rc != 0) {
-    close(fds[0]);
-    return -1;
-  }
-  char line[32] = {0};
-  size_t n = 0;
-  while (n < sizeof line - 1 && read(fds[0], line + n, 1) == 1 && line[n] != '\n') n++;
-  close(fds[0]);
-  *port_out = (int)strtol(line, NULL, 10);
-  return pid;
-}
-
-struct membuf {
-  char *p;
-  size_t n;
-};
-
-static size_t collect(char *d, size_t s, size_t n, void *u) {
-  struct membuf *b = u;
-  b->p = realloc(b->p, b->n + s * n + 1);
-  memcpy(b->p + b->n, d, s * n);
-  b->n += s * n;
-  b->p[b->n] = '\0';
-  return s * n;
+  return node_fixture_spawn("tools/mcp.mjs", port, NULL, port_out);
 }
 
 /* Blocking request to the fixture's control endpoints (not the client under test). */
 static json_t *fixture(const char *path, const char *fmt, ...) {
-  char url[256], body[4096] = "";
-  snprintf(url, sizeof url, "%s%s", F.base, path);
+  char body[4096] = "";
   if (fmt) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(body, sizeof body, fmt, ap);
     va_end(ap);
   }
-  CURL *e = curl_easy_init();
-  struct membuf b = {0};
-  curl_easy_setopt(e, CURLOPT_URL, url);
-  if (fmt) curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
-  assert_int_equal(curl_easy_perform(e), CURLE_OK);
-  curl_easy_cleanup(e);
-  json_t *j = json_loads(b.p ? b.p : "null", JSON_DECODE_ANY, NULL);
-  free(b.p);
+  json_t *j = node_fixture_request(F.base, path, fmt ? body : NULL);
   assert_non_null(j);
   return j;
 }
@@ -433,8 +386,7 @@ static void a_server_down_at_start_is_found_later(void **state) {
   assert_true(wait_until(&s.lists, 15000)); /* the next try after the back-off */
   assert_int_equal(s.ntools, 5);
   stop(c);
-  kill(late, SIGTERM);
-  waitpid(late, NULL, 0);
+  node_fixture_stop(late);
 }
 
 static void garbage_answers_are_survived(void **state) {
@@ -545,8 +497,7 @@ static int teardown(void **state) {
   uv_close((uv_handle_t *)&F.guard, NULL);
   uv_run(&F.loop, UV_RUN_DEFAULT);
   int rc = uv_loop_close(&F.loop);
-  kill(F.node, SIGTERM);
-  waitpid(F.node, NULL, 0);
+  node_fixture_stop(F.node);
   return rc;
 }
 
