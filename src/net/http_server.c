@@ -1748,9 +1748,9 @@ static int setup_mounts(struct http_server *srv) {
                                                .origin_protocol = LWSMPRO_CALLBACK};
   srv->protocols[0] = (struct lws_protocols){.name = "tingshuo", .callback = on_event,
                                              .per_session_data_size = sizeof(struct session),
-                                             /* Every connection holds one of these; messages
-                                              * are gathered here (ws_gather), so a small one
-                                              * only means more callbacks for a big message. */
+                                             /* Each WebSocket allocates one; messages are
+                                              * gathered here (ws_gather), so a small one only
+                                              * means more callbacks for a big message. */
                                              .rx_buffer_size = 4096,
                                              .tx_packet_size = 65536};
   return 0;
