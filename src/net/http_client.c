@@ -138,10 +138,14 @@ struct http_transfer {
 
 static uint64_t now_ms(const struct http_client *c) { return uv_now(c->loop); }
 
-/* A client deadline, cut to the request's own total timeout when it has a shorter one. */
-static int deadline_ms(const struct http_transfer *t, int client_ms) {
-  int own = t->req.timeout_ms;
-  return own > 0 && own < client_ms ? own : client_ms;
+/* A request with a timeout of its own: connecting within it (or the client's connect
+ * timeout, if shorter), and the first byte and the whole response within it. */
+static int connect_ms(const struct http_transfer *t) {
+  int own = t->req.timeout_ms, client = t->c->o.connect_timeout_ms;
+  return own > 0 && own < client ? own : client;
+}
+static int first_byte_ms(const struct http_transfer *t) {
+  return t->req.timeout_ms > 0 ? t->req.timeout_ms : t->c->o.first_byte_timeout_ms;
 }
 static int total_ms(const struct http_transfer *t) {
   return t->req.timeout_ms > 0 ? t->req.timeout_ms : t->c->o.total_timeout_ms;
@@ -464,7 +468,6 @@ static int is_retryable(const struct http_transfer *t, int rc) {
 }
 
 static int map_error(struct http_transfer *t, CURLcode code) {
-  const struct http_client_opts *o = &t->c->o;
   const char *svc = t->req.service;
   if (t->stopped) {
     snprintf(t->msg, sizeof t->msg, "%s: the response was not understood", svc);
@@ -472,7 +475,7 @@ static int map_error(struct http_transfer *t, CURLcode code) {
   }
   if (t->first_byte_timeout) {
     snprintf(t->msg, sizeof t->msg, "%s: no response within %d ms", svc,
-             deadline_ms(t, o->first_byte_timeout_ms));
+             first_byte_ms(t));
     return -ETIMEDOUT;
   }
   switch (code) {
@@ -483,7 +486,7 @@ static int map_error(struct http_transfer *t, CURLcode code) {
     curl_easy_getinfo(t->easy, CURLINFO_CONNECT_TIME, &connected);
     if (connected <= 0)
       snprintf(t->msg, sizeof t->msg, "%s: could not connect within %d ms", svc,
-               deadline_ms(t, o->connect_timeout_ms));
+               connect_ms(t));
     else
       snprintf(t->msg, sizeof t->msg, "%s: the response took longer than %d ms", svc, total_ms(t));
     return -ETIMEDOUT;
@@ -592,7 +595,7 @@ static void attempt_start(struct http_transfer *t) {
     return;
   }
   t->in_multi = 1;
-  uv_timer_start(&t->timer, on_first_byte_timeout, (uint64_t)deadline_ms(t, c->o.first_byte_timeout_ms), 0);
+  uv_timer_start(&t->timer, on_first_byte_timeout, (uint64_t)first_byte_ms(t), 0);
 }
 
 static void on_hold_timer(uv_timer_t *h) {
@@ -614,7 +617,6 @@ static void check_done(struct http_client *c) {
 }
 
 static int setup_easy(struct http_transfer *t) {
-  const struct http_client_opts *o = &t->c->o;
   CURL *e = t->easy;
   for (int i = 0; i < HTTP_MAX_HEADERS && t->req.headers[i]; i++) {
     struct curl_slist *l = curl_slist_append(t->hdrs, t->req.headers[i]);
@@ -634,7 +636,7 @@ static int setup_easy(struct http_transfer *t) {
   curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)deadline_ms(t, o->connect_timeout_ms));
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms(t));
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)total_ms(t));
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 30L);

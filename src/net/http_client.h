@@ -71,8 +71,8 @@ struct http_request {
   char *body;
   size_t body_len;
   /* Optional, per request (0 = the client's settings): */
-  int timeout_ms; /* each attempt, connecting included, within this; the client's first-byte
-                     and connect deadlines are cut to it when longer */
+  int timeout_ms; /* each attempt within this, connecting included: it replaces the client's
+                     first-byte and total timeouts, and cuts its connect timeout if longer */
   int no_retry;   /* never sent twice: the request has effects (a webhook that books something) */
 };
 

@@ -111,6 +111,7 @@ struct tool_job {
   int timeout_ms;
   int quiet; /* the error was logged already */
   /* webhook */
+  const struct tool_def *def;
   struct svc_call call;
   char *body;
   size_t len;
@@ -504,8 +505,10 @@ static void deliver(struct eng_job *job, void *arg) {
 
 /* The call is over: metrics, a log line for errors, and the result on its way home. Once. */
 static void finish(struct tool_job *j, const char *json, int is_error, enum err_kind kind) {
-  prom_histogram_observe(&j->st->duration, seconds_since(j->started_ns));
-  if (is_error) atomic_fetch_add(&j->st->errors[kind], 1);
+  if (j->st) {
+    prom_histogram_observe(&j->st->duration, seconds_since(j->started_ns));
+    if (is_error) atomic_fetch_add(&j->st->errors[kind], 1);
+  }
   size_t n = strlen(json);
   struct result_msg *m = malloc(sizeof *m + n + 1);
   if (m) {
@@ -518,17 +521,28 @@ static void finish(struct tool_job *j, const char *json, int is_error, enum err_
 
 static void finish_error(struct tool_job *j, enum err_kind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Cuts a UTF-8 sequence that a bounded print left incomplete at the end of s. */
+static void utf8_trim(char *s) {
+  size_t n = strlen(s), i = n;
+  while (i > 0 && n - i < 4 && ((unsigned char)s[i - 1] & 0xC0) == 0x80) i--;
+  if (i == 0 || ((unsigned char)s[i - 1] & 0x80) == 0) return; /* ASCII last, or nothing to check */
+  unsigned char lead = (unsigned char)s[i - 1];
+  size_t want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+  if (n - (i - 1) < want) s[i - 1] = '\0';
+}
+
 static void finish_error(struct tool_job *j, enum err_kind kind, const char *fmt, ...) {
   char msg[512];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  json_t *o = json_pack("{s:s}", "error", msg);
+  utf8_trim(msg);
+  json_t *o = json_pack("{s:s}", "error", msg); /* NULL too for text that is not UTF-8 */
   char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
   json_decref(o);
   if (!j->quiet) log_info("tools", "%s: %s", j->name, msg);
-  finish(j, text ? text : "{\"error\":\"out of memory\"}", 1, kind);
+  finish(j, text ? text : "{\"error\":\"the tool failed\"}", 1, kind);
   free(text);
 }
 
@@ -608,15 +622,31 @@ static void hook_answer(struct tool_job *j) {
   free(text);
 }
 
-/* The webhook's own words from an error body ({"error": "..."} or {"message": "..."}), or "". */
-static void error_words(const struct http_result *r, char *out, size_t cap) {
+/* Whether text holds a secret of the tool's: a header value or the signing key. */
+static int holds_secret(const struct tool_job *j, const char *text) {
+  const struct tool_def *d = j->def;
+  for (size_t i = 0; i < d->nheaders; i++) {
+    const char *v = strchr(d->headers[i], ':') + 2; /* "Name: value" */
+    if (strlen(v) >= 4 && strcasestr(text, v)) return 1;
+  }
+  const char *secret = j->t->cfg->tools_secret;
+  return secret[0] && strcasestr(text, secret) != NULL;
+}
+
+/*
+ * The webhook's own words from an error body ({"error": "..."},
+ * {"error": {"message": "..."}} or {"message": "..."}), or "": "no such
+ * order" helps the model say something useful. Words that echo one of the
+ * tool's secrets are left out whole.
+ */
+static void error_words(const struct tool_job *j, const struct http_result *r, char *out, size_t cap) {
   out[0] = '\0';
   json_t *v = r->body_len ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
   json_t *e = json_object_get(v, "error");
   const char *s = json_is_string(e) ? json_string_value(e)
                   : json_is_object(e) ? json_string_value(json_object_get(e, "message"))
                                       : json_string_value(json_object_get(v, "message"));
-  if (s) snprintf(out, cap, ": %.200s", s);
+  if (s && *s && !holds_secret(j, s)) snprintf(out, cap, ": %.200s", s);
   json_decref(v);
 }
 
@@ -630,7 +660,7 @@ static void hook_done(struct svc_call *sc, const struct http_result *r) {
   } else if (r->rc == -ETIMEDOUT) {
     finish_error(j, ERR_TIMEOUT, "the tool did not answer within %d ms", j->timeout_ms);
   } else if (r->rc == 0) {
-    error_words(r, words, sizeof words);
+    error_words(j, r, words, sizeof words);
     finish_error(j, ERR_HTTP, "the tool failed (HTTP %ld)%s", r->status, words);
   } else if (r->rc == -EAGAIN) {
     finish_error(j, ERR_HTTP, "the tool's service is rate limited; try again later");
@@ -682,6 +712,7 @@ static int hook_request(struct tool_job *j, const struct tool_def *d, const stru
 static int hook_start(struct tool_job *j, size_t index, const struct tool_request *r, json_t *args) {
   const struct tool_def *d = &j->t->file.defs[index];
   struct webhook *h = j->t->hooks[index];
+  j->def = d;
   j->timeout_ms = d->timeout_ms;
   svc_call_init(&j->call, &j->job, &h->conf, &hook_ops);
   svc_request_post(&h->conf, &j->call.req);
@@ -716,7 +747,7 @@ static void on_mcp_result(void *user, const char *result_json, int is_error) {
     if (strlen(result_json) > TOOLS_RESULT_MAX)
       finish_error(j, ERR_INVALID, "the tool's answer was larger than %d bytes", TOOLS_RESULT_MAX);
     else
-      finish(j, result_json, is_error || tool_error, is_error ? ERR_MCP : ERR_TOOL);
+      finish(j, result_json, is_error || tool_error, tool_error ? ERR_TOOL : ERR_MCP);
   }
   eng_job_unref(&j->job); /* the call's */
 }
@@ -783,7 +814,7 @@ static void job_destroy(struct eng_job *job) {
   svc_call_clear(&j->call);
   free(j->body);
   free(j->args);
-  tools_unref(j->t);
+  if (j->t) tools_unref(j->t);
   free(j);
 }
 
@@ -792,7 +823,7 @@ static int dispatch(struct tool_job *j, enum tools_kind kind, size_t index, cons
   json_error_t je;
   json_t *args = json_loads(r->arguments && *r->arguments ? r->arguments : "{}", JSON_DECODE_ANY, &je);
   int rc = 0;
-  if (kind == TOOLS_UNKNOWN) finish_error(j, ERR_INVALID, "there is no tool named %.64s", r->tool);
+  if (kind == TOOLS_UNKNOWN) finish_error(j, ERR_INVALID, "there is no tool named %.64s", j->name);
   else if (!json_is_object(args)) finish_error(j, ERR_INVALID, "the arguments were not a JSON object");
   else if (kind == TOOLS_END_CALL) finish(j, "{\"ok\":true}", 0, 0);
   else if (kind == TOOLS_GET_TIME) get_time(j);
@@ -807,15 +838,15 @@ int tools_call(struct tools *t, const struct tool_request *r, struct mailbox *ho
   struct tool_job *j = calloc(1, sizeof *j);
   if (!j) return -ENOMEM;
   eng_job_init(&j->job, home, job_destroy);
-  tools_ref(t);
+  if (t) tools_ref(t);
   j->t = t;
   j->cb = *cb;
   j->started_ns = uv_hrtime();
   snprintf(j->name, sizeof j->name, "%s", r->tool ? r->tool : "");
   size_t index = 0;
-  enum tools_kind kind = lookup(t, r->tool, &index);
-  j->st = stats_for(t, kind == TOOLS_UNKNOWN ? "(unknown)" : j->name);
-  atomic_fetch_add(&j->st->calls, 1);
+  enum tools_kind kind = lookup(t, r->tool, &index); /* no registry: every tool is unknown */
+  j->st = t ? stats_for(t, kind == TOOLS_UNKNOWN ? "(unknown)" : j->name) : NULL;
+  if (j->st) atomic_fetch_add(&j->st->calls, 1);
   int rc = dispatch(j, kind, index, r);
   if (rc) {
     eng_job_unref(&j->job);

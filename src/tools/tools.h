@@ -68,7 +68,8 @@ struct tool_cb {
 
 struct tool_job;
 
-/* Home thread. Fails only for out-of-memory; an unknown tool is an error result. */
+/* Home thread. Fails only for out-of-memory; an unknown tool is an error result (with
+ * t == NULL every tool is unknown). */
 int tools_call(struct tools *t, const struct tool_request *r, struct mailbox *home,
                const struct tool_cb *cb, struct tool_job **out);
 /* Home thread: cancels; no callback after this. NULL is fine. */

@@ -1,9 +1,11 @@
 /*
  * The tool registry: the tools file is checked whole (each message names
- * the tool and the field), built-ins answer, and webhooks run against the
+ * the tool and the field), built-ins answer, webhooks run against the
  * fixture receiver (tests/fixtures/tools/webhook.mjs, spawned here), which
- * checks every signature the way docs/tools.md tells receivers to. One
- * libuv loop is both the control loop and the calls' home loop.
+ * checks every signature the way docs/tools.md tells receivers to, and MCP
+ * tools join the list from the fixture MCP server (tests/fixtures/tools/
+ * mcp.mjs). One libuv loop is both the control loop and the calls' home
+ * loop. The last test prints what a webhook round adds.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -30,10 +32,11 @@ extern char **environ;
 
 #define SECRET "fixture-secret"
 #define SHOP_KEY "shop-key-1234"
+#define CLIENT_FIRST_BYTE_MS 1000 /* the HTTP client's own; a webhook's timeout_ms replaces it */
 
 struct fx {
-  pid_t node;
-  char base[128];
+  pid_t node, mcp;
+  char base[128], mcp_base[128];
   char dir[64];
   char tools_path[128];
   uv_loop_t loop;
@@ -198,9 +201,13 @@ static struct tools *open_fixture_tools(const char *secret) {
            "{\"name\": \"empty\", \"description\": \"d\", \"webhook\": {\"url\": \"%1$s/hook/empty\"}},"
            "{\"name\": \"hang\", \"description\": \"d\", \"webhook\": {\"url\": \"%1$s/hook/hang\", \"timeout_ms\": 300}},"
            "{\"name\": \"stuck\", \"description\": \"d\", \"webhook\": {\"url\": \"%1$s/hook/hang\", \"timeout_ms\": 30000}},"
+           "{\"name\": \"leaky\", \"description\": \"d\", \"webhook\": {\"url\": \"%1$s/hook/leaky\","
+           "  \"headers\": {\"X-Api-Key\": {\"env\": \"TS_TEST_SHOP_KEY\"}}}},"
+           "{\"name\": \"wordy\", \"description\": \"d\", \"webhook\": {\"url\": \"%1$s/hook/wordy\"}},"
+           "{\"name\": \"slow\", \"description\": \"d\", \"webhook\": {\"url\": \"%1$s/hook/slow?ms=%2$d\", \"timeout_ms\": 5000}},"
            "{\"name\": \"nowhere\", \"description\": \"d\", \"webhook\": {\"url\": \"http://127.0.0.1:9/x\"}},"
            "{\"builtin\": \"end_call\"}, {\"builtin\": \"get_time\"}]}",
-           F.base);
+           F.base, CLIENT_FIRST_BYTE_MS + 500);
   snprintf(F.cfg.tools_secret, sizeof F.cfg.tools_secret, "%s", secret);
   struct tools *t = NULL;
   char err[512];
@@ -395,6 +402,10 @@ static void bad_arguments_and_unknown_tools_are_error_results(void **state) {
   assert_int_equal(r.is_error, 1);
   assert_string_equal(r.json, "{\"error\":\"there is no tool named launch_rockets\"}");
   res_free(&r);
+  call_wait(NULL, "get_time", "{}", &r); /* no registry: nothing is known */
+  assert_int_equal(r.is_error, 1);
+  assert_string_equal(r.json, "{\"error\":\"there is no tool named get_time\"}");
+  res_free(&r);
   json_t *log = fixture_log();
   assert_int_equal(json_array_size(log), 0); /* no request went out */
   json_decref(log);
@@ -511,6 +522,37 @@ static void failures_are_error_results_sent_once(void **state) {
     assert_non_null(strstr(b.data, line));
     prom_buf_free(&b);
   }
+  tools_close(t);
+}
+
+/* The receiver's words reach the model, but never one of the tool's secrets, nor broken UTF-8. */
+static void error_words_are_kept_clean(void **state) {
+  struct tools *t = open_fixture_tools(SECRET);
+  struct res r;
+  call_wait(t, "leaky", "{}", &r);
+  assert_int_equal(r.is_error, 1);
+  assert_string_equal(r.json, "{\"error\":\"the tool failed (HTTP 403)\"}");
+  res_free(&r);
+  call_wait(t, "wordy", "{}", &r);
+  assert_int_equal(r.is_error, 1);
+  json_t *v = json_loads(r.json, 0, NULL);
+  assert_non_null(v);
+  const char *e = json_string_value(json_object_get(v, "error"));
+  assert_int_equal(strncmp(e, "the tool failed (HTTP 404): a\xc3\xa9", 31), 0);
+  assert_true(strlen(e) < 250);
+  json_decref(v);
+  res_free(&r);
+  tools_close(t);
+}
+
+/* A webhook's timeout_ms is its own: longer than the client's first-byte timeout is fine. */
+static void a_slow_answer_within_the_tools_timeout_arrives(void **state) {
+  struct tools *t = open_fixture_tools(SECRET);
+  struct res r;
+  call_wait(t, "slow", "{\"order_id\": \"C-3\"}", &r);
+  assert_int_equal(r.is_error, 0);
+  assert_non_null(strstr(r.json, "\"order_id\":\"C-3\""));
+  res_free(&r);
   tools_close(t);
 }
 
@@ -648,10 +690,7 @@ static int mcp_ready(struct tools *t) {
 }
 
 static void mcp_tools_join_the_list_and_answer(void **state) {
-  pid_t pid;
-  char base[128];
-  assert_int_equal(spawn_node("mcp.mjs", NULL, &pid, base, sizeof base), 0);
-  snprintf(F.cfg.mcp_servers, sizeof F.cfg.mcp_servers, "%s/mcp", base);
+  snprintf(F.cfg.mcp_servers, sizeof F.cfg.mcp_servers, "%s/mcp", F.mcp_base);
   struct tools *t = NULL;
   char err[512];
   /* the file's "big" comes first: the server's tool of that name is left out */
@@ -708,14 +747,13 @@ static void mcp_tools_join_the_list_and_answer(void **state) {
   assert_int_equal(r.calls, 0);
   tool_release(j);
   F.cfg.mcp_servers[0] = '\0';
-  kill(pid, SIGTERM);
-  waitpid(pid, NULL, 0);
 }
 
 /* ---- setup ---- */
 
 static int setup(void **state) {
   if (spawn_fixture() != 0) return -1;
+  if (spawn_node("mcp.mjs", NULL, &F.mcp, F.mcp_base, sizeof F.mcp_base) != 0) return -1;
   setenv("TS_TEST_SHOP_KEY", SHOP_KEY, 1);
   unsetenv("TS_TEST_UNSET_VARIABLE");
   snprintf(F.dir, sizeof F.dir, "/tmp/test_tools.XXXXXX");
@@ -726,7 +764,7 @@ static int setup(void **state) {
   uv_timer_start(&F.guard, on_guard, 20, 20);
   assert_int_equal(mailbox_new(&F.control, &F.loop, on_msg, NULL), 0);
   assert_int_equal(mailbox_new(&F.home, &F.loop, on_msg, NULL), 0);
-  struct http_client_opts o = {.connect_timeout_ms = 1000, .first_byte_timeout_ms = 10000,
+  struct http_client_opts o = {.connect_timeout_ms = 1000, .first_byte_timeout_ms = CLIENT_FIRST_BYTE_MS,
                                .total_timeout_ms = 60000};
   assert_int_equal(http_client_new(&F.http, &F.loop, &o), 0);
   config_defaults(&F.cfg);
@@ -743,6 +781,8 @@ static int teardown(void **state) {
   int rc = uv_loop_close(&F.loop);
   kill(F.node, SIGTERM);
   waitpid(F.node, NULL, 0);
+  kill(F.mcp, SIGTERM);
+  waitpid(F.mcp, NULL, 0);
   unlink(F.tools_path);
   rmdir(F.dir);
   return rc;
@@ -765,6 +805,8 @@ int main(void) {
       cmocka_unit_test(a_webhook_round_trip_is_signed),
       cmocka_unit_test(a_wrong_secret_is_refused_by_the_receiver),
       cmocka_unit_test(failures_are_error_results_sent_once),
+      cmocka_unit_test(error_words_are_kept_clean),
+      cmocka_unit_test(a_slow_answer_within_the_tools_timeout_arrives),
       cmocka_unit_test(an_empty_answer_means_done),
       cmocka_unit_test(an_unreachable_webhook_names_no_url),
       cmocka_unit_test(cancelling_mid_request_closes_it_without_a_callback),
