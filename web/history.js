@@ -62,6 +62,9 @@ const TEXT = {
     conversation: 'Conversation', legend: 'Latency chart legend', noTurns: 'Nothing was said in this call.',
     caller: 'Caller', ai: 'AI', interrupted: 'interrupted', engineError: 'Engine error: {error}',
     turnN: 'Turn {n}',
+    tool: 'Tool', toolFailed: 'failed', toolNoResult: 'no result', toolCut: 'cut to 4 KB in the record',
+    toolsN: '{n} tool calls', tools1: '1 tool call', f_tools: 'Tool calls',
+    toolsMore: '{n} more tool calls were made in this turn but not kept in the record',
     l_v2v: 'Voice to voice', l_endpoint: 'Endpoint', l_asr: 'ASR', l_llm: 'LLM 1st sentence',
     l_tts: 'TTS 1st audio', l_other: 'Other', s_v2v: 'Total', s_llm: 'LLM', s_tts: 'TTS', l_token: 'LLM 1st token', l_barge: 'Barge-in stop',
     otherHint: 'The rest of voice to voice: time the server itself added',
@@ -116,6 +119,9 @@ const TEXT = {
     conversation: '对话', legend: '延迟图例', noTurns: '这通通话里没有人说话。',
     caller: '来电者', ai: 'AI', interrupted: '已打断', engineError: '引擎错误：{error}',
     turnN: '第 {n} 轮',
+    tool: '工具', toolFailed: '失败', toolNoResult: '无结果', toolCut: '记录中截断为 4 KB',
+    toolsN: '{n} 次工具调用', tools1: '1 次工具调用', f_tools: '工具调用',
+    toolsMore: '本轮另有 {n} 次工具调用未保存在记录中',
     l_v2v: '语音到语音', l_endpoint: '断句', l_asr: '语音识别', l_llm: 'LLM 首句',
     l_tts: 'TTS 首音', l_other: '其他', s_v2v: '总计', s_llm: 'LLM', s_tts: 'TTS', l_token: 'LLM 首字', l_barge: '打断停止',
     otherHint: '语音到语音中剩下的部分：服务器自身增加的时间',
@@ -624,6 +630,14 @@ function callRow(c) {
   const preview = el('span', 'c-preview');
   const agent = str(c.agent);
   if (agent && agent !== 'voice') preview.append(el('span', 'tag agent', agentName(agent)));
+  const tools = num(c.tool_calls) ?? 0;
+  if (tools > 0) {
+    const label = tools === 1 ? t('tools1') : t('toolsN', { n: fmtInt(tools) });
+    const tag = el('span', 'tag tools');
+    tag.title = label;
+    tag.append(el('span', 'n', fmtInt(tools)), el('span', 'sr', ` ${label}`));
+    preview.append(tag);
+  }
   const words = str(c.preview);
   preview.append(el('span', words ? 'ptext' : 'ptext none', words || t('noWords')));
 
@@ -761,6 +775,8 @@ function renderFacts(c) {
     f.classList.add('cost');
     rows.push(f);
   }
+  const tools = num(c.tool_calls) ?? 0;
+  if (tools > 0) rows.push(fact(t('f_tools'), fmtInt(tools)));
   const usage = usageChips(c.usage);
   if (usage.length) {
     const f = fact(t('f_usage'), ...usage);
@@ -878,6 +894,10 @@ function renderTurn(turn, i, start, scale) {
 
   const said = typeof turn.transcript === 'string' ? turn.transcript : null;
   if (said !== null && said.trim()) box.append(bubble('user', said));
+  const calls = Array.isArray(turn.tool_calls) ? turn.tool_calls.filter((x) => x && typeof x === 'object') : [];
+  box.append(...calls.map(toolCard));
+  const untold = (num(turn.tool_call_count) ?? 0) - calls.length;
+  if (untold > 0) box.append(el('p', 'tool-more muted', t('toolsMore', { n: fmtInt(untold) })));
   const reply = typeof turn.reply === 'string' ? turn.reply : '';
   if (reply || turn.interrupted === true) {
     const b = bubble('ai', reply);
@@ -914,6 +934,36 @@ function renderTurn(turn, i, start, scale) {
   const chart = alone ? null : waterfall(turn, n, scale);
   if (chart) box.append(chart);
   return box;
+}
+
+// A tool the AI called while answering, as the call page shows it: "⚙ name(arguments)
+// → result · 180 ms", or "failed: …" in amber. Long values are shortened here; the
+// full value (as much as the record kept) is in the title.
+const compact = (v, max = 160) => {
+  const s = typeof v === 'string' ? v : JSON.stringify(v ?? null);
+  return s.length > max ? `${s.slice(0, max - 1)}…` : s;
+};
+
+function toolCard(c) {
+  const card = el('div', 'msg tool');
+  const args = c.arguments ?? {};
+  const call = el('code', 'call', `${str(c.tool) ?? '?'}(${compact(args)})`);
+  call.title = typeof args === 'string' ? args : JSON.stringify(args);
+  if (c.arguments_truncated === true) call.title += ` (${t('toolCut')})`;
+  card.append(el('span', 'sr', `${t('tool')}: `), call);
+  const result = el('span', 'result');
+  const ms = num(c.ms);
+  if (c.is_error !== true && c.is_error !== false) {
+    card.classList.add('none');
+    result.textContent = t('toolNoResult');
+  } else {
+    card.classList.toggle('error', c.is_error === true);
+    const full = typeof c.result === 'string' ? c.result : JSON.stringify(c.result ?? null);
+    result.textContent = `${c.is_error ? `${t('toolFailed')}: ` : '→ '}${compact(c.result)}${ms !== null ? ` · ${msText(ms)}` : ''}`;
+    result.title = c.result_truncated === true ? `${full} (${t('toolCut')})` : full;
+  }
+  card.append(result);
+  return card;
 }
 
 // --- the latency waterfall -------------------------------------------------------

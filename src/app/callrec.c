@@ -29,6 +29,17 @@
  * it was heard): the call's totals count it all the same. The totals and
  * the estimated cost, at the prices configured then, are written when the
  * call ends.
+ *
+ * The tools the model called while producing a reply come as a `tool_call`
+ * and later its `tool_result`, both with the reply's `turn`; they are kept
+ * on that row in the order they were made, each result joined to its call
+ * by tool_call_id. A reply alone's row, and a caller turn's whose
+ * transcript never came, is made after its tools ran, so calls for a turn
+ * with no row yet are held until that row is made (a few turns' worth; a
+ * turn that never gets a row keeps none). A row keeps at most
+ * TOOL_CALLS_KEPT calls and at most TOOL_VALUE_MAX bytes of each argument
+ * and result, so a tool that answers a megabyte cannot make a row the
+ * database refuses; it says what it cut, and counts every call.
  */
 #include "app/callrec.h"
 
@@ -71,6 +82,21 @@ struct callrec_metrics {
   struct prom_histogram stage[NSTAGE], voice_to_voice, barge_in, onset_lag;
 };
 
+/* The tool calls of one row: a JSON array of objects (NULL until the first), and how
+ * many calls were made, which counts the ones past TOOL_CALLS_KEPT too. */
+struct row_tools {
+  json_t *list;
+  int count;
+  size_t bytes; /* of the arguments and results kept */
+};
+
+/* Each tool event stores its row again, so a row's calls are kept small: a turn's few
+ * calls fit whole, and a tool answering megabytes costs the queue no more than this. */
+#define TOOL_CALLS_KEPT 32
+#define TOOL_VALUE_MAX 4096 /* bytes of an argument's or a result's JSON text */
+#define TOOL_ROW_MAX 32768  /* bytes of all of them in one row */
+#define TOOL_NAME_MAX 128   /* bytes of a tool's name or a call's id */
+
 struct row {
   int used;
   int index, turn_no;
@@ -80,6 +106,14 @@ struct row {
   double fig[NFIG];
   int tts_cached; /* 1, 0, -1 unknown */
   struct store_usage usage;
+  struct row_tools tools;
+};
+
+/* Tool calls of a turn whose row is not made yet (turn 0: the next reply alone). */
+#define HELD_TURNS 4
+struct held_tools {
+  int used, turn;
+  struct row_tools tools;
 };
 
 /* What came for a reply alone before its `reply` event made its row. */
@@ -103,6 +137,7 @@ struct callrec {
   int last_turn;                /* the latest caller turn's number, 0 before the first */
   struct row alone;             /* the latest reply alone */
   struct alone_pending next_alone;
+  struct held_tools held[HELD_TURNS];
   char *pending_error;
   int64_t reply_started_ms; /* first sentence of the reply being spoken began */
   struct store_usage total; /* every usage event of the call */
@@ -204,7 +239,13 @@ void callrec_metrics_write(const struct callrec_metrics *m, int active, struct p
 
 /* --- rows --------------------------------------------------------------------------- */
 
+static void tools_clear(struct row_tools *t) {
+  json_decref(t->list);
+  memset(t, 0, sizeof *t);
+}
+
 static void row_clear(struct row *w) {
+  tools_clear(&w->tools);
   free(w->transcript);
   free(w->reply);
   free(w->error);
@@ -261,7 +302,11 @@ static void row_put(struct callrec *r, const struct row *w) {
   for (size_t i = 0; i < NFIG; i++) *figs[i] = w->fig[i];
   t.tts_cached = w->tts_cached;
   t.usage = w->usage;
+  char *tools = w->tools.list ? json_dumps(w->tools.list, JSON_COMPACT) : NULL;
+  t.tool_calls_json = tools; /* out of memory: the row goes without its calls this time */
+  t.tool_call_count = w->tools.count;
   store_turn_put(r->st, &t);
+  free(tools);
 }
 
 /* The row a `turn` number names: a caller turn still open, or the latest reply alone for 0. */
@@ -271,10 +316,27 @@ static struct row *row_for(struct callrec *r, int turn_no) {
   return w->used && w->turn_no == turn_no ? w : NULL;
 }
 
+/* The tool calls held for turn n, or NULL. */
+static struct held_tools *held_for(struct callrec *r, int turn_no) {
+  for (int i = 0; i < HELD_TURNS; i++)
+    if (r->held[i].used && r->held[i].turn == turn_no) return &r->held[i];
+  return NULL;
+}
+
+/* A new row takes the tool calls that came for it before it was made. */
+static void take_held(struct callrec *r, struct row *w, int turn_no) {
+  struct held_tools *h = held_for(r, turn_no);
+  if (!h) return;
+  tools_clear(&w->tools);
+  w->tools = h->tools;
+  memset(h, 0, sizeof *h);
+}
+
 /* A new row for caller turn n (its slot's previous turn is long finished). */
 static struct row *start_turn(struct callrec *r, int turn_no, int64_t at_ms) {
   struct row *w = &r->turns[turn_no % OPEN_TURNS];
   row_start(r, w, turn_no, at_ms);
+  take_held(r, w, turn_no);
   if (turn_no > r->last_turn) r->last_turn = turn_no;
   return w;
 }
@@ -323,6 +385,7 @@ static void on_reply(struct callrec *r, json_t *ev) {
     w = &r->alone;
     row_start(r, w, 0, started);
     take_pending_alone(r, w);
+    take_held(r, w, 0);
   }
   set_text(&w->reply, text);
   w->interrupted = json_is_true(json_object_get(ev, "interrupted"));
@@ -414,6 +477,133 @@ static void on_error(struct callrec *r, json_t *ev) {
   }
 }
 
+/* --- tool calls ----------------------------------------------------------------------- */
+
+/* The longest prefix of UTF-8 `s` that fits `max` bytes, cut between characters. */
+static size_t utf8_cut(const char *s, size_t len, size_t max) {
+  if (len <= max) return len;
+  size_t n = max;
+  while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+  return n;
+}
+
+/* A string field of the event, cut to TOOL_NAME_MAX bytes; "" when it is not a string. */
+static json_t *short_text(json_t *ev, const char *key) {
+  json_t *v = json_object_get(ev, key);
+  const char *s = json_is_string(v) ? json_string_value(v) : "";
+  size_t len = json_is_string(v) ? json_string_length(v) : 0;
+  return json_stringn_nocheck(s, utf8_cut(s, len, TOOL_NAME_MAX));
+}
+
+/*
+ * Sets entry[key] to the event's value as it is when its JSON text fits the room left,
+ * else to the first bytes of that text (of the string itself, for a string) that fit,
+ * with entry[key_truncated] = true. A missing value is null. The room is TOOL_VALUE_MAX,
+ * less when the row's values are near TOOL_ROW_MAX together; what is kept is taken from it.
+ */
+static void put_value(struct row_tools *t, json_t *entry, const char *key, json_t *v) {
+  size_t room = TOOL_ROW_MAX - t->bytes;
+  if (room > TOOL_VALUE_MAX) room = TOOL_VALUE_MAX;
+  char *dumped = v && !json_is_string(v) ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+  const char *text = json_is_string(v) ? json_string_value(v) : dumped;
+  if (!text) { /* missing (or out of memory) */
+    json_object_set_new(entry, key, json_null());
+    return;
+  }
+  size_t len = json_is_string(v) ? json_string_length(v) : strlen(text);
+  size_t keep = utf8_cut(text, len, room);
+  t->bytes += keep;
+  if (keep == len) {
+    json_object_set(entry, key, v);
+  } else {
+    char flag[48];
+    snprintf(flag, sizeof flag, "%s_truncated", key);
+    json_object_set_new(entry, key, json_stringn_nocheck(text, keep));
+    json_object_set_new(entry, flag, json_true());
+  }
+  free(dumped);
+}
+
+/* The calls of turn n: its row's, or those held for it (made when `make`), or NULL. */
+static struct row_tools *tools_of(struct callrec *r, int turn_no, int make, struct row **row) {
+  *row = turn_no > 0 ? row_for(r, turn_no) : NULL;
+  if (*row) return &(*row)->tools;
+  struct held_tools *h = held_for(r, turn_no);
+  if (h || !make) return h ? &h->tools : NULL;
+  for (int i = 0; i < HELD_TURNS; i++) /* a free slot, else the oldest turn's goes */
+    if (!h || !r->held[i].used || (h->used && r->held[i].turn < h->turn)) h = &r->held[i];
+  tools_clear(&h->tools);
+  h->used = 1;
+  h->turn = turn_no;
+  return &h->tools;
+}
+
+/* A new call at the end of `t`; NULL when the row keeps no more (it is counted anyway). */
+static json_t *add_call(struct row_tools *t, json_t *ev) {
+  t->count++;
+  if (!t->list && !(t->list = json_array())) return NULL;
+  if (json_array_size(t->list) >= TOOL_CALLS_KEPT) return NULL;
+  json_t *e = json_object();
+  if (!e || json_array_append_new(t->list, e)) return NULL;
+  json_object_set_new(e, "tool", short_text(ev, "tool"));
+  json_object_set_new(e, "tool_call_id", short_text(ev, "tool_call_id"));
+  put_value(t, e, "arguments", json_object_get(ev, "arguments"));
+  json_object_set_new(e, "result", json_null());
+  json_object_set_new(e, "is_error", json_null());
+  json_object_set_new(e, "ms", json_null());
+  return e;
+}
+
+/* The latest call in `t` with this id that has no result yet. */
+static json_t *find_call(struct row_tools *t, const char *id) {
+  for (size_t i = t && t->list ? json_array_size(t->list) : 0; i-- > 0;) {
+    json_t *e = json_array_get(t->list, i);
+    const char *eid = json_string_value(json_object_get(e, "tool_call_id"));
+    if (eid && strcmp(eid, id) == 0 && json_is_null(json_object_get(e, "is_error"))) return e;
+  }
+  return NULL;
+}
+
+static void on_tool_call(struct callrec *r, json_t *ev) {
+  int n = turn_of(ev);
+  struct row *w;
+  struct row_tools *t = n >= 0 ? tools_of(r, n, 1, &w) : NULL;
+  if (!t) return;
+  add_call(t, ev);
+  if (w) row_put(r, w);
+}
+
+static void on_tool_result(struct callrec *r, json_t *ev) {
+  int n = turn_of(ev);
+  if (n < 0) return;
+  json_t *idv = json_object_get(ev, "tool_call_id");
+  char id[TOOL_NAME_MAX + 1];
+  const char *s = json_is_string(idv) ? json_string_value(idv) : "";
+  size_t len = utf8_cut(s, strlen(s), TOOL_NAME_MAX);
+  memcpy(id, s, len);
+  id[len] = '\0';
+  /* Its call is held, or on the turn's row, or on the reply alone made since (turn 0). */
+  struct row *w = NULL;
+  struct row_tools *held = tools_of(r, n, 0, &w);
+  struct row_tools *t = held;
+  json_t *e = find_call(held, id);
+  if (!e && n == 0 && r->alone.used && (e = find_call(&r->alone.tools, id))) {
+    w = &r->alone;
+    t = &r->alone.tools;
+  }
+  if (!e) { /* a result whose call was not kept: kept alone while there is room */
+    t = tools_of(r, n, 1, &w);
+    if (!t || (t->list && json_array_size(t->list) >= TOOL_CALLS_KEPT)) return;
+    if (!(e = add_call(t, ev))) return;
+  }
+  json_t *ms = json_object_get(ev, "ms");
+  put_value(t, e, "result", json_object_get(ev, "result"));
+  json_object_set_new(e, "is_error", json_boolean(json_is_true(json_object_get(ev, "is_error"))));
+  json_object_set_new(e, "ms", json_is_integer(ms) && json_integer_value(ms) >= 0
+                                   ? json_integer(json_integer_value(ms)) : json_null());
+  if (w) row_put(r, w);
+}
+
 /* The event's type, read from its first field without parsing the whole text. */
 static int type_is(const char *json, const char *type) {
   static const char prefix[] = "{\"type\":\"";
@@ -433,7 +623,8 @@ void callrec_agent_event(struct callrec *r, const char *json) {
     void (*fn)(struct callrec *r, json_t *ev);
   } handlers[] = {{"transcript", on_transcript}, {"reply", on_reply},
                   {"latency", on_latency},       {"error", on_error},
-                  {"usage", on_usage}};
+                  {"usage", on_usage},           {"tool_call", on_tool_call},
+                  {"tool_result", on_tool_result}};
   for (size_t i = 0; i < sizeof handlers / sizeof handlers[0]; i++) {
     if (!type_is(json, handlers[i].type)) continue;
     json_t *ev = json_loads(json, 0, NULL);
@@ -492,6 +683,7 @@ void callrec_end(struct callrec *r, const char *reason, const struct media_call_
   }
   for (int i = 0; i < OPEN_TURNS; i++) row_clear(&r->turns[i]);
   row_clear(&r->alone);
+  for (int i = 0; i < HELD_TURNS; i++) tools_clear(&r->held[i].tools);
   free(r->pending_error);
   free(r);
 }

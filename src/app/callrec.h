@@ -4,9 +4,10 @@
  *
  * Every agent event for the page passes through the control loop as JSON.
  * The few that make the record (final transcripts, replies, latency, usage,
- * engine errors) are read here and become store rows; the same events feed the
- * latency histograms of /metrics. So recording a call adds no work on a
- * media worker, and none on the database here: the store queues it.
+ * engine errors, tool calls and their results) are read here and become
+ * store rows; the same events feed the latency histograms of /metrics. So
+ * recording a call adds no work on a media worker, and none on the
+ * database here: the store queues it.
  */
 #ifndef TS_APP_CALLREC_H
 #define TS_APP_CALLREC_H

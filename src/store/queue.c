@@ -36,6 +36,7 @@ static const size_t turn_strings[] = {
     offsetof(struct store_turn, transcript),
     offsetof(struct store_turn, reply),
     offsetof(struct store_turn, error),
+    offsetof(struct store_turn, tool_calls_json),
 };
 #define COUNT(a) (sizeof a / sizeof *a)
 
@@ -113,6 +114,7 @@ struct store_event *store_event_turn(const struct store_turn *t) {
   for (size_t i = 0; i < COUNT(figures); i++) *figures[i] = figure(*figures[i]);
   clean_usage(&ev->turn.usage);
   if (ev->turn.tts_cached != 0 && ev->turn.tts_cached != 1) ev->turn.tts_cached = -1;
+  if (ev->turn.tool_call_count < 0) ev->turn.tool_call_count = 0;
   copy_strings(&ev->turn, turn_strings, COUNT(turn_strings), (char *)(ev + 1));
   return ev;
 }

@@ -138,7 +138,8 @@ enum {
   C_ID, C_CREATED, C_CONNECTED, C_ENDED, C_REASON, C_REMOTE, C_AGENT, C_LANGUAGE,
   C_RECORDING, C_NODE, C_UA, C_ASR, C_ASR_MODEL, C_LLM, C_LLM_MODEL,
   C_TTS, C_TTS_MODEL, C_TTS_VOICE, C_SETTINGS, C_RX, C_LOST, C_TURNS, C_PREVIEW,
-  C_COST, C_CURRENCY, C_USAGE /* and the six usage columns after it */
+  C_COST, C_CURRENCY, C_USAGE, /* and the six usage columns after it */
+  C_TOOL_CALLS = C_USAGE + 7
 };
 
 /* The usage columns of calls and turns, in the order usage() reads them. */
@@ -155,7 +156,8 @@ enum {
   " (SELECT CASE WHEN t.transcript <> '' THEN t.transcript ELSE t.reply END FROM turns t"  \
   "  WHERE t.call_id = c.id AND (t.transcript <> '' OR t.reply <> '')"                     \
   "  ORDER BY CASE WHEN t.transcript <> '' THEN 0 ELSE 1 END, t.idx LIMIT 1),"            \
-  " c.cost, c.currency, " USAGE_COLUMNS("c.")
+  " c.cost, c.currency, " USAGE_COLUMNS("c.") ","                                        \
+  " (SELECT COALESCE(SUM(t.tool_call_count), 0) FROM turns t WHERE t.call_id = c.id)"
 
 /* Sets o[key] = v; a NULL v (out of memory) marks the object bad. */
 static void put(json_t *o, const char *key, json_t *v, int *bad) {
@@ -253,6 +255,7 @@ static json_t *summary(const struct config *cfg, const struct db_rows *r, int ro
   put(o, "agent", cell_text(r, row, C_AGENT), &bad);
   put(o, "language", cell_text(r, row, C_LANGUAGE), &bad);
   put(o, "turns", cell_int(r, row, C_TURNS), &bad);
+  put(o, "tool_calls", cell_int(r, row, C_TOOL_CALLS), &bad);
   put(o, "preview", preview(r, row), &bad);
   put(o, "recording", json_boolean(recording_size(cfg, r, row) >= 0), &bad);
   put(o, "cost", cost(r, row), &bad);
@@ -336,6 +339,20 @@ static const char *const figures[] = {"endpoint_ms",        "asr_ms",
                                       "onset_lag_ms"};
 #define NFIGURES (int)(sizeof figures / sizeof *figures)
 
+/* The turn's tool calls as written (an array of objects); [] for none, for a turn from
+ * before they were kept, and for a cell that is not such an array (edited by hand). */
+static json_t *tool_calls(const struct db_rows *r, int row, int col) {
+  const char *s = db_cell(r, row, col);
+  json_t *list = s ? json_loads(s, 0, NULL) : NULL;
+  if (!json_is_array(list)) {
+    json_decref(list);
+    return json_array();
+  }
+  for (size_t i = json_array_size(list); i-- > 0;)
+    if (!json_is_object(json_array_get(list, i))) json_array_remove(list, i);
+  return list;
+}
+
 static json_t *turn(const struct db_rows *r, int row) {
   json_t *o = json_object();
   int bad = !o;
@@ -353,6 +370,10 @@ static json_t *turn(const struct db_rows *r, int row) {
   put(o, "tts_cached",
       db_cell_int(r, row, 6 + NFIGURES, &cached) ? json_null() : json_boolean(cached != 0), &bad);
   put(o, "usage", usage(r, row, 7 + NFIGURES), &bad);
+  put(o, "tool_calls", tool_calls(r, row, 14 + NFIGURES), &bad);
+  int64_t made = 0;
+  (void)db_cell_int(r, row, 15 + NFIGURES, &made); /* NULL: none */
+  put(o, "tool_call_count", json_integer(made > 0 ? made : 0), &bad);
   if (bad) json_decref(o);
   return bad ? NULL : o;
 }
@@ -362,7 +383,7 @@ static int read_turns(struct db *db, const char *call_id, json_t **out) {
       "SELECT idx, at_ms, transcript, reply, interrupted, endpoint_ms, asr_ms,"
       " llm_first_token_ms, llm_first_sentence_ms, tts_first_audio_ms, voice_to_voice_ms,"
       " overhead_ms, barge_in_ms, onset_lag_ms, error, tts_cached, " USAGE_COLUMNS("")
-      " FROM turns WHERE call_id = $1 ORDER BY idx";
+      ", tool_calls, tool_call_count FROM turns WHERE call_id = $1 ORDER BY idx";
   struct db_param p[] = {db_text(call_id)};
   struct db_rows rows;
   if (db_exec(db, sql, p, 1, &rows)) return -EIO;

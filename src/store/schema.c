@@ -75,6 +75,17 @@ static const char *const v2[] = {
     "ALTER TABLE turns ADD COLUMN tts_cached INTEGER",
 };
 
+/*
+ * The tools the model called while producing each turn's reply: one JSON array per turn,
+ * written with the turn (a turn's calls are few and always read together, so a table of
+ * their own would only add a join), and their number, which the call list adds up
+ * without parsing any JSON. NULL on the turns written before: none are known.
+ */
+static const char *const v3[] = {
+    "ALTER TABLE turns ADD COLUMN tool_calls TEXT",
+    "ALTER TABLE turns ADD COLUMN tool_call_count INTEGER",
+};
+
 struct migration {
   const char *const *sql;
   size_t n;
@@ -83,6 +94,7 @@ struct migration {
 static const struct migration migrations[SCHEMA_VERSION] = {
     {v1, sizeof v1 / sizeof *v1},
     {v2, sizeof v2 / sizeof *v2},
+    {v3, sizeof v3 / sizeof *v3},
 };
 
 static int64_t now_ms(void) {

@@ -9,7 +9,7 @@
 #include "store/db.h"
 
 /* The newest schema this binary knows. */
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 /*
  * Brings the database to SCHEMA_VERSION in one transaction. 0, or: -ENOTSUP

@@ -480,7 +480,14 @@ int store_open(struct store **out, uv_loop_t *loop, const struct config *cfg, ch
     return -ENOMEM;
   }
   st->cfg = *cfg;
-  if (gethostname(st->node, sizeof st->node - 1)) snprintf(st->node, sizeof st->node, "localhost");
+  /* The node's name in a cluster, whose nodes share this database and may share a host: its
+   * node_id, else (as the cluster names it) the host name and HTTP port. */
+  if (cfg->node_id[0]) snprintf(st->node, sizeof st->node, "%s", cfg->node_id);
+  else if (gethostname(st->node, sizeof st->node - 1)) snprintf(st->node, sizeof st->node, "localhost");
+  const char *port = strrchr(cfg->listen, ':');
+  size_t used = strlen(st->node);
+  if (!cfg->node_id[0] && cfg->cluster_redis_url[0] && port)
+    snprintf(st->node + used, sizeof st->node - used, "%s", port);
   store_queue_init(&st->q, cfg->records_queue > 0 ? (size_t)cfg->records_queue : 1);
   int rc = open_db(st, err, errlen);
   if (!rc && (rc = mailbox_new(&st->mb, loop, ignore_msg, st)))

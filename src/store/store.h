@@ -86,6 +86,11 @@ struct store_turn {
   const char *error;      /* an engine's error during the turn, NULL when none */
   int tts_cached;         /* the reply's first sentence came from the TTS cache: 1, 0, -1 unknown */
   struct store_usage usage; /* what producing the reply used */
+  /* The tools called for the reply, in order: a JSON array's text (docs/api.md has the
+   * shape), NULL when none; stored as given. tool_call_count = how many calls the turn
+   * made, which may exceed the array's length when calls were left out of it. */
+  const char *tool_calls_json;
+  int tool_call_count;
 };
 
 /* Sets every latency figure of `t` to STORE_ABSENT, tts_cached to -1 and everything else

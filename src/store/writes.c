@@ -88,9 +88,9 @@ static int write_turn(struct db *db, const struct store_turn *t) {
       " asr_ms, llm_first_token_ms, llm_first_sentence_ms, tts_first_audio_ms,"
       " voice_to_voice_ms, overhead_ms, barge_in_ms, onset_lag_ms, error, tts_cached,"
       " llm_input_tokens, llm_cached_tokens, llm_cache_write_tokens, llm_output_tokens,"
-      " tts_chars, tts_chars_cached, asr_seconds)"
+      " tts_chars, tts_chars_cached, asr_seconds, tool_calls, tool_call_count)"
       " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
-      " $18, $19, $20, $21, $22, $23, $24)"
+      " $18, $19, $20, $21, $22, $23, $24, $25, $26)"
       " ON CONFLICT (call_id, idx) DO UPDATE SET at_ms = excluded.at_ms,"
       " transcript = excluded.transcript, reply = excluded.reply,"
       " interrupted = excluded.interrupted, endpoint_ms = excluded.endpoint_ms,"
@@ -104,8 +104,9 @@ static int write_turn(struct db *db, const struct store_turn *t) {
       " llm_cached_tokens = excluded.llm_cached_tokens,"
       " llm_cache_write_tokens = excluded.llm_cache_write_tokens,"
       " llm_output_tokens = excluded.llm_output_tokens, tts_chars = excluded.tts_chars,"
-      " tts_chars_cached = excluded.tts_chars_cached, asr_seconds = excluded.asr_seconds";
-  struct db_param p[17 + USAGE_PARAMS] = {
+      " tts_chars_cached = excluded.tts_chars_cached, asr_seconds = excluded.asr_seconds,"
+      " tool_calls = excluded.tool_calls, tool_call_count = excluded.tool_call_count";
+  struct db_param p[17 + USAGE_PARAMS + 2] = {
       db_text(t->call_id),          db_int(t->index),
       db_int(t->at_ms),             db_text(t->transcript),
       db_text(t->reply),            db_int(t->interrupted ? 1 : 0),
@@ -116,6 +117,8 @@ static int write_turn(struct db *db, const struct store_turn *t) {
       figure(t->onset_lag_ms),      db_text(t->error),
       t->tts_cached >= 0 ? db_int(t->tts_cached) : db_null()};
   usage_params(&t->usage, p + 17);
+  p[17 + USAGE_PARAMS] = db_text(t->tool_calls_json);
+  p[18 + USAGE_PARAMS] = t->tool_call_count > 0 ? db_int(t->tool_call_count) : db_null();
   return db_exec(db, sql, p, (int)(sizeof p / sizeof *p), NULL);
 }
 

@@ -1118,10 +1118,9 @@ static const char *const schema_v1[] = {
     " VALUES ('old', 0, 1700000001123, 'hello', 'hi', 700.5)",
 };
 
-static void a_version_1_database_is_upgraded_keeping_its_calls(void **state) {
-  struct fx *f = *state;
+/* A version 1 database with one call, made by hand as an older tingshuo left it. */
+static void make_old_database(struct fx *f) {
   if (!f->b->pg) {
-    /* The SQLite file is made by hand, as an older tingshuo left it. */
     char path[300];
     snprintf(path, sizeof path, "%s/tingshuo.db", f->dir);
     struct db *db = NULL;
@@ -1130,6 +1129,11 @@ static void a_version_1_database_is_upgraded_keeping_its_calls(void **state) {
     db_close(db);
   }
   for (size_t i = 0; i < sizeof schema_v1 / sizeof *schema_v1; i++) direct_exec(f, schema_v1[i]);
+}
+
+static void a_version_1_database_is_upgraded_keeping_its_calls(void **state) {
+  struct fx *f = *state;
+  make_old_database(f);
   open_store(f);
   assert_int_equal(scalar(f, "SELECT MAX(version) FROM schema_version"), SCHEMA_VERSION);
   json_t *call, *top = must_get(f, "old", &call);
@@ -1150,6 +1154,144 @@ static void a_version_1_database_is_upgraded_keeping_its_calls(void **state) {
   wait_written(f);
   top = must_get(f, "new", &call);
   assert_true(num(call, "cost") == 0.5);
+  json_decref(top);
+}
+
+/* ---- tool calls ------------------------------------------------------------------------ */
+
+static void put_tool_turn(struct fx *f, const char *id, int index, const char *json, int count) {
+  struct store_turn t;
+  store_turn_init(&t);
+  t.call_id = id;
+  t.index = index;
+  t.at_ms = T0 + index;
+  t.transcript = "where is my order";
+  t.reply = "It has shipped.";
+  t.tool_calls_json = json;
+  t.tool_call_count = count;
+  store_turn_put(f->st, &t);
+}
+
+static json_t *summary_of(json_t *list, const char *id) {
+  json_t *calls = json_object_get(list, "calls"), *c;
+  size_t i;
+  json_array_foreach(calls, i, c) if (strcmp(str(c, "id"), id) == 0) return c;
+  fail_msg("call %s not listed", id);
+  return NULL;
+}
+
+static void tool_calls_come_back_with_their_turns_and_the_list_counts_them(void **state) {
+  struct fx *f = *state;
+  open_store(f);
+  begin_call(f, "t1", T0, NULL);
+  put_tool_turn(f, "t1", 0, NULL, 0);
+  put_tool_turn(f, "t1", 1, "[{\"tool\":\"get_order_status\",\"tool_call_id\":\"call_1\","
+                "\"arguments\":{\"order_id\":\"42\"},\"result\":{\"status\":\"shipped\"},"
+                "\"is_error\":false,\"ms\":180},{\"tool\":\"lookup\",\"tool_call_id\":\"call_2\","
+                "\"arguments\":\"{not json\",\"result\":{\"error\":\"timeout\"},\"is_error\":true,"
+                "\"ms\":600}]", 2);
+  /* A turn whose calls were more than its array keeps counts them all. */
+  put_tool_turn(f, "t1", 2, "[{\"tool\":\"get_time\",\"tool_call_id\":\"c\",\"arguments\":{},"
+                "\"result\":null,\"is_error\":null,\"ms\":null}]", 40);
+  put_tool_turn(f, "t1", 3, "not json at all", 1); /* a cell edited by hand */
+  begin_call(f, "t2", T0 + 1, NULL);
+  put_tool_turn(f, "t2", 0, NULL, 0);
+  wait_written(f);
+
+  json_t *call, *top = must_get(f, "t1", &call);
+  assert_int_equal(inum(call, "tool_calls"), 43);
+  json_t *turns = json_object_get(call, "turns");
+  json_t *none = json_object_get(json_array_get(turns, 0), "tool_calls");
+  assert_true(json_is_array(none));
+  assert_int_equal(json_array_size(none), 0);
+  json_t *tc = json_object_get(json_array_get(turns, 1), "tool_calls");
+  assert_int_equal(json_array_size(tc), 2);
+  json_t *a = json_array_get(tc, 0), *b = json_array_get(tc, 1);
+  assert_string_equal(str(a, "tool"), "get_order_status");
+  assert_string_equal(str(a, "tool_call_id"), "call_1");
+  assert_string_equal(str(json_object_get(a, "arguments"), "order_id"), "42");
+  assert_string_equal(str(json_object_get(a, "result"), "status"), "shipped");
+  assert_true(json_is_false(json_object_get(a, "is_error")));
+  assert_int_equal(inum(a, "ms"), 180);
+  assert_string_equal(str(b, "arguments"), "{not json");
+  assert_true(json_is_true(json_object_get(b, "is_error")));
+  json_t *pending = json_array_get(json_object_get(json_array_get(turns, 2), "tool_calls"), 0);
+  assert_null_field(pending, "result");
+  assert_null_field(pending, "is_error");
+  assert_int_equal(json_array_size(json_object_get(json_array_get(turns, 3), "tool_calls")), 0);
+  json_decref(top);
+
+  int status;
+  struct store_query q = {0};
+  json_t *list = list_calls(f, &q, &status);
+  assert_int_equal(status, 0);
+  assert_int_equal(inum(summary_of(list, "t1"), "tool_calls"), 43);
+  assert_int_equal(inum(summary_of(list, "t2"), "tool_calls"), 0);
+  json_decref(list);
+
+  /* Stored again, the turn's calls are replaced with the rest of it. */
+  put_tool_turn(f, "t1", 1, NULL, 0);
+  wait_written(f);
+  top = must_get(f, "t1", &call);
+  assert_int_equal(inum(call, "tool_calls"), 41);
+  assert_int_equal(json_array_size(json_object_get(
+                       json_array_get(json_object_get(call, "turns"), 1), "tool_calls")), 0);
+  json_decref(top);
+}
+
+/* What version 2 added to version 1's tables, as an older tingshuo left them. */
+static const char *const schema_v2_after_v1[] = {
+    "ALTER TABLE calls ADD COLUMN llm_input_tokens BIGINT",
+    "ALTER TABLE calls ADD COLUMN llm_cached_tokens BIGINT",
+    "ALTER TABLE calls ADD COLUMN llm_cache_write_tokens BIGINT",
+    "ALTER TABLE calls ADD COLUMN llm_output_tokens BIGINT",
+    "ALTER TABLE calls ADD COLUMN tts_chars BIGINT",
+    "ALTER TABLE calls ADD COLUMN tts_chars_cached BIGINT",
+    "ALTER TABLE calls ADD COLUMN asr_seconds DOUBLE PRECISION",
+    "ALTER TABLE calls ADD COLUMN cost DOUBLE PRECISION",
+    "ALTER TABLE calls ADD COLUMN currency TEXT",
+    "ALTER TABLE turns ADD COLUMN llm_input_tokens BIGINT",
+    "ALTER TABLE turns ADD COLUMN llm_cached_tokens BIGINT",
+    "ALTER TABLE turns ADD COLUMN llm_cache_write_tokens BIGINT",
+    "ALTER TABLE turns ADD COLUMN llm_output_tokens BIGINT",
+    "ALTER TABLE turns ADD COLUMN tts_chars BIGINT",
+    "ALTER TABLE turns ADD COLUMN tts_chars_cached BIGINT",
+    "ALTER TABLE turns ADD COLUMN asr_seconds DOUBLE PRECISION",
+    "ALTER TABLE turns ADD COLUMN tts_cached INTEGER",
+    "INSERT INTO schema_version VALUES (2, 0)",
+    "UPDATE calls SET cost = 0.25, currency = 'USD', llm_input_tokens = 10, llm_cached_tokens = 0,"
+    " llm_cache_write_tokens = 0, llm_output_tokens = 5, tts_chars = 7, tts_chars_cached = 0,"
+    " asr_seconds = 1.5 WHERE id = 'old'",
+    "UPDATE turns SET tts_cached = 1, llm_input_tokens = 10, llm_cached_tokens = 0,"
+    " llm_cache_write_tokens = 0, llm_output_tokens = 5, tts_chars = 7, tts_chars_cached = 0,"
+    " asr_seconds = 1.5 WHERE call_id = 'old'",
+};
+
+static void a_version_2_database_is_upgraded_keeping_its_calls(void **state) {
+  struct fx *f = *state;
+  make_old_database(f);
+  for (size_t i = 0; i < sizeof schema_v2_after_v1 / sizeof *schema_v2_after_v1; i++)
+    direct_exec(f, schema_v2_after_v1[i]);
+  open_store(f);
+  assert_int_equal(scalar(f, "SELECT MAX(version) FROM schema_version"), 3);
+  assert_int_equal(scalar(f, "SELECT COUNT(*) FROM schema_version"), 3);
+  json_t *call, *top = must_get(f, "old", &call);
+  assert_true(num(call, "cost") == 0.25);
+  assert_usage(json_object_get(call, "usage"), 10, 0, 0, 5, 7, 0, 1.5);
+  assert_int_equal(inum(call, "tool_calls"), 0); /* none known */
+  json_t *t0 = json_array_get(json_object_get(call, "turns"), 0);
+  assert_string_equal(str(t0, "reply"), "hi");
+  assert_true(json_is_true(json_object_get(t0, "tts_cached")));
+  assert_int_equal(json_array_size(json_object_get(t0, "tool_calls")), 0);
+  json_decref(top);
+  /* A turn with tool calls goes in beside it. */
+  put_tool_turn(f, "old", 1, "[{\"tool\":\"get_time\",\"tool_call_id\":\"c1\",\"arguments\":{},"
+                "\"result\":{\"now\":\"noon\"},\"is_error\":false,\"ms\":3}]", 1);
+  wait_written(f);
+  top = must_get(f, "old", &call);
+  assert_int_equal(inum(call, "tool_calls"), 1);
+  json_t *t1 = json_array_get(json_object_get(call, "turns"), 1);
+  assert_string_equal(str(json_array_get(json_object_get(t1, "tool_calls"), 0), "tool"), "get_time");
   json_decref(top);
 }
 
@@ -1246,6 +1388,10 @@ static void reads_pending_at_close_are_cancelled(void **state) {
       cmocka_unit_test_setup_teardown(a_crash_leaves_usage_summed_from_the_turns, setup,    \
                                       teardown),                                            \
       cmocka_unit_test_setup_teardown(a_version_1_database_is_upgraded_keeping_its_calls,   \
+                                      setup, teardown),                                     \
+      cmocka_unit_test_setup_teardown(                                                      \
+          tool_calls_come_back_with_their_turns_and_the_list_counts_them, setup, teardown), \
+      cmocka_unit_test_setup_teardown(a_version_2_database_is_upgraded_keeping_its_calls,   \
                                       setup, teardown),                                     \
       cmocka_unit_test_setup_teardown(statements_answer_right_however_many_are_kept, setup,  \
                                       teardown),                                            \
