@@ -24,6 +24,12 @@
 // a function returning one or a promise of one, asked before each call so
 // that each call can get a fresh token), else from ?token= in this page's
 // address. Without either it offers without a token.
+//
+// In a cluster (docs/cluster.md) the server may answer an offer or a resume
+// with `redirect`: the call is (to be) on another node. The page opens a
+// socket to that node and sends the same offer again, marked redirected, or
+// the same resume; the old socket is closed. The node's address is kept for
+// reconnecting during the call, and forgotten when the call ends.
 'use strict';
 
 // --- text in two languages ---------------------------------------------------
@@ -141,7 +147,7 @@ const state = {
   restarting: false, restartTimer: 0, offerWs: null, startedAt: 0, timerId: 0, meterCtx: null,
   pendingSends: [], lang: 'en', status: { key: 'connecting', params: {}, kind: 'connecting' },
   convState: 'idle', partial: null, reply: null, replyBefore: '', tools: new Map(), turns: new Map(),
-  noticeTimer: 0,
+  noticeTimer: 0, wsTarget: null, redirected: false, redirects: 0,
 };
 window.tingshuo = state; // for tests and curious people; functions are added below
 
@@ -154,6 +160,7 @@ function setStatus(key, kind, params = {}) {
 // --- WebSocket -------------------------------------------------------------------
 
 function wsUrl() {
+  if (state.wsTarget) return state.wsTarget;
   return `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`;
 }
 
@@ -200,11 +207,29 @@ function reattach() {
   if (state.callId) {
     send({ type: 'resume', call_id: state.callId, resume_secret: state.resumeSecret });
   } else if (state.pc && state.offerWs && state.pc.signalingState === 'have-local-offer') {
-    send({ type: 'offer', sdp: state.pc.localDescription.sdp, ...withConfig(), ...withToken() });
+    send({ type: 'offer', sdp: state.pc.localDescription.sdp, ...withConfig(), ...withToken(),
+      ...(state.redirected ? { redirected: true } : {}) });
   }
 }
 
+// Moves the call's signaling to the node the server named. A few in a row
+// at most: servers that keep sending the page around have a problem.
+function followRedirect(msg) {
+  if (typeof msg.url !== 'string' || !/^wss?:\/\//.test(msg.url) || state.redirects >= 3) {
+    if (state.inCall) endCall('refused', true, { message: 'bad redirect' });
+    return;
+  }
+  state.redirects++;
+  if (msg.reason === 'placement') state.redirected = true;
+  const old = state.ws;
+  state.wsTarget = msg.url;
+  state.wsReady = false;
+  connect(); // its onopen sends the offer (redirected) or the resume again: reattach()
+  if (old) old.close();
+}
+
 const handlers = {
+  redirect(msg) { if (state.inCall) followRedirect(msg); },
   hello(msg) {
     if (!state.inCall) {
       setStatus('ready', 'ready', { server: msg.server, version: msg.version });
@@ -214,6 +239,7 @@ const handlers = {
   async answer(msg) {
     if (!state.pc) return;
     state.callId = msg.call_id;
+    state.redirects = 0;
     if (msg.resume_secret) state.resumeSecret = msg.resume_secret;
     if (state.pc.signalingState !== 'have-local-offer') return; // a late duplicate
     await state.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
@@ -224,6 +250,7 @@ const handlers = {
   },
   resumed() {
     if (!state.pc) return;
+    state.redirects = 0;
     // An ICE restart whose offer went out on the dropped socket got no answer.
     if (state.restarting && state.offerWs !== state.ws) {
       state.restarting = false;
@@ -398,7 +425,7 @@ function endCall(key, isError, params) {
   state.pendingSends = state.pendingSends.filter((m) => m.type !== 'offer' && m.type !== 'ice-candidate');
   Object.assign(state, { pc: null, stream: null, callId: null, resumeSecret: null, token: '',
     inCall: false, restarting: false,
-    offerWs: null, startedAt: 0, meterCtx: null });
+    offerWs: null, startedAt: 0, meterCtx: null, wsTarget: null, redirected: false, redirects: 0 });
   ui.remote.srcObject = null;
   setMeter(ui.level, 0);
   ui.meter.setAttribute('aria-valuenow', '0');

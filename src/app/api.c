@@ -1,6 +1,6 @@
 /*
  * The server's dynamic HTTP endpoints: the history API, login, /metrics,
- * /healthz and the history page.
+ * /healthz and /livez, POST /api/drain and the history page.
  *
  * Who gets in. Conversations are private, so there are two modes and never
  * a mix of "open" and "remote":
@@ -90,6 +90,8 @@ struct api {
   int pending;                    /* store reads not answered yet */
   int stopping;                   /* the store is closing or closed */
   struct http_server *http;       /* for its figures in /metrics; NULL until set */
+  void (*drain)(void *user);      /* POST /api/drain; NULL until set */
+  void *drain_user;
 };
 
 /* A request waiting for the store. */
@@ -100,7 +102,7 @@ struct pending {
   int recording; /* wants the call's recording, not its JSON */
 };
 
-static const char *const mounts[] = {"/api", "/healthz", "/metrics", "/history",
+static const char *const mounts[] = {"/api", "/healthz", "/livez", "/metrics", "/history",
                                      "/history.html", NULL};
 
 /* ---- answers ---- */
@@ -815,6 +817,21 @@ static int on_tokens(struct api *api, struct http_req *req) {
   return reply_json(req, 200, answer, NULL);
 }
 
+/* ---- draining ---- */
+
+/* POST /api/drain: what SIGTERM does, for an operator or a hook that cannot send signals
+ * (docs/api.md#post-apidrain). Asking again changes nothing; the answer says where the drain is. */
+static int on_drain(struct api *api, struct http_req *req) {
+  if (http_req_method(req) != HTTP_POST) return method_not_allowed(req, "POST");
+  if (api->stopping) return reply_error(req, 503, "the server is shutting down", NULL);
+  if (!api->drain) return reply_error(req, 501, "this server cannot drain", NULL);
+  api->drain(api->drain_user);
+  json_t *j = json_pack("{s:s,s:i,s:i}", "status", "draining", "calls",
+                        calls_count(signaling_calls(api->sig)), "drain_timeout_s",
+                        api->cfg->drain_timeout_s);
+  return reply_json(req, 202, j, NULL);
+}
+
 static int on_api(struct api *api, struct http_req *req) {
   const char *path = http_req_path(req);
   if (strcmp(path, "/api/login") == 0) return on_login(api, req);
@@ -822,6 +839,7 @@ static int on_api(struct api *api, struct http_req *req) {
   enum access a = check_access(api, req);
   if (a != LET_IN) return refuse_json(req, a);
   if (strcmp(path, "/api/tokens") == 0) return on_tokens(api, req);
+  if (strcmp(path, "/api/drain") == 0) return on_drain(api, req);
   int list = strcmp(path, "/api/calls") == 0;
   if (!list && strncmp(path, "/api/calls/", 11) != 0)
     return reply_error(req, 404, "not found", NULL);
@@ -849,11 +867,14 @@ static int on_metrics(struct api *api, struct http_req *req) {
                          text, len);
 }
 
+/* /healthz is readiness (503 while draining); /livez, the same body, is liveness: a draining
+ * server is alive and must not be restarted while its calls finish. */
 static int on_healthz(struct api *api, struct http_req *req) {
   if (!is_get(req)) return method_not_allowed(req, "GET, HEAD");
   char body[512];
-  signaling_healthz(api->sig, body, sizeof body);
-  return http_reply(req, 200, TYPE_JSON, COMMON_HEADERS, body, strlen(body));
+  int status = signaling_healthz(api->sig, body, sizeof body);
+  if (strcmp(http_req_path(req), "/livez") == 0) status = 200;
+  return http_reply(req, status, TYPE_JSON, COMMON_HEADERS, body, strlen(body));
 }
 
 /* ---- routing ---- */
@@ -870,7 +891,7 @@ static int route(struct api *api, struct http_req *req) {
     if (strcmp(path, "/metrics") == 0) return on_metrics(api, req);
     return reply_error(req, 404, "this listener serves only /metrics", NULL);
   }
-  if (strcmp(path, "/healthz") == 0) return on_healthz(api, req);
+  if (strcmp(path, "/healthz") == 0 || strcmp(path, "/livez") == 0) return on_healthz(api, req);
   if (strcmp(path, "/metrics") == 0) {
     enum access a = check_access(api, req);
     return a == LET_IN ? on_metrics(api, req) : refuse_json(req, a);
@@ -929,3 +950,8 @@ void api_free(struct api *api) {
 }
 
 void api_set_http_server(struct api *api, struct http_server *srv) { api->http = srv; }
+
+void api_on_drain(struct api *api, void (*drain)(void *user), void *user) {
+  api->drain = drain;
+  api->drain_user = user;
+}

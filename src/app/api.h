@@ -44,5 +44,8 @@ int api_host_is_loopback(const char *host);
 int api_parse_time(const char *text, long long *ms);
 /* The HTTP server whose connection figures /metrics adds. */
 void api_set_http_server(struct api *api, struct http_server *srv);
+/* What POST /api/drain calls (on the loop, after the access check): it must start the drain
+ * without stopping the HTTP server at once, so that the request's answer can still leave. */
+void api_on_drain(struct api *api, void (*drain)(void *user), void *user);
 
 #endif

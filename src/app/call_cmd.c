@@ -1,6 +1,7 @@
 /*
  * tingshuo call URL --play in.wav [--record out.wav] [--echo GAIN:DELAY_MS]
  *                   [--config JSON|FILE] [--token TOKEN] [--timeout S] [--insecure]
+ *                   [--loss PCT] [--jitter MS] [--gain G] [--offset-ms MS] [--seed N]
  *
  * Places one call the way a browser would, with a WAV file for a
  * microphone: the file is sent in real time as 20 ms Opus frames once media
@@ -35,6 +36,8 @@ struct call_opts {
   const char *url, *play, *record, *config, *token;
   double gain, timeout_s;
   int delay_ms, insecure;
+  /* impairment of what is sent (recognition benches) */
+  double loss_pct, level, offset_ms, jitter_ms, seed;
 };
 
 struct call_run {
@@ -62,13 +65,19 @@ void call_cmd_usage(FILE *out) {
           "  --config JSON|FILE   per-call settings (docs/protocol.md), e.g. '{\"language\":\"en\"}'\n"
           "  --token TOKEN        call token, for a server with call_auth = token (tingshuo token)\n"
           "  --timeout S          give up after S seconds (default 60)\n"
-          "  --insecure           accept any TLS certificate for wss:// (self-signed servers)\n\n"
+          "  --insecure           accept any TLS certificate for wss:// (self-signed servers)\n"
+          "  --loss PCT           lose PCT %% of the RTP packets sent (0-50)\n"
+          "  --jitter MS          hold each sent packet back 0..MS ms at random (0-200)\n"
+          "  --gain G             scale IN.wav by G before sending (0.01-10)\n"
+          "  --offset-ms MS       start IN.wav MS ms later (0-1000; fractions of a frame too)\n"
+          "  --seed N             seed for --loss and --jitter, for a repeatable run\n\n"
           "Exit status: 0 when the call completed, 1 when it failed, 2 on bad usage.\n");
 }
 
 static int parse_opts(int argc, char **argv, struct call_opts *o, char *err, size_t errlen) {
   memset(o, 0, sizeof *o);
   o->timeout_s = 60;
+  o->level = 1;
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     int takes = 1, rc = 0;
@@ -79,6 +88,12 @@ static int parse_opts(int argc, char **argv, struct call_opts *o, char *err, siz
     else if (strcmp(a, "--echo") == 0) rc = args_echo(v, &o->gain, &o->delay_ms, err, errlen);
     else if (strcmp(a, "--timeout") == 0)
       rc = args_number("--timeout", v, 1, 86400, &o->timeout_s, err, errlen);
+    else if (strcmp(a, "--loss") == 0) rc = args_number(a, v, 0, 50, &o->loss_pct, err, errlen);
+    else if (strcmp(a, "--jitter") == 0) rc = args_number(a, v, 0, 200, &o->jitter_ms, err, errlen);
+    else if (strcmp(a, "--gain") == 0) rc = args_number(a, v, 0.01, 10, &o->level, err, errlen);
+    else if (strcmp(a, "--offset-ms") == 0)
+      rc = args_number(a, v, 0, 1000, &o->offset_ms, err, errlen);
+    else if (strcmp(a, "--seed") == 0) rc = args_number(a, v, 0, 4294967295.0, &o->seed, err, errlen);
     else if (strcmp(a, "--insecure") == 0) o->insecure = 1, takes = 0;
     else if (a[0] == '-') return snprintf(err, errlen, "unknown flag %s", a), -EINVAL;
     else if (!o->url) o->url = a, takes = 0;
@@ -197,9 +212,14 @@ static int load_audio(struct call_run *r, char *err, size_t errlen) {
   rc = wav_mono48k(&w, &mono, &n);
   wav_free(&w);
   if (rc) return snprintf(err, errlen, "%s: out of memory", r->o.play), rc;
-  r->frames = (n + OPUSC_FRAME - 1) / OPUSC_FRAME;
+  /* --offset-ms: leading silence, to any sample, so the speech falls anywhere in a frame */
+  size_t lead = (size_t)(r->o.offset_ms * OPUSC_RATE / 1000.0 + 0.5);
+  r->frames = (lead + n + OPUSC_FRAME - 1) / OPUSC_FRAME;
   r->pcm = calloc(r->frames * OPUSC_FRAME + 1, sizeof(int16_t));
-  if (r->pcm) memcpy(r->pcm, mono, n * sizeof(int16_t));
+  for (size_t i = 0; r->pcm && i < n; i++) {
+    double v = mono[i] * r->o.level;
+    r->pcm[lead + i] = (int16_t)(v > 32767 ? 32767 : v < -32768 ? -32768 : v);
+  }
   free(mono);
   return r->pcm ? 0 : -ENOMEM;
 }
@@ -225,7 +245,8 @@ static int start(struct call_run *r, char *err, size_t errlen) {
       .on_message = on_message, .on_connected = on_connected, .on_end = on_end,
       .peer = {.dtls = r->l.dtls, .fingerprint = cloop_fingerprint(&r->l),
                .local_ip = ip[0] ? ip : NULL, .playout = 1, .echo_gain = r->o.gain,
-               .echo_delay_ms = r->o.delay_ms, .user = r, .on_rx = on_rx,
+               .echo_delay_ms = r->o.delay_ms, .loss_pct = r->o.loss_pct,
+               .jitter_ms = (int)r->o.jitter_ms, .seed = (uint32_t)r->o.seed, .user = r, .on_rx = on_rx,
                .on_playout = on_playout}};
   rc = caller_start(&r->caller, &r->l.loop, &cp, err, errlen);
   if (rc) cloop_stop(&r->l);

@@ -25,6 +25,11 @@
  * over with `resume` needs the resume_secret its answer carried, so knowing
  * a call's id (it is in logs and the history) is not enough.
  *
+ * A draining server (calls_drain) refuses new calls and keeps everything
+ * else: the calls in progress, their resume, their limits. It only tells
+ * whoever asked for the drain each time one of them ends, so that the
+ * process can stop once none is left.
+ *
  * Each connection has a small state of its own (struct conn_state, the
  * ws_conn's data): its call, if any, and the token its upgrade carried.
  */
@@ -43,6 +48,7 @@
 #include "app/callrec.h"
 #include "app/calltoken.h"
 #include "app/iplimit.h"
+#include "cluster/cluster.h"
 #include "core/log.h"
 #include "core/mailbox.h"
 #include "core/pool.h"
@@ -62,9 +68,12 @@
 enum refusal { REFUSED_UNAUTHORIZED, REFUSED_BUSY, REFUSED_RATE_LIMITED, REFUSED_COUNT };
 static const char *const refusal_code[REFUSED_COUNT] = {"unauthorized", "busy", "rate_limited"};
 
+struct resume_lookup;
+
 /* A WebSocket connection's data. */
 struct conn_state {
   struct call_entry *call; /* NULL when it has none */
+  struct resume_lookup *lookup; /* a resume asked of the cluster; NULL when none */
   char *query_token;       /* ?token= of the upgrade; NULL when none */
   int query_token_too_long;
 };
@@ -108,6 +117,10 @@ struct calls {
   uint64_t refused[REFUSED_COUNT];
   char candidates[MAX_CANDIDATES][64];
   int ncandidates;
+  int draining;                            /* no new calls: see calls_drain */
+  void (*drain_on_end)(void *user, int left);
+  void *drain_user;
+  struct cluster *cluster;  /* NULL on a single node */
 };
 
 void calls_send(struct ws_conn *conn, json_t *msg) {
@@ -202,6 +215,7 @@ static void unlink_entry(struct calls *calls, struct call_entry *e) {
     }
   }
   if (e->conn) conn_set_call(e->conn, NULL);
+  cluster_call_ended(calls->cluster, e->id);
   release_address(e);
   close_entry(e);
 }
@@ -472,6 +486,7 @@ static void new_call(struct calls *calls, struct ws_conn *conn, struct sdp_sessi
   calls->list = e;
   calls->count++;
   conn_set_call(conn, e);
+  cluster_call_started(calls->cluster, e->id);
   start_record(calls, e, settings);
   if (e->sub[0])
     log_call_info("calls", e->id, "from %s (token sub \"%s\") on worker %d", ws_conn_peer(conn),
@@ -572,9 +587,41 @@ static int check_address(struct calls *calls, struct ws_conn *conn, struct admis
   return -1;
 }
 
+/*
+ * Cluster mode (docs/cluster.md): a new call that another node should take
+ * is answered with a redirect there; 1 when the offer is answered so. An
+ * offer that was redirected already is placed here (no ping-pong). The
+ * token is checked first, so that a stranger is refused where they knock.
+ */
+static int place_elsewhere(struct calls *calls, struct ws_conn *conn, json_t *msg) {
+  if (!calls->cluster || json_is_true(json_object_get(msg, "redirected"))) return 0;
+  struct calltoken tok;
+  if (check_token(calls, conn, msg, &tok)) return 1;
+  calltoken_clear(&tok);
+  char url[1024];
+  enum cluster_placement where = cluster_place(calls->cluster, url, sizeof url);
+  if (where == CLUSTER_HERE) return 0;
+  if (where == CLUSTER_FULL) {
+    calls_refuse(calls, conn, REFUSED_BUSY, "every server of the cluster is at its call limit; "
+                                            "try again later");
+    return 1;
+  }
+  log_debug("calls", "%s redirected to %s", ws_conn_peer(conn), url);
+  cluster_count_redirect(calls->cluster, "placement");
+  calls_send(conn, json_pack("{s:s,s:s,s:s}", "type", "redirect", "url", url, "reason",
+                             "placement"));
+  return 1;
+}
+
 static void offer_new_call(struct calls *calls, struct ws_conn *conn, json_t *msg) {
   if (!ws_conn_data(conn)) { /* calls_open failed: the connection is closing */
     calls_send_error(conn, "internal", "out of memory");
+    return;
+  }
+  if (place_elsewhere(calls, conn, msg)) return;
+  if (calls->draining) { /* a placement elsewhere, in a cluster, goes before this refusal */
+    calls_refuse(calls, conn, REFUSED_BUSY, "this server is draining and takes no new calls; "
+                                            "call again to reach another server");
     return;
   }
   if (calls->count >= calls->cfg->max_calls) {
@@ -641,6 +688,44 @@ void calls_candidate(struct calls *calls, struct ws_conn *conn) {
     calls_send_error(conn, "no_call", "there is no call on this connection for this candidate");
 }
 
+/* A resume asked of the cluster: `conn` is cleared if the connection goes away first. */
+struct resume_lookup {
+  struct ws_conn *conn;
+  struct cluster *cluster;
+};
+
+static void on_resume_located(void *arg, const char *url) {
+  struct resume_lookup *lo = arg;
+  struct conn_state *st = lo->conn ? ws_conn_data(lo->conn) : NULL;
+  if (st) st->lookup = NULL;
+  if (lo->conn && url) {
+    cluster_count_redirect(lo->cluster, "resume");
+    calls_send(lo->conn, json_pack("{s:s,s:s,s:s}", "type", "redirect", "url", url, "reason",
+                                   "resume"));
+  } else if (lo->conn) {
+    calls_send_error(lo->conn, "unknown_call", "no detached call with that id");
+  }
+  free(lo);
+}
+
+/* Cluster mode: a call this node does not hold may run on another; 1 when the answer will
+ * come from the lookup (a redirect to it, or unknown_call). The node that holds the call
+ * checks the resume_secret. */
+static int resume_elsewhere(struct calls *calls, struct ws_conn *conn, const char *id) {
+  struct conn_state *st = ws_conn_data(conn);
+  if (!calls->cluster || !st || st->call || st->lookup || strlen(id) >= sizeof st->call->id)
+    return 0;
+  struct resume_lookup *lo = calloc(1, sizeof *lo);
+  if (!lo) return 0;
+  *lo = (struct resume_lookup){conn, calls->cluster};
+  if (cluster_locate(calls->cluster, id, on_resume_located, lo)) {
+    free(lo);
+    return 0;
+  }
+  st->lookup = lo;
+  return 1;
+}
+
 void calls_resume(struct calls *calls, struct ws_conn *conn, json_t *msg) {
   const char *id = json_string_value(json_object_get(msg, "call_id"));
   json_t *jsecret = json_object_get(msg, "resume_secret");
@@ -651,7 +736,8 @@ void calls_resume(struct calls *calls, struct ws_conn *conn, json_t *msg) {
   }
   struct call_entry *e = find(calls, id);
   if (!e) {
-    calls_send_error(conn, "unknown_call", "no detached call with that id");
+    if (!resume_elsewhere(calls, conn, id))
+      calls_send_error(conn, "unknown_call", "no detached call with that id");
     return;
   }
   size_t want = strlen(e->resume_secret);
@@ -683,6 +769,7 @@ void calls_detach(struct calls *calls, struct ws_conn *conn) {
   struct conn_state *st = ws_conn_data(conn);
   struct call_entry *e = st ? st->call : NULL;
   ws_conn_set_data(conn, NULL);
+  if (st && st->lookup) st->lookup->conn = NULL; /* its answer has no one to go to */
   if (st) {
     free(st->query_token);
     free(st);
@@ -696,6 +783,13 @@ void calls_detach(struct calls *calls, struct ws_conn *conn) {
 }
 
 int calls_count(const struct calls *calls) { return calls->count; }
+int calls_draining(const struct calls *calls) { return calls->draining; }
+
+void calls_drain(struct calls *calls, void (*on_end)(void *user, int left), void *user) {
+  calls->draining = 1;
+  calls->drain_on_end = on_end;
+  calls->drain_user = user;
+}
 struct media_pool *calls_pool(const struct calls *calls) { return calls->pool; }
 struct http_client *calls_http(const struct calls *calls) { return calls->http; }
 struct engines *calls_engines(const struct calls *calls) { return calls->engines; }
@@ -707,6 +801,28 @@ void calls_write_metrics(const struct calls *calls, struct prom_buf *b) {
   for (int i = 0; i < REFUSED_COUNT; i++)
     prom_sample(b, "tingshuo_calls_refused_total", (double)calls->refused[i], "code",
                 refusal_code[i], NULL);
+  prom_family(b, "tingshuo_draining", "gauge",
+              "1 while the server drains: it takes no new calls and exits once those in "
+              "progress have ended or drain_timeout_s has passed.");
+  prom_sample(b, "tingshuo_draining", calls->draining, NULL);
+  if (calls->cluster) cluster_write_metrics(calls->cluster, b);
+}
+
+static int cluster_calls(void *user) { return calls_count(user); }
+static int cluster_draining(void *user) { return calls_draining(user); }
+
+static void cluster_each_call(void *user, struct cluster *cl,
+                              void (*emit)(struct cluster *, const char *)) {
+  struct calls *calls = user;
+  for (struct call_entry *e = calls->list; e; e = e->next)
+    if (!e->ending) emit(cl, e->id);
+}
+
+void calls_set_cluster(struct calls *calls, struct cluster *cluster) {
+  calls->cluster = cluster;
+  struct cluster_local local = {.user = calls, .calls = cluster_calls,
+                                .draining = cluster_draining, .each_call = cluster_each_call};
+  cluster_set_local(cluster, &local);
 }
 
 static void free_msg(struct mailbox_msg *m) { media_event_free((struct media_event *)m); }
@@ -739,6 +855,8 @@ static void on_media_event(struct mailbox *mb, struct mailbox_msg *m, void *user
       callrec_end(e->rec, ev->reason, &ev->summary);
       e->rec = NULL;
       unlink_entry(calls, e);
+      if (calls->draining && calls->drain_on_end)
+        calls->drain_on_end(calls->drain_user, calls->count);
       break;
     case MEDIA_EV_AGENT:
       callrec_agent_event(e->rec, ev->json);

@@ -61,6 +61,21 @@ int calls_mint_token(const struct config *cfg, int64_t now, long ttl_s, const ch
 
 int calls_count(const struct calls *calls);
 
+struct cluster;
+/* Cluster mode (docs/cluster.md): new calls may be redirected to other nodes, and a resume
+ * of a call held elsewhere finds it. `cluster` (NULL: a single node) outlives the calls' use
+ * of it: calls_shutdown before cluster_stop. */
+void calls_set_cluster(struct calls *calls, struct cluster *cluster);
+
+/*
+ * Draining (docs/deploy.md#draining): from now on no new call is taken, an offer is refused
+ * with `busy`, while the calls in progress, and their resume, go on. `on_end` (may be NULL)
+ * is called on the loop each time one of them ends, with how many are left; it must not
+ * shut the calls down from there. There is no way back: a draining server is on its way out.
+ */
+void calls_drain(struct calls *calls, void (*on_end)(void *user, int left), void *user);
+int calls_draining(const struct calls *calls);
+
 /* What the calls run on, for /metrics; NULL where the agent has none (echo: no engines). */
 struct media_pool *calls_pool(const struct calls *calls);
 struct http_client *calls_http(const struct calls *calls);

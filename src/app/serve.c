@@ -2,11 +2,21 @@
  * The server process.
  *
  * One libuv loop, the control loop, owns the HTTP/WebSocket server and the
- * signaling. Shutdown on SIGINT or SIGTERM is cooperative: listeners and
- * connections are closed, the loop runs until every handle is closed, and
- * every allocation is freed, so that LeakSanitizer can hold the server to
- * zero leaked bytes. A timer bounds that to one second; a second signal
- * exits at once.
+ * signaling. Shutdown is cooperative: listeners and connections are closed,
+ * the loop runs until every handle is closed, and every allocation is
+ * freed, so that LeakSanitizer can hold the server to zero leaked bytes. A
+ * timer bounds that to one second; a signal during it exits at once.
+ *
+ * SIGTERM is how a service manager or an orchestrator stops a node, and
+ * stopping a node must not drop the calls it carries: it drains first (as
+ * does POST /api/drain). A draining server takes no new calls and answers
+ * 503 on /healthz, while the calls in progress go on; once the last has
+ * ended, or drain_timeout_s has passed, the shutdown above runs and ends
+ * what is left with "server shutting down". SIGINT is a person at a
+ * terminal pressing Ctrl-C, who wants the server to stop now: it shuts down
+ * at once, as does a second SIGTERM during a drain, or SIGTERM with
+ * drain_timeout_s = 0. A SIGTERM after a drain asked over HTTP is the
+ * service manager's stop following the request: it only joins the drain.
  */
 #include "app/serve.h"
 
@@ -18,7 +28,9 @@
 #include <sys/stat.h>
 
 #include "app/api.h"
+#include "app/calls.h"
 #include "app/signaling.h"
+#include "cluster/cluster.h"
 #include "core/log.h"
 #include "net/http_server.h"
 #include "store/store.h"
@@ -29,6 +41,12 @@
 #define SHUTDOWN_DRAIN_MS 100
 /* Of the grace period, what the store may spend writing the last records. */
 #define STORE_FLUSH_MS 300
+/* Once a drain has no call left to wait for: how long before the shutdown, so that the last
+ * answers (the last call's `end`, the drain request's reply) leave before the listeners close. */
+#define DRAIN_SETTLE_MS 50
+
+/* Who started the drain: a SIGTERM during a SIGTERM's drain stops at once. */
+enum drain_cause { DRAIN_NONE, DRAIN_SIGNAL, DRAIN_API };
 
 struct serve {
   uv_loop_t loop;
@@ -40,7 +58,11 @@ struct serve {
   struct signaling *sig;
   struct store *store; /* NULL when records are off */
   struct api *api;
+  struct cluster *cluster; /* NULL unless cluster_redis_url is set */
   int stopping;
+  const struct config *cfg;
+  uv_timer_t drain_end; /* a drain's end: drain_timeout_s, or DRAIN_SETTLE_MS once idle */
+  enum drain_cause draining;
 };
 
 static void close_handle(uv_handle_t *h) {
@@ -67,6 +89,7 @@ static void begin_shutdown(struct serve *s) {
   s->stopping = 1;
   log_info("serve", "shutting down");
   if (s->sig) signaling_shutdown(s->sig); /* the calls' last records are queued now */
+  cluster_stop(s->cluster);
   api_stop(s->api);
   store_close(s->store, STORE_FLUSH_MS);
   s->store = NULL;
@@ -79,6 +102,56 @@ static void begin_shutdown(struct serve *s) {
   uv_unref((uv_handle_t *)&s->grace);
 }
 
+static void stop_now(struct serve *s) {
+  uv_timer_stop(&s->drain_end);
+  /* Stop watching signals so the loop can end once lws has closed. */
+  uv_unref((uv_handle_t *)&s->sigint);
+  uv_unref((uv_handle_t *)&s->sigterm);
+  begin_shutdown(s);
+}
+
+static void on_drain_end(uv_timer_t *t) {
+  struct serve *s = t->data;
+  int left = calls_count(signaling_calls(s->sig));
+  if (left > 0)
+    log_warn("serve", "draining: drain_timeout_s (%d s) reached with %d call%s in progress",
+             s->cfg->drain_timeout_s, left, left == 1 ? "" : "s");
+  else
+    log_info("serve", "drained: no call in progress");
+  stop_now(s);
+}
+
+static void on_drained_call(void *user, int left) {
+  struct serve *s = user;
+  log_info("serve", "draining: a call ended, %d in progress", left);
+  if (left == 0) uv_timer_start(&s->drain_end, on_drain_end, DRAIN_SETTLE_MS, 0);
+}
+
+/* SIGTERM or POST /api/drain: no new calls; the shutdown comes when the calls have ended. */
+static void start_drain(struct serve *s, enum drain_cause cause) {
+  if (s->stopping || s->draining) return;
+  struct calls *calls = signaling_calls(s->sig);
+  int n = calls_count(calls), timeout_s = s->cfg->drain_timeout_s;
+  if (cause == DRAIN_SIGNAL && (n == 0 || timeout_s == 0)) {
+    stop_now(s); /* nothing to wait for, or waiting is turned off */
+    return;
+  }
+  s->draining = cause;
+  calls_drain(calls, on_drained_call, s);
+  log_info("serve", "draining: %d call%s in progress, at most %d s", n, n == 1 ? "" : "s",
+           timeout_s);
+  if (n > 0 && timeout_s > 0)
+    uv_timer_start(&s->drain_end, on_drain_end, (uint64_t)timeout_s * 1000, 0);
+  else /* a request's answer is still to be written: shut down just after */
+    uv_timer_start(&s->drain_end, on_drain_end, DRAIN_SETTLE_MS, 0);
+}
+
+static void on_drain_request(void *user) {
+  struct serve *s = user;
+  if (!s->draining) log_info("serve", "drain asked over HTTP");
+  start_drain(s, DRAIN_API);
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
   struct serve *s = h->data;
   if (s->stopping) {
@@ -86,10 +159,14 @@ static void on_signal(uv_signal_t *h, int signum) {
     exit(1);
   }
   log_info("serve", "received %s", strsignal(signum));
-  /* Stop watching signals so the loop can end once lws has closed. */
-  uv_unref((uv_handle_t *)&s->sigint);
-  uv_unref((uv_handle_t *)&s->sigterm);
-  begin_shutdown(s);
+  if (signum == SIGTERM && s->draining == DRAIN_API) {
+    log_info("serve", "already draining; another SIGTERM, or SIGINT, stops at once");
+    s->draining = DRAIN_SIGNAL;
+  } else if (signum == SIGTERM && !s->draining && s->sig) {
+    start_drain(s, DRAIN_SIGNAL);
+  } else {
+    stop_now(s);
+  }
 }
 
 static int ensure_dir(const char *dir) {
@@ -120,11 +197,20 @@ static int start(struct serve *s, const struct config *cfg) {
   if (rc == 0 && (rc = api_new(&s->api, cfg, s->sig, s->store, err, sizeof err)))
     log_error("serve", "%s", err);
   if (rc) return rc;
+  api_on_drain(s->api, on_drain_request, s);
   struct http_handlers h = signaling_handlers(s->sig);
   api_http_handlers(s->api, &h);
   rc = http_server_start(&s->http, &s->loop, cfg, &h, err, sizeof err);
   if (rc) log_error("serve", "%s", err);
   else api_set_http_server(s->api, s->http);
+  /* Joins the cluster last: other nodes may send callers here from the first tick. */
+  if (rc == 0 && (rc = cluster_new(&s->cluster, &s->loop, cfg, http_server_url(s->http),
+                                   http_server_https_url(s->http), err, sizeof err)))
+    log_error("serve", "%s", err);
+  if (rc == 0 && s->cluster) {
+    calls_set_cluster(signaling_calls(s->sig), s->cluster);
+    rc = cluster_start(s->cluster);
+  }
   return rc;
 }
 
@@ -133,9 +219,11 @@ static void finish(struct serve *s) {
   uv_close((uv_handle_t *)&s->sigterm, NULL);
   close_handle((uv_handle_t *)&s->grace);
   close_handle((uv_handle_t *)&s->drain);
+  close_handle((uv_handle_t *)&s->drain_end);
   uv_run(&s->loop, UV_RUN_DEFAULT);
   http_server_free(s->http);
   signaling_free(s->sig);
+  cluster_free(s->cluster);
   if (uv_loop_close(&s->loop)) {
     uv_walk(&s->loop, close_walk, NULL);
     uv_run(&s->loop, UV_RUN_DEFAULT);
@@ -152,7 +240,9 @@ int serve_run(const struct config *cfg) {
   uv_signal_init(&s.loop, &s.sigterm);
   uv_timer_init(&s.loop, &s.grace);
   uv_timer_init(&s.loop, &s.drain);
-  s.drain.data = &s;
+  uv_timer_init(&s.loop, &s.drain_end);
+  s.drain.data = s.drain_end.data = &s;
+  s.cfg = cfg;
   s.sigint.data = s.sigterm.data = &s;
   uv_signal_start(&s.sigint, on_signal, SIGINT);
   uv_signal_start(&s.sigterm, on_signal, SIGTERM);
@@ -162,6 +252,7 @@ int serve_run(const struct config *cfg) {
     uv_run(&s.loop, UV_RUN_DEFAULT);
   } else {
     if (s.sig) signaling_shutdown(s.sig);
+    cluster_stop(s.cluster);
     api_stop(s.api);
     store_close(s.store, STORE_FLUSH_MS);
     s.store = NULL;

@@ -118,7 +118,7 @@ static void ws_close(void *user, struct ws_conn *conn) {
   log_debug("ws", "%s disconnected", ws_conn_peer(conn));
 }
 
-void signaling_healthz(struct signaling *sig, char *body, size_t cap) {
+int signaling_healthz(struct signaling *sig, char *body, size_t cap) {
   /* CPU time and resident memory let a load test read the server's cost from outside. */
   uv_rusage_t ru = {0};
   size_t rss = 0;
@@ -126,11 +126,16 @@ void signaling_healthz(struct signaling *sig, char *body, size_t cap) {
   uv_resident_set_memory(&rss);
   double cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
                  (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+  /* Draining is "not ready": a load balancer or a readiness probe sends no new callers here,
+   * while the calls in progress go on (docs/deploy.md#draining). */
+  int draining = calls_draining(sig->calls);
   snprintf(body, cap,
-           "{\"status\":\"ok\",\"version\":\"%s\",\"uptime_s\":%llu,\"connections\":%u,"
+           "{\"status\":\"%s\",\"version\":\"%s\",\"uptime_s\":%llu,\"connections\":%u,"
            "\"calls\":%d,\"cpu_s\":%.3f,\"rss_bytes\":%zu}",
-           TINGSHUO_VERSION, (unsigned long long)((uv_now(sig->loop) - sig->started_ms) / 1000),
-           sig->connections, calls_count(sig->calls), cpu_s, rss);
+           draining ? "draining" : "ok", TINGSHUO_VERSION,
+           (unsigned long long)((uv_now(sig->loop) - sig->started_ms) / 1000), sig->connections,
+           calls_count(sig->calls), cpu_s, rss);
+  return draining ? 503 : 200;
 }
 
 struct calls *signaling_calls(struct signaling *sig) { return sig->calls; }

@@ -29,8 +29,9 @@ void signaling_free(struct signaling *sig);
 /* The WebSocket side of the http_handlers: connects /ws to this module. */
 struct http_handlers signaling_handlers(struct signaling *sig);
 
-/* The /healthz JSON: version, uptime, connections, calls, CPU time, resident memory. */
-void signaling_healthz(struct signaling *sig, char *body, size_t cap);
+/* The /healthz JSON: status, version, uptime, connections, calls, CPU time, resident memory;
+ * returns its HTTP status: 200, or 503 while the server drains (not ready for new calls). */
+int signaling_healthz(struct signaling *sig, char *body, size_t cap);
 /* The call registry, for /metrics. */
 struct calls *signaling_calls(struct signaling *sig);
 

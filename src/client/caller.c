@@ -11,6 +11,13 @@
  * in time. A failure is kept as a message for the owner; the socket is
  * closed; on_end is called once the socket is gone, so the owner never
  * frees a caller that lws still points to.
+ *
+ * A node of a cluster may answer the offer with `redirect` (docs/cluster.md):
+ * the caller connects to the node it names and sends the same offer there,
+ * marked redirected, and closes the first socket. Each socket has a small
+ * link of its own as the lws user, so that the old one's close, which comes
+ * later, is told apart from the current one's; a link left open when the
+ * caller is freed is orphaned and frees itself when it closes.
  */
 #include "client/caller.h"
 
@@ -22,11 +29,22 @@
 #include <string.h>
 #include <unistd.h>
 
+#define MAX_REDIRECTS 3
+
+/* One signaling socket; c = NULL once its caller is gone. */
+struct link {
+  struct caller *c;
+  struct wsc *ws;
+};
+
 struct caller {
   uv_loop_t *loop;
   struct caller_params prm;
   struct ws_url url;
-  struct wsc *ws;
+  struct wsc *ws;             /* the current socket, link->ws; NULL once it closed */
+  struct link *link;          /* the current socket's link */
+  struct link *old[MAX_REDIRECTS]; /* sockets left for a redirect, until they close */
+  int redirects;
   struct peer *peer;
   json_t *config;
   char *token;
@@ -54,7 +72,9 @@ static void send_json(struct caller *c, json_t *msg) {
 }
 
 static void ws_open(void *user) {
-  struct caller *c = user;
+  struct link *l = user;
+  struct caller *c = l->c;
+  if (!c || l != c->link) return;
   c->opened = 1;
   char *sdp = NULL;
   if (peer_offer(c->peer, &sdp)) {
@@ -64,6 +84,7 @@ static void ws_open(void *user) {
   json_t *offer = json_pack("{s:s,s:s}", "type", "offer", "sdp", sdp);
   if (c->config) json_object_set(offer, "config", c->config);
   if (c->token) json_object_set_new(offer, "token", json_string(c->token));
+  if (c->redirects) json_object_set_new(offer, "redirected", json_true());
   send_json(c, offer);
   free(sdp);
 }
@@ -103,13 +124,55 @@ static void on_end_msg(struct caller *c, json_t *msg) {
   end_with(c, !normal, normal ? "the call ended: %s" : "the server ended the call: %s", reason);
 }
 
+static const struct wsc_handlers handlers;
+
+/* Moves the signaling to the node the server named; the offer goes again once it opens. */
+static void follow_redirect(struct caller *c, json_t *msg) {
+  const char *url = json_string_value(json_object_get(msg, "url"));
+  struct ws_url to;
+  char err[300];
+  if (c->redirects >= MAX_REDIRECTS) {
+    end_with(c, 1, "%s", "too many redirects");
+    return;
+  }
+  if (!url || ws_url_parse(url, &to, err, sizeof err)) {
+    end_with(c, 1, "the server redirected to a bad URL: %s", url ? err : "(none)");
+    return;
+  }
+  struct link *l = calloc(1, sizeof *l);
+  if (!l) {
+    end_with(c, 1, "%s", "out of memory");
+    return;
+  }
+  l->c = c;
+  if (wsc_connect(c->prm.ws, &to, &handlers, l, &l->ws)) {
+    free(l);
+    end_with(c, 1, "cannot connect to the node the server redirected to: %s", url);
+    return;
+  }
+  struct link *was = c->link;
+  c->old[c->redirects++] = was;
+  c->link = l;
+  c->ws = l->ws;
+  c->url = to;
+  c->opened = 0;
+  wsc_close(was->ws);
+}
+
 static void ws_message(void *user, const char *text, size_t len) {
-  struct caller *c = user;
+  struct link *l = user;
+  struct caller *c = l->c;
+  if (!c || l != c->link) return; /* a socket we left */
   json_t *msg = json_loadb(text, len, 0, NULL);
   const char *type = json_string_value(json_object_get(msg, "type"));
   if (!json_is_object(msg) || !type) {
     json_decref(msg);
     return; /* not ours to judge: skip what we cannot read */
+  }
+  if (strcmp(type, "redirect") == 0 && !c->answered && !c->ending) {
+    follow_redirect(c, msg);
+    json_decref(msg);
+    return; /* the owner sees the call, not where it went */
   }
   if (strcmp(type, "answer") == 0 && !c->answered) on_answer(c, msg);
   else if (strcmp(type, "error") == 0) on_error(c, msg);
@@ -119,7 +182,14 @@ static void ws_message(void *user, const char *text, size_t len) {
 }
 
 static void ws_close(void *user, const char *why) {
-  struct caller *c = user;
+  struct link *l = user;
+  struct caller *c = l->c;
+  int current = c && l == c->link;
+  for (int i = 0; c && !current && i < c->redirects; i++) /* one left for a redirect */
+    if (c->old[i] == l) c->old[i] = NULL;
+  free(l);
+  if (!current) return;
+  c->link = NULL;
   c->ws = NULL;
   if (!c->ending) {
     c->ending = 1;
@@ -151,13 +221,16 @@ int caller_start(struct caller **out, uv_loop_t *loop, const struct caller_param
   int rc = 0;
   if (p->token && !(c->token = strdup(p->token))) rc = -ENOMEM;
   if (rc == 0) rc = peer_new(&c->peer, loop, &p->peer, err, errlen);
+  if (rc == 0 && !(c->link = calloc(1, sizeof *c->link))) rc = -ENOMEM;
   if (rc == 0) {
-    static const struct wsc_handlers h = {ws_open, ws_message, ws_close};
-    rc = wsc_connect(p->ws, &c->url, &h, c, &c->ws);
+    c->link->c = c;
+    rc = wsc_connect(p->ws, &c->url, &handlers, c->link, &c->link->ws);
+    c->ws = c->link->ws;
     if (rc) snprintf(err, errlen, "cannot connect to %s://%s:%d%s", p->url->tls ? "wss" : "ws",
                      p->url->host, p->url->port, p->url->path);
   }
   if (rc) {
+    free(c->link);
     peer_close(c->peer);
     json_decref(c->config);
     free(c->token);
@@ -195,11 +268,16 @@ void caller_hangup(struct caller *c) {
 
 void caller_free(struct caller *c) {
   if (!c) return;
+  for (int i = 0; i < c->redirects; i++)
+    if (c->old[i]) c->old[i]->c = NULL;
+  if (c->link) c->link->c = NULL;
   peer_close(c->peer);
   json_decref(c->config);
   free(c->token);
   free(c);
 }
+
+static const struct wsc_handlers handlers = {ws_open, ws_message, ws_close};
 
 int caller_connected(const struct caller *c) { return c->connected; }
 const char *caller_call_id(const struct caller *c) { return c->call_id; }

@@ -83,6 +83,18 @@ struct peer {
   size_t ring_len, ring_w, echo_delay;
   uint64_t echo_frames; /* microphone frames sent with the echo mixed in */
   uint8_t pkt[PKT_MAX];
+  /* send-side impairment (peer_params.loss_pct, jitter_ms) */
+  uint64_t rng, now_ms;
+  struct held_pkt *held;
+  int nheld;
+};
+
+#define HELD_MAX 16 /* packets held back for jitter; more are sent at once */
+
+struct held_pkt {
+  uint64_t due_ms;
+  size_t len;
+  uint8_t data[PKT_MAX];
 };
 
 static int fail(struct peer *p, const char *fmt, const char *arg) {
@@ -148,6 +160,8 @@ static int make_parts(struct peer *p) {
     p->echo_ring = calloc(p->ring_len, sizeof(int16_t));
     if (!p->echo_ring) return -ENOMEM;
   }
+  if (p->prm.jitter_ms > 0 && !(p->held = calloc(HELD_MAX, sizeof *p->held))) return -ENOMEM;
+  p->rng = p->prm.seed ? p->prm.seed : 0x5eed;
   return 0;
 }
 
@@ -159,6 +173,7 @@ static void free_parts(struct peer *p) {
   opusc_dec_free(p->dec);
   jitter_free(p->jb);
   free(p->echo_ring);
+  free(p->held);
   if (p->fd >= 0) close(p->fd);
   free(p);
 }
@@ -452,6 +467,36 @@ static void on_readable(uv_poll_t *h, int status, int events) {
 
 /* --- the tick --------------------------------------------------------------------------- */
 
+/* xorshift64*: a repeatable uniform number in [0, 1) for the impairment. */
+static double impair_rand(struct peer *p) {
+  p->rng ^= p->rng >> 12;
+  p->rng ^= p->rng << 25;
+  p->rng ^= p->rng >> 27;
+  return (double)((p->rng * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0;
+}
+
+/* Whether the impairment took the packet: lost, or held back for later. */
+static int impaired_send(struct peer *p, const uint8_t *pkt, size_t len) {
+  if (p->prm.loss_pct > 0 && impair_rand(p) * 100 < p->prm.loss_pct) return 1;
+  if (!p->held || p->nheld == HELD_MAX) return 0;
+  struct held_pkt *h = &p->held[p->nheld++];
+  h->due_ms = p->now_ms + (uint64_t)(impair_rand(p) * (p->prm.jitter_ms + 1));
+  h->len = len;
+  memcpy(h->data, pkt, len);
+  return 1;
+}
+
+static void send_held(struct peer *p) {
+  for (int i = 0; i < p->nheld;) {
+    if (p->held[i].due_ms > p->now_ms) {
+      i++;
+      continue;
+    }
+    send_to(p, p->held[i].data, p->held[i].len, icectl_selected(p->ice));
+    p->held[i] = p->held[--p->nheld];
+  }
+}
+
 static void send_rtp(struct peer *p, const uint8_t *payload, size_t len) {
   uint8_t buf[PKT_MAX];
   size_t hdr = rtp_write_header(buf, 0, p->opus_pt, p->seq++, p->ts, p->ssrc);
@@ -463,6 +508,7 @@ static void send_rtp(struct peer *p, const uint8_t *payload, size_t len) {
   p->packets++;
   p->octets += (uint32_t)len;
   p->n.sent++;
+  if (impaired_send(p, buf, total)) return;
   send_to(p, buf, total, icectl_selected(p->ice));
 }
 
@@ -563,7 +609,9 @@ void peer_tick(struct peer *p, uint64_t now_ms, const int16_t *pcm, const uint8_
     return;
   }
   play_out(p);
+  p->now_ms = now_ms;
   send_audio(p, pcm, opus, opus_len);
+  send_held(p);
   if (now_ms >= p->next_rtcp_ms) {
     send_rtcp(p, now_ms);
     p->next_rtcp_ms = now_ms + RTCP_INTERVAL_MS;

@@ -46,6 +46,13 @@ struct peer_params {
   double echo_gain_later;
   int echo_change_ms;
   int connect_timeout_ms;      /* ICE + DTLS; 0 = 10 s */
+  /* Send-side impairment, for recognition benches: each RTP packet is lost
+   * with probability loss_pct / 100, or held back 0..jitter_ms (sent at the
+   * first tick after that, so it may overtake or be overtaken); `seed`
+   * makes a run repeatable (0: a fixed default). */
+  double loss_pct;
+  int jitter_ms;
+  uint32_t seed;
   struct stats_hist *jitter_hist; /* optional: |inter-arrival - 20 ms| of every packet */
   void *user;
   void (*on_rx)(void *user, const struct peer_rx *rx);

@@ -10,7 +10,7 @@
 //     end means no leak);
 //   - the caller vanishing mid-reply: the call ends after resume_timeout_ms,
 //     its record is closed and its service requests are given up.
-// SIGTERM during calls and connection churn are in test_faults_server.mjs.
+// SIGINT during calls and connection churn are in test_faults_server.mjs; SIGTERM's drain in test_drain.mjs.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';

@@ -120,12 +120,14 @@ test('https with a self-signed certificate generated on first start', async () =
   }
 });
 
-test('shutdown on SIGTERM is clean and within one second', async () => {
-  const srv = await startServer();
-  const c = await wsConnect(srv.wsUrl());
-  await c.next();
-  const { ms } = await srv.stop();
-  assert.ok(ms < 1000, `shutdown took ${ms} ms`);
+test('shutdown on SIGTERM (no call to drain) and on SIGINT is clean and within one second', async () => {
+  for (const signal of ['SIGTERM', 'SIGINT']) {
+    const srv = await startServer();
+    const c = await wsConnect(srv.wsUrl());
+    await c.next();
+    const { ms } = await srv.stop({ signal });
+    assert.ok(ms < 1000, `${signal}: shutdown took ${ms} ms`);
+  }
 });
 
 test('configuration errors name the key, the value and where they came from', async () => {

@@ -74,10 +74,11 @@ export async function startServer({ args = [], env = {}, startTimeoutMs = 15000,
     child,
     get stderr() { return stderr; },
     wsUrl(path = '/ws') { return url.http.replace(/^http/, 'ws').replace(/\/$/, '') + path; },
-    // Stops with SIGTERM; asserts a clean, leak-free exit; returns how long it took.
-    async stop({ expectClean = true } = {}) {
+    // Stops with SIGINT, the immediate shutdown (SIGTERM would drain: wait for the calls in
+    // progress to end); asserts a clean, leak-free exit; returns how long it took.
+    async stop({ expectClean = true, signal: how = 'SIGINT' } = {}) {
       const t0 = Date.now();
-      child.kill('SIGTERM');
+      child.kill(how);
       const kill = setTimeout(() => child.kill('SIGKILL'), 10000);
       const { code, signal } = await exited;
       clearTimeout(kill);
