@@ -25,6 +25,7 @@ extern char **environ;
 /* Spawns `node TS_FIXTURES/<script> <port> [extra]` (port 0 = any); *port_out is the port it
  * listens on. Returns the pid, or -1. */
 static pid_t node_fixture_spawn(const char *script, int port, const char *extra, int *port_out) {
+  *port_out = 0;
   int fds[2];
   if (pipe(fds) != 0) return -1;
   posix_spawn_file_actions_t fa;

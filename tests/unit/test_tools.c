@@ -26,9 +26,9 @@
 
 #include "core/prom.h"
 #include "net/http_client.h"
+#include "node_fixture.h"
 #include "tools/tools.h"
 
-extern char **environ;
 
 #define SECRET "fixture-secret"
 #define SHOP_KEY "shop-key-1234"
@@ -53,63 +53,19 @@ static struct fx F;
 
 /* Starts a node script that prints its port; base becomes http://127.0.0.1:<port>. */
 static int spawn_node(const char *name, const char *arg, pid_t *pid, char *base, size_t cap) {
-  int fds[2];
-  if (pipe(fds) != 0) return -1;
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-  posix_spawn_file_actions_addclose(&fa, fds[0]);
-  char script[1024];
-  snprintf(script, sizeof script, "%s/tools/%s", TS_FIXTURES, name);
-  char *argv[] = {"node", script, "0", (char *)arg, NULL};
-  int rc = posix_spawnp(pid, "node", &fa, NULL, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  close(fds[1]);
-  if (rc != 0) {
-    close(fds[0]);
-    return -1;
-  }
-  char line[32] = {0};
-  size_t n = 0;
-  while (n < sizeof line - 1 && read(fds[0], line + n, 1) == 1 && line[n] != '\n') n++;
-  close(fds[0]);
-  long port = strtol(line, NULL, 10);
-  snprintf(base, cap, "http://127.0.0.1:%ld", port);
-  return port > 0 ? 0 : -1;
+  char script[256];
+  snprintf(script, sizeof script, "tools/%s", name);
+  int port = 0;
+  *pid = node_fixture_spawn(script, 0, arg, &port);
+  snprintf(base, cap, "http://127.0.0.1:%d", port);
+  return *pid > 0 ? 0 : -1;
 }
 
 static int spawn_fixture(void) { return spawn_node("webhook.mjs", SECRET, &F.node, F.base, sizeof F.base); }
 
-struct membuf {
-  char *p;
-  size_t n;
-};
-
-static size_t collect(char *d, size_t s, size_t n, void *u) {
-  struct membuf *b = u;
-  char *p = realloc(b->p, b->n + s * n + 1);
-  if (!p) return 0;
-  memcpy(p + b->n, d, s * n);
-  b->p = p;
-  b->n += s * n;
-  p[b->n] = '\0';
-  return s * n;
-}
-
 /* A blocking request to the fixture's own endpoints (not through the client under test). */
 static json_t *fixture(const char *path, int post) {
-  char url[256];
-  snprintf(url, sizeof url, "%s%s", F.base, path);
-  CURL *e = curl_easy_init();
-  struct membuf b = {0};
-  curl_easy_setopt(e, CURLOPT_URL, url);
-  if (post) curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
-  assert_int_equal(curl_easy_perform(e), CURLE_OK);
-  curl_easy_cleanup(e);
-  json_t *j = json_loads(b.p ? b.p : "null", JSON_DECODE_ANY, NULL);
-  free(b.p);
+  json_t *j = node_fixture_request(F.base, path, post ? "" : NULL);
   assert_non_null(j);
   return j;
 }
@@ -779,10 +735,8 @@ static int teardown(void **state) {
   uv_close((uv_handle_t *)&F.guard, NULL);
   uv_run(&F.loop, UV_RUN_DEFAULT);
   int rc = uv_loop_close(&F.loop);
-  kill(F.node, SIGTERM);
-  waitpid(F.node, NULL, 0);
-  kill(F.mcp, SIGTERM);
-  waitpid(F.mcp, NULL, 0);
+  node_fixture_stop(F.node);
+  node_fixture_stop(F.mcp);
   unlink(F.tools_path);
   rmdir(F.dir);
   return rc;
