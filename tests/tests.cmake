@@ -24,7 +24,7 @@ if(NODE)
       get_filename_component(name ${js} NAME_WE)
       add_test(NAME ${kind}/${name} COMMAND ${NODE} --test ${js})
       set_tests_properties(${kind}/${name} PROPERTIES LABELS ${kind} TIMEOUT 600
-        ENVIRONMENT "TS_BIN=$<TARGET_FILE:tingshuo>;TS_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+        ENVIRONMENT "TS_BIN=$<TARGET_FILE:tingshuo>;TS_SOURCE_DIR=${CMAKE_SOURCE_DIR};TS_SANITIZE=${TINGSHUO_SANITIZE}")
     endforeach()
   endforeach()
 endif()

@@ -125,8 +125,11 @@ test('shutdown on SIGTERM (no call to drain) and on SIGINT is clean and within o
     const srv = await startServer();
     const c = await wsConnect(srv.wsUrl());
     await c.next();
+    await srv.idle(); // a shutdown, not the start-up's warm-up, is what is timed
     const { ms } = await srv.stop({ signal });
-    assert.ok(ms < 1000, `${signal}: shutdown took ${ms} ms`);
+    // ThreadSanitizer runs the code several times slower; the bound that matters is the real build's.
+    const bound = process.env.TS_SANITIZE === 'thread' ? 3000 : 1000;
+    assert.ok(ms < bound, `${signal}: shutdown took ${ms} ms`);
   }
 });
 

@@ -73,6 +73,19 @@ export async function startServer({ args = [], env = {}, startTimeoutMs = 15000,
     dataDir,
     child,
     get stderr() { return stderr; },
+    // Resolves once the server has used less than 30 ms of CPU in 300 ms (at most 15 s):
+    // what it does once at start (the TTS cache's warm-up) is over.
+    async idle() {
+      const cpu = () => {
+        const f = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+        return (Number(f[11]) + Number(f[12])) / 100;
+      };
+      for (let i = 0; i < 50; i++) {
+        const c = cpu();
+        await new Promise((r) => setTimeout(r, 300));
+        if (cpu() - c < 0.03) return;
+      }
+    },
     wsUrl(path = '/ws') { return url.http.replace(/^http/, 'ws').replace(/\/$/, '') + path; },
     // Stops with SIGINT, the immediate shutdown (SIGTERM would drain: wait for the calls in
     // progress to end); asserts a clean, leak-free exit; returns how long it took.
