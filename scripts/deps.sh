@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what tingshuo needs on Debian 12, skipping what is already there.
 #   scripts/deps.sh run    build and run the server with the embedded engines
-#   scripts/deps.sh test   the above plus the test tools (cmocka, chromium, node packages,
+#   scripts/deps.sh test   the above plus the test tools (cmocka, chromium, firefox-esr, node packages,
 #                          clang with libFuzzer for scripts/fuzz.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ RUN_PKGS=(
   libhiredis-dev
 )
 TEST_PKGS=(
-  libcmocka-dev chromium sox curl flite pocketsphinx postgresql prometheus opus-tools sqlite3
+  libcmocka-dev chromium firefox-esr sox curl flite pocketsphinx postgresql prometheus opus-tools sqlite3
   redis-server
   fonts-wqy-microhei
   clang libclang-rt-14-dev

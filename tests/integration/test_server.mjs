@@ -184,7 +184,7 @@ test('a busy media port stops the start with a clear error and no leak', async (
     '--media-port', String(port)]);
   busy.close();
   assert.equal(r.code, 1, r.stderr); // 1: a start failure, not a sanitizer report
-  assert.ok(r.stderr.includes(`cannot bind UDP 127.0.0.1 port ${port}`), r.stderr);
+  assert.ok(r.stderr.includes(`cannot bind UDP 0.0.0.0 port ${port}`), r.stderr); // the default media_address
 });
 
 test('settings precedence: file < environment < flag', async () => {

@@ -32,7 +32,7 @@ static void defaults_are_sane(void **state) {
   assert_string_equal(c.agent, "voice");
   assert_int_equal(c.ice_timeout_ms, 30000);
   assert_int_equal(c.resume_timeout_ms, 30000);
-  assert_string_equal(c.media_address, "127.0.0.1");
+  assert_string_equal(c.media_address, "0.0.0.0");
 }
 
 static void file_sets_keys_comments_and_quotes(void **state) {
