@@ -10,25 +10,28 @@
  *     and low-pass). Hum, rumble and hiss outside the voice band do not
  *     count; it is compared with an adaptive noise floor and with the
  *     residual echo level the echo canceller reports.
- *   periodicity: how strongly the frame repeats at a pitch period
- *     (80-500 Hz). The band signal, low-passed at 2 kHz where a voice's
- *     harmonics dominate, is taken to 8 kHz and whitened with an order-8
- *     linear predictor, weakened by bandwidth expansion so that it flattens
- *     a noise's colour (a fan's rumble) but not the narrow harmonic peaks of
- *     a voice. The normalised cross-correlation of 30 ms of the residual
- *     with itself one period back, maximised over the pitch lags, is the
- *     measure: voiced speech mostly scores 0.5-0.95 even at 10 dB SNR,
- *     noise of any colour mostly below 0.3 (tonal fan noise reaches 0.45 in
- *     a few per cent of frames, never three frames in a row here).
+ *   voicing (speechlike.h): the band signal, low-passed at 2 kHz where a
+ *     voice's harmonics dominate and taken to 8 kHz, gives a periodicity,
+ *     0-1 (voiced speech mostly 0.5-0.95 even at 10 dB SNR, noise of any
+ *     colour mostly below 0.3), a pitch, and how that pitch moved since the
+ *     frames before: glided as a talker's does, held still as a tone's or
+ *     a note's, or jumped.
  *
  * A frame is "active" when its level stands threshold_db above the noise
  * floor and ECHO_MARGIN_DB above the expected echo, and "voiced" when it is
- * active and periodic. The onset needs onset_ms of voiced frames within a
- * short window, so noise that is merely loud (a fan switched on, a door)
- * never starts a turn however far above the floor it is. Once in speech,
+ * periodic and either active or, softer, threshold_db / 2 above the floor
+ * (speech at 5 dB SNR rarely clears the full threshold). The onset needs
+ * onset_ms of voiced frames within a short window, two of them with a
+ * gliding pitch, and no more held pitches than gliding ones in the last
+ * 500 ms. So noise that is merely loud (a fan switched on, a door, a
+ * cough) never starts a turn however far above the floor it is, and
+ * neither do the periodic sounds that are not a voice: a dial tone, a
+ * beep, DTMF and a piano hold their pitch; a thump's or a click's has no
+ * stable pitch to glide. Once in speech,
  * any frame at least threshold_db / 2 above the floor keeps the turn
  * alive (unvoiced consonants, soft word endings), and endpoint_ms without
- * one ends it.
+ * one ends it: the end of a turn is found exactly as before the voicing
+ * tests, which only ever gate its start.
  *
  * The noise floor falls quickly to any quieter frame and rises slowly, and
  * only quickly while the audio is aperiodic and no turn is open: a steady
@@ -39,6 +42,8 @@
  */
 #include "audio/vad.h"
 
+#include "audio/speechlike.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -46,15 +51,10 @@
 
 #define FRAME_MS 20
 #define DEC_FRAME (VAD_FRAME / 2) /* the band signal at 8 kHz */
-#define LPC_ORDER 8
-#define MIN_LAG 16  /* 500 Hz at 8 kHz */
-#define MAX_LAG 100 /* 80 Hz */
-#define WIN 240     /* 30 ms at 8 kHz */
-#define HIST (LPC_ORDER + MAX_LAG + WIN)
+_Static_assert(DEC_FRAME == SPEECHLIKE_FRAME, "one VAD frame is one voicing frame");
 #define RING 128 /* frames of voicing history for the onset window */
 
 #define PITCH_LP_HZ 2000     /* voicing is judged below this: harmonics dominate there */
-#define LPC_GAMMA 0.8
 #define PERIODIC 0.45        /* periodicity above which an active frame is voiced */
 #define NOISELIKE 0.3        /* below this a frame may raise the floor quickly */
 #define MIN_FLOOR_DB -75.0   /* the floor never goes below this (digital silence) */
@@ -64,6 +64,9 @@
 #define RISE_SLOW 0.002      /* per frame, otherwise (steady periodic noise) */
 #define ECHO_MARGIN_DB 6.0   /* speech stands this far above the expected echo */
 #define GAP_FRAMES 3         /* inactive frames that end a candidate burst before onset */
+#define GLIDES_NEEDED 2      /* voiced frames in the onset window whose pitch glided */
+#define HELD_WINDOW 25       /* frames (500 ms) over which held and gliding pitches are weighed */
+#define ECHO_TAIL 25         /* frames after the last expected echo before soft frames count */
 
 struct biquad {
   double b0, b1, b2, a1, a2, z1, z2;
@@ -72,7 +75,7 @@ struct biquad {
 struct vad {
   struct vad_config cfg;
   struct biquad band[4], pitch_lp[2];
-  float hist[HIST]; /* band signal at 8 kHz, oldest first */
+  struct speechlike *voicing;
   long frames;
   double level_db, noise_db, periodicity;
   int in_speech;
@@ -81,9 +84,14 @@ struct vad {
   int run_gap;       /* consecutive inactive frames */
   int burst_active;  /* active frames in the burst */
   int silence;       /* consecutive frames without activity, in speech */
+  int since_echo;    /* frames since an echo was last expected */
   int onset_lag_ms;
-  unsigned char voiced[RING];
+  unsigned char voiced[RING]; /* per frame of the burst: VOICED, GLIDED, HELD bits */
 };
+
+#define VOICED 1 /* periodic, and loud enough */
+#define GLIDED 2 /* voiced, its pitch glided from the frames before */
+#define HELD 4   /* its pitch stayed put */
 
 /* RBJ cookbook biquads; a 4th-order Butterworth is two of them with these Qs. */
 static void biquad_design(struct biquad *f, int highpass, double hz, double q) {
@@ -112,6 +120,11 @@ int vad_new(struct vad **out, const struct vad_config *cfg) {
     return -EINVAL;
   struct vad *v = calloc(1, sizeof *v);
   if (!v) return -ENOMEM;
+  int rc = speechlike_new(&v->voicing);
+  if (rc < 0) {
+    free(v);
+    return rc;
+  }
   v->cfg = *cfg;
   for (int i = 0; i < 2; i++) {
     biquad_design(&v->band[i], 1, 200, BUTTER4_Q[i]);
@@ -120,22 +133,25 @@ int vad_new(struct vad **out, const struct vad_config *cfg) {
   }
   v->level_db = SILENT_DB;
   v->noise_db = MIN_FLOOR_DB;
+  v->since_echo = ECHO_TAIL + 1;
   *out = v;
   return 0;
 }
 
-void vad_free(struct vad *v) { free(v); }
+void vad_free(struct vad *v) {
+  if (!v) return;
+  speechlike_free(v->voicing);
+  free(v);
+}
 
 static double to_db(double mean_square) {
   double db = 10 * log10(mean_square / (32768.0 * 32768.0) + 1e-30);
   return db < SILENT_DB ? SILENT_DB : db;
 }
 
-/* Band-pass the frame, append it at 8 kHz to the history; returns the band level. */
-static double band_level(struct vad *v, const int16_t *frame) {
+/* Band-pass the frame into the level; its low part, at 8 kHz, into dst. */
+static double band_level(struct vad *v, const int16_t *frame, float *dst) {
   double sum = 0;
-  memmove(v->hist, v->hist + DEC_FRAME, (HIST - DEC_FRAME) * sizeof v->hist[0]);
-  float *dst = v->hist + HIST - DEC_FRAME;
   for (int i = 0; i < VAD_FRAME; i++) {
     double y = frame[i];
     for (int s = 0; s < 4; s++) y = biquad_run(&v->band[s], y);
@@ -144,71 +160,6 @@ static double band_level(struct vad *v, const int16_t *frame) {
     if (i & 1) dst[i / 2] = (float)p;
   }
   return to_db(sum / VAD_FRAME);
-}
-
-/* Levinson-Durbin: predictor a[1..LPC_ORDER] from autocorrelation r. */
-static void lpc(const double *r, double *a) {
-  double err = r[0], tmp[LPC_ORDER + 1];
-  memset(a, 0, (LPC_ORDER + 1) * sizeof *a);
-  a[0] = 1;
-  for (int i = 1; i <= LPC_ORDER && err > 0; i++) {
-    double acc = r[i];
-    for (int j = 1; j < i; j++) acc += a[j] * r[i - j];
-    double k = -acc / err;
-    memcpy(tmp, a, sizeof tmp);
-    for (int j = 1; j < i; j++) a[j] = tmp[j] + k * tmp[i - j];
-    a[i] = k;
-    err *= 1 - k * k;
-  }
-}
-
-/* Eight partial sums, so the compiler can keep the lanes independent. */
-static double dot(const float *a, const float *b, int n) {
-  float s[8] = {0};
-  int i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++) s[j] += a[i + j] * b[i + j];
-  double t = 0;
-  for (; i < n; i++) t += (double)a[i] * b[i];
-  for (int j = 0; j < 8; j++) t += s[j];
-  return t;
-}
-
-/* Peak normalised self-similarity of the whitened band signal over pitch lags. */
-static double periodicity(const struct vad *v) {
-  const float *x = v->hist;
-  double r[LPC_ORDER + 1], a[LPC_ORDER + 1];
-  for (int k = 0; k <= LPC_ORDER; k++) r[k] = dot(x + k, x, HIST - k);
-  if (r[0] <= 1e-3 * HIST) return 0; /* digital silence */
-  r[0] *= 1.0001;                    /* keeps the predictor stable on pure tones */
-  lpc(r, a);
-  /* Bandwidth expansion: the whitening flattens broad spectral shapes (the
-   * colour of a noise) but leaves most of the narrow harmonic peaks a voice
-   * has; a full-strength predictor would notch them out too. */
-  double g = 1;
-  for (int k = 1; k <= LPC_ORDER; k++) a[k] *= (g *= LPC_GAMMA);
-  float e[HIST - LPC_ORDER];
-  float af[LPC_ORDER + 1];
-  for (int k = 0; k <= LPC_ORDER; k++) af[k] = (float)a[k];
-  for (int n = LPC_ORDER; n < HIST; n++) {
-    float acc = x[n];
-    for (int k = 1; k <= LPC_ORDER; k++) acc += af[k] * x[n - k];
-    e[n - LPC_ORDER] = acc;
-  }
-  const float *cur = e + MAX_LAG; /* the newest WIN samples */
-  double ex = dot(cur, cur, WIN), ey = dot(cur - MIN_LAG, cur - MIN_LAG, WIN);
-  double best = 0;
-  for (int lag = MIN_LAG; lag <= MAX_LAG; lag++) {
-    const float *past = cur - lag;
-    if (lag > MIN_LAG) /* slide the past window one sample back */
-      ey += (double)past[0] * past[0] - (double)past[WIN] * past[WIN];
-    double xy = dot(cur, past, WIN);
-    if (xy > 0 && ex > 0 && ey > 0) {
-      double c = xy / sqrt(ex * ey);
-      if (c > best) best = c;
-    }
-  }
-  return best;
 }
 
 static void track_noise(struct vad *v, double echo_db) {
@@ -226,9 +177,10 @@ static void track_noise(struct vad *v, double echo_db) {
   if (v->noise_db < MIN_FLOOR_DB) v->noise_db = MIN_FLOOR_DB;
 }
 
-static int voiced_in_window(const struct vad *v, int window) {
+/* Frames among the last `window` with all of the `bits`. */
+static int marked_in_window(const struct vad *v, int window, unsigned bits) {
   int n = 0;
-  for (int i = 0; i < window; i++) n += v->voiced[(v->frames - i + RING) % RING];
+  for (int i = 0; i < window; i++) n += (v->voiced[(v->frames - i + RING) % RING] & bits) == bits;
   return n;
 }
 
@@ -237,7 +189,8 @@ static void forget_burst(struct vad *v) {
   memset(v->voiced, 0, sizeof v->voiced);
 }
 
-static enum vad_event watch_for_onset(struct vad *v, int active, int voiced) {
+/* active: the frame starts or extends a burst; mark: its bits for the window. */
+static enum vad_event watch_for_onset(struct vad *v, int active, unsigned mark) {
   if (!active && v->run_frames == 0) return VAD_NONE;
   v->run_frames++;
   if (active) {
@@ -247,11 +200,18 @@ static enum vad_event watch_for_onset(struct vad *v, int active, int voiced) {
     forget_burst(v);
     return VAD_NONE;
   }
-  v->voiced[v->frames % RING] = (unsigned char)voiced;
+  v->voiced[v->frames % RING] = (unsigned char)mark;
   int need = v->cfg.onset_ms / FRAME_MS;
   if (need < 1) need = 1;
+  int window = need + need / 2;
   /* "mostly voiced": one unvoiced frame in three is tolerated */
-  if (voiced_in_window(v, need + need / 2) < need) return VAD_NONE;
+  if (marked_in_window(v, window, VOICED) < need) return VAD_NONE;
+  /* and a voice's pitch, which moves: not a tone, a held note, a thump */
+  int glides = need < GLIDES_NEEDED ? need : GLIDES_NEEDED;
+  if (marked_in_window(v, window, VOICED | GLIDED) < glides) return VAD_NONE;
+  /* a pitch held (a tone, a note) more often than it glided is not a voice */
+  int held = marked_in_window(v, HELD_WINDOW, HELD);
+  if (held >= 2 && held > marked_in_window(v, HELD_WINDOW, VOICED | GLIDED)) return VAD_NONE;
   v->in_speech = 1;
   v->silence = 0;
   v->onset_lag_ms = v->run_frames * FRAME_MS;
@@ -271,20 +231,49 @@ static enum vad_event follow_speech(struct vad *v, int holding) {
   return spoken >= v->cfg.min_speech_ms ? VAD_END : VAD_DISCARD;
 }
 
+/*
+ * What the onset window keeps of the frame (VOICED, GLIDED, HELD bits); *loud
+ * says whether it starts or extends a candidate burst. over_noise and
+ * over_echo: how far the level clears the floor plus threshold_db and the
+ * echo plus ECHO_MARGIN_DB.
+ */
+static unsigned mark_frame(struct vad *v, double over_noise, double over_echo, int *loud) {
+  int active = over_noise >= 0 && over_echo >= 0;
+  /* A periodic frame may be softer, half the threshold over the floor: the
+   * pitch tests keep noise out. Not while the AI's echo may still arrive:
+   * its estimate ends when the AI stops, the echo a path's delay later. */
+  int soft = over_noise >= -v->cfg.threshold_db / 2.0 && over_echo >= 0 &&
+             v->since_echo > ECHO_TAIL;
+  int voiced = (active || soft) && v->periodicity >= PERIODIC;
+  enum speechlike_motion m = speechlike_motion(v->voicing);
+  unsigned mark = voiced ? VOICED | (m == SPEECHLIKE_GLIDE ? GLIDED : 0) : 0;
+  if (m == SPEECHLIKE_HELD && (active || voiced)) mark |= HELD;
+  *loud = active || voiced;
+  return mark;
+}
+
 enum vad_event vad_process(struct vad *v, const int16_t *frame, double echo_db) {
   if (!v || !frame) return VAD_NONE;
   if (!(echo_db > SILENT_DB)) echo_db = SILENT_DB; /* also catches NaN */
-  v->level_db = band_level(v, frame);
-  v->periodicity = periodicity(v);
-  /* how far the frame clears both the room and the echo, each by its margin */
+  if (echo_db > SILENT_DB)
+    v->since_echo = 0;
+  else if (v->since_echo <= ECHO_TAIL)
+    v->since_echo++;
+  float low[DEC_FRAME];
+  v->level_db = band_level(v, frame, low);
+  v->periodicity = speechlike_analyse(v->voicing, low);
   double over_noise = v->level_db - v->noise_db - v->cfg.threshold_db;
   double over_echo = v->level_db - echo_db - ECHO_MARGIN_DB;
-  double clear = over_noise < over_echo ? over_noise : over_echo;
-  int active = clear >= 0;
-  int voiced = active && v->periodicity >= PERIODIC;
-  int holding = v->level_db - v->noise_db >= v->cfg.threshold_db / 2.0 &&
-                over_echo >= -ECHO_MARGIN_DB / 2.0;
-  enum vad_event ev = v->in_speech ? follow_speech(v, holding) : watch_for_onset(v, active, voiced);
+  enum vad_event ev;
+  if (v->in_speech) {
+    int holding = v->level_db - v->noise_db >= v->cfg.threshold_db / 2.0 &&
+                  over_echo >= -ECHO_MARGIN_DB / 2.0;
+    ev = follow_speech(v, holding);
+  } else {
+    int loud;
+    unsigned mark = mark_frame(v, over_noise, over_echo, &loud);
+    ev = watch_for_onset(v, loud, mark);
+  }
   track_noise(v, echo_db);
   v->frames++;
   return ev;
@@ -297,6 +286,7 @@ int vad_voiced_ms(const struct vad *v) { return v ? v->burst_active * FRAME_MS :
 int vad_onset_lag_ms(const struct vad *v) { return v ? v->onset_lag_ms : 0; }
 
 double vad_level_db(const struct vad *v) { return v ? v->level_db : SILENT_DB; }
+double vad_pitch_hz(const struct vad *v) { return v ? speechlike_pitch_hz(v->voicing) : 0; }
 
 double vad_noise_db(const struct vad *v) { return v ? v->noise_db : SILENT_DB; }
 

@@ -48,6 +48,7 @@ int vad_voiced_ms(const struct vad *v);        /* voiced time in the current bur
 int vad_onset_lag_ms(const struct vad *v);     /* how far back the onset's first voiced frame was */
 double vad_level_db(const struct vad *v);      /* the last frame's level, dBFS */
 double vad_noise_db(const struct vad *v);      /* the current noise floor, dBFS */
+double vad_pitch_hz(const struct vad *v);      /* the last frame's pitch, 0 when it had none */
 /* Changes the end-of-speech silence (e.g. shorter after a complete question). */
 void vad_set_endpoint_ms(struct vad *v, int ms);
 
