@@ -24,6 +24,17 @@
  * mid-reply, a fallback engine); then what is queued, and everything after
  * it in this reply, is kept at 48 kHz, with the positions scaled to match,
  * and the next reply starts at its own engine's rate again.
+ *
+ * A reply kept at 16 kHz also hands out, with each frame, the 16 kHz
+ * samples it was made from: the echo canceller works at 16 kHz, and its
+ * reference used to be each sent frame resampled back down, a second pass
+ * that cost about as much as the first only to undo it. The samples handed
+ * out pass through a short delay line as long as the two resamplers'
+ * delays together (up to 48 kHz and back down, 24 samples each at quality
+ * 3), so they are, to the sample and partial frames and all, the frame
+ * sent as resampling it back to 16 kHz gives it: the reference the echo
+ * canceller always had, and whose timing its tests were tuned to (an echo
+ * reaches it through a like conversion, the decoder's to 16 kHz).
  */
 #include "agent/playout.h"
 
@@ -34,6 +45,9 @@
 #include "audio/resample.h"
 
 #define QUALITY 3 /* speexdsp's scale: good for voice, cheap */
+#define RATE16 16000
+#define LAG_MAX 64 /* longest delay the 16 kHz copy follows, in samples */
+#define DOWN_DELAY16 24 /* a 48 -> 16 kHz quality-3 resampler's delay, at 16 kHz */
 
 struct segment {
   char *text;
@@ -52,11 +66,17 @@ struct playout {
   struct resampler *up; /* p->rate -> 48 kHz, as frames are taken */
   struct resampler *in; /* in_rate -> 48 kHz, as audio at a rate not stored comes in */
   int in_rate;
+  int made_rate;        /* the highest rate the reply's audio came in at: its bandwidth's twice */
+  int16_t sent16[PLAYOUT_FRAME16]; /* the last frame taken, at 16 kHz, when has_sent16 */
+  int has_sent16;
+  int16_t lag[LAG_MAX]; /* stored samples taken but still inside the resampler */
+  int lag_n;            /* the delay line's length; -1: no 16 kHz copy at this rate */
 };
 
 int playout_new(struct playout **out) {
   struct playout *p = calloc(1, sizeof *p);
   if (!p) return -ENOMEM;
+  p->lag_n = -1;
   *out = p;
   return 0;
 }
@@ -90,7 +110,9 @@ void playout_clear(struct playout *p) {
   resampler_free(p->up);
   resampler_free(p->in);
   p->up = p->in = NULL;
-  p->in_rate = 0;
+  p->in_rate = p->made_rate = 0;
+  p->has_sent16 = 0;
+  p->lag_n = -1;
 }
 
 int playout_begin_segment(struct playout *p, const char *text) {
@@ -145,6 +167,9 @@ static int set_rate(struct playout *p, int rate) {
   p->up = up;
   p->rate = rate;
   p->frame = (size_t)rate / 50;
+  p->lag_n = rate == RATE16 ? resampler_input_latency(up) + DOWN_DELAY16 : -1;
+  if (p->lag_n > LAG_MAX) p->lag_n = -1;
+  memset(p->lag, 0, sizeof p->lag); /* a new resampler starts from silence */
   return 0;
 }
 
@@ -206,8 +231,11 @@ static int store_resampled(struct playout *p, const int16_t *pcm, size_t n, int 
   return 0;
 }
 
+int playout_made_rate(const struct playout *p) { return p->made_rate; }
+
 int playout_append(struct playout *p, const int16_t *pcm, size_t n, int rate) {
   if (rate <= 0) return -EINVAL;
+  if (rate > p->made_rate) p->made_rate = rate;
   int want = stored_rate(rate), rc = 0;
   if (p->rate == 0) rc = set_rate(p, want);
   else if (want != p->rate && p->rate != PLAYOUT_RATE) rc = switch_to_48k(p);
@@ -227,13 +255,33 @@ static const char *announce(struct playout *p, uint64_t pos) {
   return NULL;
 }
 
+/* The 16 kHz samples behind the frame just made from `in` (n samples): the
+ * delay line, then this frame's own, whose last lag_n stay in the line. */
+static void keep_sent16(struct playout *p, const int16_t *in, size_t n) {
+  size_t lag = (size_t)p->lag_n;
+  int16_t *out = p->sent16;
+  if (n >= lag) {
+    memcpy(out, p->lag, lag * sizeof *out);
+    memcpy(out + lag, in, (n - lag) * sizeof *out);
+    memcpy(p->lag, in + n - lag, lag * sizeof *out);
+  } else {
+    memcpy(out, p->lag, n * sizeof *out);
+    memmove(p->lag, p->lag + n, (lag - n) * sizeof *out);
+    memcpy(p->lag + lag - n, in, n * sizeof *out);
+  }
+  memset(out + n, 0, (PLAYOUT_FRAME16 - n) * sizeof *out);
+  p->has_sent16 = 1;
+}
+
 int playout_take(struct playout *p, int16_t *pcm, const char **started) {
   *started = NULL;
+  p->has_sent16 = 0;
   size_t queued = p->tail - p->head;
   if (queued == 0) return 0;
   size_t n = queued < p->frame ? queued : p->frame, out = n;
   if (p->up) out = resampler_process(p->up, p->buf + p->head, n, pcm, PLAYOUT_FRAME);
   else memcpy(pcm, p->buf + p->head, n * sizeof *pcm);
+  if (p->lag_n >= 0) keep_sent16(p, p->buf + p->head, n);
   if (out < PLAYOUT_FRAME) memset(pcm + out, 0, (PLAYOUT_FRAME - out) * sizeof *pcm);
   *started = announce(p, p->read);
   p->head += n;
@@ -241,6 +289,8 @@ int playout_take(struct playout *p, int16_t *pcm, const char **started) {
   if (p->head == p->tail) release_buffer(p); /* nothing to say: hold no audio memory */
   return 1;
 }
+
+const int16_t *playout_sent16(const struct playout *p) { return p->has_sent16 ? p->sent16 : NULL; }
 
 size_t playout_queued(const struct playout *p) {
   size_t queued = p->tail - p->head;

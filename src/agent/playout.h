@@ -38,6 +38,23 @@ void playout_end_segment(struct playout *p);
  */
 int playout_take(struct playout *p, int16_t *pcm, const char **started);
 
+#define PLAYOUT_FRAME16 320
+
+/*
+ * The frame the last playout_take gave, at 16 kHz, when the reply is kept
+ * at 16 kHz: the stored samples that made it, delayed so that they are
+ * what a 48 -> 16 kHz resampler (quality 3) fed the frames taken would
+ * give, to within rounding. A caller that needs what was sent at 16 kHz
+ * (the echo canceller's reference) then need not resample the frame back
+ * down. NULL when the last take gave nothing or the reply is kept at
+ * another rate. Valid until the next take.
+ */
+const int16_t *playout_sent16(const struct playout *p);
+
+/* The highest rate the reply's audio came in at (0 before any): nothing in it lies above
+ * half of that, whatever rate it is sent at. */
+int playout_made_rate(const struct playout *p);
+
 /* Queued and not yet played, in 48 kHz samples. */
 size_t playout_queued(const struct playout *p);
 /* Bytes held for queued audio (0 once everything has been played). */

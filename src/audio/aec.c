@@ -16,7 +16,10 @@
  *     same (speech answers speech), so once the delay is sure the blocks it
  *     cannot explain are left out, and a far-off lag must win repeatedly
  *     before it replaces the delay: double talk teaches the estimator
- *     nothing, as it teaches a canceller's filter nothing.
+ *     nothing, as it teaches a canceller's filter nothing. Loud blocks
+ *     after longer than any echo path of our silence (the question before
+ *     our first reply) are left out too, so the first estimate comes from
+ *     the first half second of our speech, not once the question is 2 s old.
  *   cancellation: the sent audio, delayed by the estimate less a margin, is
  *     the reference for speexdsp's adaptive echo canceller (MDF), whose
  *     filter spans TAIL_MS: enough for the estimate's error and the
@@ -32,7 +35,12 @@
  * fitted to, so from the start of each of our talkspurts (when a jitter
  * buffer may have moved the echo) until the filter has been seen taking
  * the echo off again, the level is also at least the uncancelled echo,
- * from anywhere near the delay. Until the delay is known, the estimate is
+ * from anywhere near the delay. A filter just (re)started takes nothing off
+ * yet: its coupling starts at the echo's return measured over the last 2 s
+ * at the new delay, not at the worst case, so a caller talking over our
+ * first reply is heard as soon as the delay is found; and an output louder
+ * than the microphone holds what the filter itself added, which counts as
+ * echo. Until the delay is known, the estimate is
  * the loudest reference of the last max_delay_ms plus a blind coupling: the
  * loudest ratio of captured to sent level seen from 2 s to 0.5 s ago, over
  * at least 1 s of our speech (longer than any echo path), while we talked
@@ -46,6 +54,14 @@
  * The streams are aligned by sample count: the n-th sample captured is
  * compared with the n-th sample played, which holds as long as both are
  * fed every 20 ms from the start of the call.
+ *
+ * speexdsp's canceller and preprocessor hold 135 KB between them (the
+ * filter's partitions, their spectra, the two-path weights), most of a
+ * call's echo-cancelling memory, and they do nothing until an echo path
+ * delay is known. So they are made then, when the canceller is first aimed
+ * (it would have been reset there anyway): a call whose browser cancels its
+ * own echo, as most do, never holds them. Should that allocation fail, the
+ * frames pass through as before it, and the next estimate tries again.
  */
 #include "audio/aec.h"
 
@@ -89,6 +105,8 @@
 #define DOUBT_AFTER 15                    /* such windows in a row before the lag is doubted */
 #define DRIFT_BLOCKS 20                   /* the echo may have moved this far (100 ms) */
 #define SPAN_BLOCKS 4                     /* estimate error and reverberation (20 ms) */
+#define RETURN_SHARE 0.8                  /* the echo's return is read this high in its spread */
+#define RETURN_MIN_FRAMES 10              /* ... from at least this many frames of our speech */
 #define PROVEN_ERLE_DB 10.0               /* the canceller works when it takes this much off */
 #define PROVEN_FRAMES 3                   /* ... from this many frames of echo in a row */
 
@@ -141,19 +159,10 @@ int aec_new(struct aec **out, int max_delay_ms) {
   a->far = calloc(a->far_len, sizeof *a->far);
   a->far_env = calloc(a->env_len, sizeof *a->far_env);
   a->near_env = calloc(a->env_len, sizeof *a->near_env);
-  a->echo = speex_echo_state_init(AEC_FRAME, TAIL_MS * AEC_RATE / 1000);
-  a->pre = speex_preprocess_state_init(AEC_FRAME, AEC_RATE);
-  if (!a->far || !a->far_env || !a->near_env || !a->echo || !a->pre) {
+  if (!a->far || !a->far_env || !a->near_env) {
     aec_free(a);
     return -ENOMEM;
   }
-  int rate = AEC_RATE, off = 0, suppress = -40, active = -15;
-  speex_echo_ctl(a->echo, SPEEX_ECHO_SET_SAMPLING_RATE, &rate);
-  speex_preprocess_ctl(a->pre, SPEEX_PREPROCESS_SET_ECHO_STATE, a->echo);
-  speex_preprocess_ctl(a->pre, SPEEX_PREPROCESS_SET_AGC, &off);
-  speex_preprocess_ctl(a->pre, SPEEX_PREPROCESS_SET_DEREVERB, &off);
-  speex_preprocess_ctl(a->pre, SPEEX_PREPROCESS_SET_ECHO_SUPPRESS, &suppress);
-  speex_preprocess_ctl(a->pre, SPEEX_PREPROCESS_SET_ECHO_SUPPRESS_ACTIVE, &active);
   for (size_t i = 0; i < a->env_len; i++) a->far_env[i] = a->near_env[i] = (float)FLOOR_DB;
   for (int i = 0; i < BLIND_FRAMES; i++) a->blind[i] = NAN;
   a->delay = a->align = a->cand = -1;
@@ -162,6 +171,30 @@ int aec_new(struct aec **out, int max_delay_ms) {
   *out = a;
   return 0;
 }
+
+/* speexdsp's canceller and residual suppressor, made when first aimed. */
+static int make_canceller(struct aec *a) {
+  if (a->echo) return 0;
+  SpeexEchoState *echo = speex_echo_state_init(AEC_FRAME, TAIL_MS * AEC_RATE / 1000);
+  SpeexPreprocessState *pre = speex_preprocess_state_init(AEC_FRAME, AEC_RATE);
+  if (!echo || !pre) {
+    if (pre) speex_preprocess_state_destroy(pre);
+    if (echo) speex_echo_state_destroy(echo);
+    return -ENOMEM;
+  }
+  int rate = AEC_RATE, off = 0, suppress = -40, active = -15;
+  speex_echo_ctl(echo, SPEEX_ECHO_SET_SAMPLING_RATE, &rate);
+  speex_preprocess_ctl(pre, SPEEX_PREPROCESS_SET_ECHO_STATE, echo);
+  speex_preprocess_ctl(pre, SPEEX_PREPROCESS_SET_AGC, &off);
+  speex_preprocess_ctl(pre, SPEEX_PREPROCESS_SET_DEREVERB, &off);
+  speex_preprocess_ctl(pre, SPEEX_PREPROCESS_SET_ECHO_SUPPRESS, &suppress);
+  speex_preprocess_ctl(pre, SPEEX_PREPROCESS_SET_ECHO_SUPPRESS_ACTIVE, &active);
+  a->echo = echo;
+  a->pre = pre;
+  return 0;
+}
+
+int aec_cancelling(const struct aec *a) { return a && a->echo; }
 
 void aec_free(struct aec *a) {
   if (!a) return;
@@ -177,7 +210,10 @@ void aec_playback(struct aec *a, const int16_t *far) {
   if (!a || !far) return;
   for (int b = 0; b < BLOCKS_PER_FRAME; b++)
     a->far_env[(a->far_pos / BLOCK + (uint64_t)b) % a->env_len] = block_db(far + b * BLOCK);
-  for (int i = 0; i < AEC_FRAME; i++) a->far[(a->far_pos + (uint64_t)i) % a->far_len] = far[i];
+  size_t at = (size_t)(a->far_pos % a->far_len), first = a->far_len - at; /* two pieces at most */
+  if (first > AEC_FRAME) first = AEC_FRAME;
+  memcpy(a->far + at, far, first * sizeof *far);
+  memcpy(a->far, far + first, (AEC_FRAME - first) * sizeof *far);
   a->far_pos += AEC_FRAME;
 }
 
@@ -185,10 +221,18 @@ void aec_unplay(struct aec *a) {
   if (a && a->far_pos >= AEC_FRAME) a->far_pos -= AEC_FRAME;
 }
 
-/* The sent sample `pos` (stream index), 0 outside the ring's reach. */
-static int16_t far_at(const struct aec *a, int64_t pos) {
-  if (pos < 0 || (uint64_t)pos >= a->far_pos || a->far_pos - (uint64_t)pos > a->far_len) return 0;
-  return a->far[(uint64_t)pos % a->far_len];
+/* The sent samples from `pos` (stream index) on, n of them; 0 for those
+ * outside the ring's reach. One division, not one per sample. */
+static void far_copy(const struct aec *a, int64_t pos, int16_t *out, int n) {
+  int64_t oldest = (int64_t)(a->far_pos > a->far_len ? a->far_pos - a->far_len : 0);
+  int i = 0;
+  for (; i < n && pos + i < oldest; i++) out[i] = 0;
+  size_t at = i < n ? (size_t)((uint64_t)(pos + i) % a->far_len) : 0;
+  for (; i < n && (uint64_t)(pos + i) < a->far_pos; i++) {
+    out[i] = a->far[at];
+    if (++at == a->far_len) at = 0;
+  }
+  for (; i < n; i++) out[i] = 0;
 }
 
 /* Envelope of the sent block `blk`, the floor outside what the ring holds. */
@@ -233,6 +277,25 @@ static int mark_near_talk(const struct aec *a, int64_t start, unsigned char *tal
     n += talk[j - start];
   }
   return n;
+}
+
+/* Marks the received blocks of the window that nothing we sent can have
+ * echoed, as mark_near_talk marks the ones the echo cannot explain: loud,
+ * after max_delay_ms of our silence, such as the caller's question before
+ * our first reply. Left in, they hold the first estimate back for the 2 s
+ * they take to leave the window, while the caller may already be talking
+ * over us with the conservative "delay unknown" level in force. */
+static void mark_unechoed(const struct aec *a, int64_t start, unsigned char *talk) {
+  int max_lag = a->max_delay / BLOCK;
+  double room = near_floor_db(a, start) + 2 * NEAR_TALK_DB;
+  int64_t last = start - max_lag - 1; /* the last block we talked in, as far as it matters */
+  for (int64_t b = start - max_lag; b < start; b++)
+    if (far_env_at(a, b) > ACTIVE_DB) last = b;
+  for (int64_t j = start; j < start + ENV_WIN; j++) {
+    float near = a->near_env[(uint64_t)j % a->env_len];
+    if (far_env_at(a, j) > ACTIVE_DB) last = j;
+    if (j - last > max_lag && near > room && near > ACTIVE_DB) talk[j - start] = 1;
+  }
 }
 
 /* Pearson correlation of the last ENV_WIN received blocks against the sent
@@ -340,19 +403,50 @@ static void estimate_delay(struct aec *a) {
   unsigned char talk[ENV_WIN];
   int sure = a->delay >= 0 && a->delay_corr >= TRUST_CORR && a->doubt < DOUBT_AFTER;
   if (sure) a->doubt = mark_near_talk(a, start, talk) > NEAR_TALK_SHARE ? a->doubt + 1 : 0;
+  else memset(talk, 0, sizeof talk);
+  mark_unechoed(a, start, talk);
   int lag;
   double best, current;
-  if (correlate(a, start, sure ? talk : NULL, &lag, &best, &current) == 0 && lag >= 0 &&
-      best >= MIN_CORR)
+  if (correlate(a, start, talk, &lag, &best, &current) == 0 && lag >= 0 && best >= MIN_CORR)
     consider_lag(a, lag, best, current, sure);
 }
 
 
-/* A canceller that learns from scratch; its coupling, back at the worst
- * case, promises nothing that needs proving. */
+/* How far below the reference the echo arrived over the last 2 s, at the
+ * current delay, frame by frame as known_residual reads it: a high
+ * percentile, which the caller talking over us can only raise, and which a
+ * wrong delay raises too (the envelopes do not line up). The worst case
+ * when we said too little to tell. */
+static double window_return_db(const struct aec *a) {
+  int bins[LEVELS] = {0}, n = 0;
+  int64_t end = (int64_t)(a->near_pos / BLOCK), d = a->delay / BLOCK;
+  for (int64_t j = end - ENV_WIN; j + BLOCKS_PER_FRAME <= end; j += BLOCKS_PER_FRAME) {
+    float ref = (float)FLOOR_DB;
+    for (int64_t b = j - d - SPAN_BLOCKS; b < j - d + BLOCKS_PER_FRAME + SPAN_BLOCKS; b++)
+      if (far_env_at(a, b) > ref) ref = far_env_at(a, b);
+    if (ref <= ACTIVE_DB) continue;
+    double e = 0;
+    for (int k = 0; k < BLOCKS_PER_FRAME; k++)
+      e += pow(10, a->near_env[(uint64_t)(j + k) % a->env_len] / 10);
+    int b = (int)lround(10 * log10(e / BLOCKS_PER_FRAME) - ref - FLOOR_DB);
+    bins[b < 0 ? 0 : b >= LEVELS ? LEVELS - 1 : b]++;
+    n++;
+  }
+  if (n < RETURN_MIN_FRAMES) return WORST_COUPLING_DB;
+  int seen = 0, b = 0;
+  while (b < LEVELS - 1 && (seen += bins[b]) < n * RETURN_SHARE) b++;
+  return FLOOR_DB + b;
+}
+
+/* A canceller that learns from scratch. Until it has learnt anything its
+ * output is the echo as it arrives, so its coupling starts at the echo's
+ * return as measured over the last 2 s, which promises nothing that needs
+ * proving; the worst case instead would hide a caller who talks over the
+ * first second or two of the call's first reply. */
 static void restart(struct aec *a) {
   speex_echo_state_reset(a->echo);
-  a->coupling_db = WORST_COUPLING_DB;
+  a->coupling_db = window_return_db(a);
+  if (a->coupling_db < a->return_db) a->return_db = a->coupling_db;
   a->out_energy = a->ref_energy = a->near_energy = 0;
   a->fitted = a->proven_run = 0;
   a->proven = 1;
@@ -363,6 +457,7 @@ static void follow_delay(struct aec *a) {
   if (a->delay < 0) return;
   int pre = PRE_MS * AEC_RATE / 1000, tail = TAIL_MS * AEC_RATE / 1000;
   if (a->align >= 0 && a->delay >= a->align + pre / 2 && a->delay <= a->align + tail / 2) return;
+  if (make_canceller(a)) return; /* no memory: pass through, and try again next time */
   a->align = a->delay > pre ? a->delay - pre : 0;
   restart(a);
 }
@@ -480,6 +575,13 @@ static double known_residual(struct aec *a, double ref_db, double near_db, doubl
     double whole = reference_db(a, DRIFT_BLOCKS) + a->return_db + RESIDUAL_MARGIN_DB;
     if (whole > r) r = whole;
   }
+  /* An output louder than what came in holds what the filter added itself:
+   * one still learning, or one that no longer fits, subtracts across its
+   * whole span the echo of words whose echo is not there, and the level
+   * read around the delay says nothing of it at the end of a phrase. */
+  double added = pow(10, linear_db / 10) - pow(10, near_db / 10);
+  if (cancelled && added > 0 && 10 * log10(added) + RESIDUAL_MARGIN_DB > r)
+    r = 10 * log10(added) + RESIDUAL_MARGIN_DB;
   return r;
 }
 
@@ -496,7 +598,7 @@ void aec_capture(struct aec *a, const int16_t *near, int16_t *out) {
     if (a->idle) flush(a);
     a->idle = 0;
     int64_t base = (int64_t)a->near_pos - a->align;
-    for (int i = 0; i < AEC_FRAME; i++) ref[i] = far_at(a, base + i);
+    far_copy(a, base, ref, AEC_FRAME);
     speex_echo_cancellation(a->echo, in, ref, out);
     linear_db = frame_db(out);
     cancelled = 1;

@@ -37,5 +37,8 @@ void aec_capture(struct aec *a, const int16_t *near, int16_t *out);
 double aec_residual_db(const struct aec *a);
 /* The current echo path delay estimate in ms, -1 when unknown. */
 int aec_delay_ms(const struct aec *a);
+/* 1 once the canceller has been aimed at an echo path: its speexdsp state,
+ * most of this module's memory, exists only from then on. */
+int aec_cancelling(const struct aec *a);
 
 #endif

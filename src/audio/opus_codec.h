@@ -30,7 +30,8 @@ enum opusc_kind {
 };
 /* bitrate 0: 32 kbps. */
 struct opusc_enc *opusc_enc_new(enum opusc_kind kind, int bitrate);
-/* Keeps the coded band within what a receiver plays, its SDP maxplaybackrate (RFC 7587). */
+/* Keeps the coded band within hz / 2: what a receiver plays (its SDP maxplaybackrate,
+ * RFC 7587), or what a signal made at hz holds. 0: the full band. */
 int opusc_enc_set_max_rate(struct opusc_enc *e, int hz);
 void opusc_enc_free(struct opusc_enc *e);
 /* Encodes one 20 ms frame; returns bytes written or a negative errno. */

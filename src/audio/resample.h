@@ -35,4 +35,8 @@ int resampler_convert(const int16_t *in, size_t n, int in_rate, int out_rate, in
 /* Forgets the history (between unrelated streams). */
 void resampler_reset(struct resampler *r);
 
+/* The filter's delay, in input samples: output sample k * out_rate / in_rate
+ * is input sample k - latency (for rates that divide evenly). */
+int resampler_input_latency(const struct resampler *r);
+
 #endif

@@ -16,6 +16,18 @@
  *
  * Retransmission is the caller's: it asks how long until the next one is
  * due and calls back then, so no thread ever sleeps in here.
+ *
+ * Once the keys are out, the OpenSSL object is dead weight: OpenSSL keeps a
+ * DTLS connection's handshake buffer (in case the peer retransmits its last
+ * flight) and its record buffers until the object goes, some 60 KB a call,
+ * and SSL_MODE_RELEASE_BUFFERS does not give them back for DTLS. The only
+ * things it could still do are answer a retransmitted final flight, which a
+ * peer sending SRTP has no more need of, and read a close_notify, which
+ * WebRTC does not rely on (the call also ends by signaling, RTCP BYE or
+ * consent loss). So the caller releases it (dtls_session_release) when the
+ * peer's SRTP arrives, and the session then ignores DTLS. We never send a
+ * close_notify ourselves, released or not: the call's end reaches the page
+ * by signaling, and its DTLS transport by consent checks going unanswered.
  */
 #include "rtc/dtls.h"
 
@@ -52,6 +64,7 @@ struct dtls_session {
   dtls_send_fn send;
   void *user;
   enum dtls_state state;
+  int released; /* the SSL object was freed after the handshake: DTLS is ignored */
   char fp_alg[16], fp[3 * EVP_MAX_MD_SIZE + 1];
   char error[160];
 };
@@ -289,7 +302,7 @@ enum dtls_state dtls_session_start(struct dtls_session *s) {
 
 enum dtls_state dtls_session_handle(struct dtls_session *s, const uint8_t *data, size_t len) {
   if (s->state == DTLS_FAILED || s->state == DTLS_CLOSED) return s->state;
-  if (len == 0 || len > 65535) return s->state;
+  if (len == 0 || len > 65535 || s->released) return s->state;
   if (ensure_ssl(s)) return s->state;
   BIO_write(s->in, data, (int)len);
   enum dtls_state st = step(s);
@@ -314,6 +327,7 @@ void dtls_session_on_timer(struct dtls_session *s) {
 
 int dtls_session_srtp_keys(struct dtls_session *s, int *profile, uint8_t *material, size_t *len) {
   if (s->state != DTLS_CONNECTED) return -EAGAIN;
+  if (s->released) return -ENOENT;
   SRTP_PROTECTION_PROFILE *p = SSL_get_selected_srtp_profile(s->ssl);
   if (!p) return -EPROTO;
   size_t need = p->id == DTLS_SRTP_AEAD_AES_128_GCM ? 2 * (16 + 12) : 2 * (16 + 14);
@@ -324,6 +338,14 @@ int dtls_session_srtp_keys(struct dtls_session *s, int *profile, uint8_t *materi
   *profile = (int)p->id;
   *len = need;
   return 0;
+}
+
+void dtls_session_release(struct dtls_session *s) {
+  if (s->state != DTLS_CONNECTED || s->released) return;
+  SSL_free(s->ssl); /* and both BIOs with it */
+  s->ssl = NULL;
+  s->in = NULL;
+  s->released = 1;
 }
 
 int dtls_cert_fingerprint_as(const struct dtls_cert *c, const char *alg, char *out, size_t cap) {

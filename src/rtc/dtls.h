@@ -68,8 +68,21 @@ long dtls_session_timeout_ms(struct dtls_session *s);
 /* Call when that time has come. */
 void dtls_session_on_timer(struct dtls_session *s);
 
-/* After DTLS_CONNECTED: the SRTP profile and RFC 5764 4.2 keying material. */
+/* After DTLS_CONNECTED: the SRTP profile and RFC 5764 4.2 keying material
+ * (-EAGAIN before, -ENOENT once the session is released). */
 int dtls_session_srtp_keys(struct dtls_session *s, int *profile, uint8_t *material, size_t *len);
+
+/*
+ * Frees a connected session's OpenSSL object, some 60 KB that OpenSSL keeps
+ * for the rest of a connection (the handshake's buffer, for retransmission,
+ * and a read and a write record buffer), when DTLS has nothing left to do:
+ * WebRTC uses it for the SRTP keys alone. The session stays DTLS_CONNECTED
+ * and every later datagram is ignored, so neither a retransmitted final
+ * flight is answered nor a close_notify noticed any more. Release only
+ * once the keys are taken and the peer has shown it finished its handshake
+ * (SRTP from it authenticated). A no-op in any other state.
+ */
+void dtls_session_release(struct dtls_session *s);
 enum dtls_role dtls_session_role(const struct dtls_session *s);
 
 /*

@@ -125,6 +125,56 @@ static void lost_flight_is_retransmitted(void **state) {
   free_pair(&p);
 }
 
+static void wait_ms(long ms) {
+  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/*
+ * The server's last flight is lost: it is CONNECTED, the client is not, and
+ * the client's retransmitted flight must still be answered, so the server
+ * keeps its OpenSSL object until released. Released, it ignores DTLS.
+ */
+static void final_flight_answered_until_released(void **state) {
+  struct pair p;
+  make_pair(&p, NULL, 0);
+  dtls_session_release(p.server); /* mid-handshake: a no-op */
+  dtls_session_start(p.client);
+  dtls_queue_deliver(&p.to_server, p.server); /* ClientHello */
+  dtls_session_release(p.server);
+  dtls_queue_deliver(&p.to_client, p.client); /* ServerHello ... ServerHelloDone */
+  p.to_client.drop_next = 100;                /* the server's ChangeCipherSpec and Finished */
+  dtls_queue_deliver(&p.to_server, p.server);
+  p.to_client.drop_next = 0;
+  assert_int_equal(dtls_session_state(p.server), DTLS_CONNECTED);
+  assert_int_equal(dtls_session_state(p.client), DTLS_HANDSHAKING);
+
+  long ms = dtls_session_timeout_ms(p.client);
+  assert_true(ms >= 0);
+  wait_ms(ms + 5);
+  dtls_session_on_timer(p.client);
+  assert_true(p.to_server.n > 0);
+  struct dtls_queue again = {0}; /* the client's flight, kept to be sent once more */
+  for (int i = 0; i < p.to_server.n; i++) dtls_queue_push(&again, p.to_server.pkt[i], p.to_server.len[i]);
+  dtls_queue_deliver(&p.to_server, p.server);
+  assert_true(p.to_client.n > 0); /* answered: the last flight went again */
+  dtls_queue_deliver(&p.to_client, p.client);
+  assert_int_equal(dtls_session_state(p.client), DTLS_CONNECTED);
+  check_keys(&p, DTLS_SRTP_AEAD_AES_128_GCM, 56);
+
+  dtls_session_release(p.server);
+  uint8_t km[DTLS_MAX_KEYING];
+  size_t kl = sizeof km;
+  int profile;
+  assert_int_equal(dtls_session_srtp_keys(p.server, &profile, km, &kl), -ENOENT);
+  dtls_queue_deliver(&again, p.server);
+  assert_int_equal(p.to_client.n, 0); /* released: nothing answers */
+  assert_int_equal(dtls_session_state(p.server), DTLS_CONNECTED);
+  assert_int_equal(dtls_session_timeout_ms(p.server), -1);
+  dtls_session_release(p.server); /* twice: a no-op */
+  free_pair(&p);
+}
+
 static void garbage_does_not_crash(void **state) {
   struct pair p;
   make_pair(&p, NULL, 0);
@@ -185,6 +235,7 @@ int main(void) {
       cmocka_unit_test(handshake_cm80),
       cmocka_unit_test(fingerprint_mismatch_fails),
       cmocka_unit_test(lost_flight_is_retransmitted),
+      cmocka_unit_test(final_flight_answered_until_released),
       cmocka_unit_test(garbage_does_not_crash),
       cmocka_unit_test(session_made_on_another_thread_handshakes_on_its_owner),
   };

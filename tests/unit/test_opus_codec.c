@@ -106,11 +106,30 @@ static void coded_band_follows_the_receivers_playback_rate(void **state) {
   opusc_enc_free(e);
 }
 
+/* The agent's 16 kHz speech: CELT wideband (configs 20-23), SILK wideband with FEC under
+ * loss (8-11), and the full band (28-31) again once the limit is lifted. */
+static void agent_band_follows_its_speech_rate(void **state) {
+  struct opusc_enc *e = opusc_enc_new(OPUSC_AGENT, 0);
+  int f = 0;
+  assert_true(code_voice(e, &f) >= 28);
+  assert_int_equal(opusc_enc_set_max_rate(e, 16000), 0);
+  int config = code_voice(e, &f);
+  assert_true(config >= 20 && config <= 23);
+  opusc_enc_adapt(e, 26);
+  config = code_voice(e, &f);
+  assert_true(config >= 8 && config <= 11);
+  for (int i = 0; i < 30; i++) opusc_enc_adapt(e, 0);
+  assert_int_equal(opusc_enc_set_max_rate(e, 0), 0);
+  assert_true(code_voice(e, &f) >= 28);
+  opusc_enc_free(e);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(silence_packets_are_reused_and_speech_follows),
       cmocka_unit_test(agent_voice_is_celt_until_loss_is_reported),
       cmocka_unit_test(coded_band_follows_the_receivers_playback_rate),
+      cmocka_unit_test(agent_band_follows_its_speech_rate),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

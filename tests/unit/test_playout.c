@@ -194,6 +194,124 @@ static void a_rate_change_mid_reply_keeps_the_words_in_step(void **state) {
   playout_free(p);
 }
 
+/* Signal to noise of `got` against `want`, in dB. */
+static double snr_db(const int16_t *want, const int16_t *got, size_t n) {
+  double sig = 0, err = 0;
+  for (size_t i = 0; i < n; i++) {
+    sig += (double)want[i] * want[i];
+    err += ((double)got[i] - want[i]) * ((double)got[i] - want[i]);
+  }
+  return 10 * log10(sig / (err + 1e-9));
+}
+
+/* The delay of a resampler at quality 3, in its input samples. */
+static int delay_of(int in_rate, int out_rate) {
+  struct resampler *r;
+  assert_int_equal(resampler_new(&r, in_rate, out_rate, 3), 0);
+  int d = resampler_input_latency(r);
+  resampler_free(r);
+  return d;
+}
+
+/* A reply kept at 16 kHz hands out, with each frame, the stored samples
+ * behind it: the whole stream delayed by the resamplers' delays (up, and
+ * back down), frame by frame, partial frames (an engine falling behind)
+ * included. */
+static void a_16k_reply_hands_out_the_samples_behind_each_frame(void **state) {
+  const size_t n = 16000;
+  int16_t *in = voice_at(16000, n);
+  struct playout *p;
+  assert_int_equal(playout_new(&p), 0);
+  assert_int_equal(playout_begin_segment(p, "Sixteen."), 0);
+  int16_t pcm[PLAYOUT_FRAME];
+  const char *started;
+  assert_null(playout_sent16(p));
+  size_t lat = (size_t)(delay_of(16000, 48000) + delay_of(48000, 16000) / 3), got = 0, at = 0;
+  assert_int_equal(lat, 48);
+  int16_t *seen = calloc(n + 2 * PLAYOUT_FRAME16, sizeof *seen);
+  /* 1000 samples, then the queue runs dry mid-frame, then the rest */
+  size_t parts[] = {1000, n - 1000};
+  for (int k = 0; k < 2; k++) {
+    assert_int_equal(playout_append(p, in + at, parts[k], 16000), 0);
+    at += parts[k];
+    while (playout_take(p, pcm, &started)) {
+      const int16_t *s16 = playout_sent16(p);
+      assert_non_null(s16);
+      size_t used = at - got < PLAYOUT_FRAME16 ? at - got : PLAYOUT_FRAME16;
+      for (size_t i = used; i < PLAYOUT_FRAME16; i++) assert_int_equal(s16[i], 0);
+      memcpy(seen + got, s16, used * sizeof *s16);
+      got += used;
+    }
+    assert_null(playout_sent16(p)); /* the last take gave nothing */
+  }
+  assert_int_equal(got, n);
+  for (size_t i = 0; i < lat; i++) assert_int_equal(seen[i], 0);
+  assert_memory_equal(seen + lat, in, (n - lat) * sizeof *in);
+  playout_free(p);
+  free(seen);
+  free(in);
+}
+
+/* The 16 kHz copy is what was sent, as the echo reference used to be made
+ * from it: the sent 48 kHz stream resampled back down matches it, and
+ * matches it much worse a sample either way. */
+static void the_16k_copy_lines_up_with_the_sent_frames(void **state) {
+  const size_t frames = 50, n = frames * PLAYOUT_FRAME16;
+  int16_t *in = voice_at(16000, n);
+  struct playout *p;
+  assert_int_equal(playout_new(&p), 0);
+  assert_int_equal(playout_begin_segment(p, "Sixteen."), 0);
+  assert_int_equal(playout_append(p, in, n, 16000), 0);
+  int16_t *sent = malloc(frames * PLAYOUT_FRAME * sizeof *sent);
+  int16_t *copy = malloc(n * sizeof *copy);
+  const char *started;
+  for (size_t f = 0; f < frames; f++) {
+    assert_int_equal(playout_take(p, sent + f * PLAYOUT_FRAME, &started), 1);
+    memcpy(copy + f * PLAYOUT_FRAME16, playout_sent16(p), PLAYOUT_FRAME16 * sizeof *copy);
+  }
+  int16_t *down;
+  size_t down_n;
+  assert_int_equal(
+      resampler_convert(sent, frames * PLAYOUT_FRAME, 48000, 16000, 3, &down, &down_n), 0);
+  assert_true(down_n >= n);
+  size_t skip = 100, len = n - 2 * skip; /* the start's transient left out */
+  double at = snr_db(down + skip, copy + skip, len);
+  double early = snr_db(down + skip - 1, copy + skip, len);
+  double late = snr_db(down + skip + 1, copy + skip, len);
+  assert_true(at > 40);
+  assert_true(at > early + 6 && at > late + 6);
+  /* kept at 24 or 48 kHz, there is no 16 kHz copy */
+  playout_clear(p);
+  fill(p, "Twenty-four.", 5, 24000);
+  assert_int_equal(playout_take(p, sent, &started), 1);
+  assert_null(playout_sent16(p));
+  playout_clear(p);
+  fill(p, "Forty-eight.", 5, 48000);
+  assert_int_equal(playout_take(p, sent, &started), 1);
+  assert_null(playout_sent16(p));
+  playout_free(p);
+  free(down);
+  free(copy);
+  free(sent);
+  free(in);
+}
+
+/* The encoder's band follows the highest rate a reply's audio was made at. */
+static void the_made_rate_is_the_highest_come_in(void **state) {
+  (void)state;
+  struct playout *p;
+  assert_int_equal(playout_new(&p), 0);
+  assert_int_equal(playout_made_rate(p), 0);
+  fill(p, "a", 5, 16000);
+  assert_int_equal(playout_made_rate(p), 16000);
+  fill(p, "b", 5, 22050); /* espeak-ng after flite, in one reply */
+  fill(p, "c", 5, 16000);
+  assert_int_equal(playout_made_rate(p), 22050);
+  playout_clear(p);
+  assert_int_equal(playout_made_rate(p), 0);
+  playout_free(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(frames_come_out_in_order_and_segments_are_announced),
@@ -204,6 +322,9 @@ int main(void) {
       cmocka_unit_test(a_16k_reply_comes_out_as_resampling_it_whole_would_give),
       cmocka_unit_test(audio_at_48k_is_sent_as_it_came),
       cmocka_unit_test(a_rate_change_mid_reply_keeps_the_words_in_step),
+      cmocka_unit_test(a_16k_reply_hands_out_the_samples_behind_each_frame),
+      cmocka_unit_test(the_16k_copy_lines_up_with_the_sent_frames),
+      cmocka_unit_test(the_made_rate_is_the_highest_come_in),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
