@@ -13,9 +13,12 @@
  */
 #include "agent/echo.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "agent/agents.h"
 
 #define PREROLL_FRAMES 5    /* 100 ms kept before speech onset */
 #define HANGOVER_FRAMES 30  /* 600 ms of silence ends an utterance */
@@ -118,7 +121,10 @@ void echo_agent_hear(struct echo_agent *ea, const int16_t *pcm) {
 }
 
 int echo_agent_speak(struct echo_agent *ea, int16_t *pcm) {
-  if (ea->state != PLAYING) return 0;
+  if (ea->state != PLAYING) {
+    memset(pcm, 0, sizeof(int16_t) * ECHO_FRAME);
+    return 0;
+  }
   memcpy(pcm, ea->buf + (size_t)ea->played++ * ECHO_FRAME, sizeof(int16_t) * ECHO_FRAME);
   if (ea->played >= ea->frames) {
     ea->state = LISTENING;
@@ -128,3 +134,25 @@ int echo_agent_speak(struct echo_agent *ea, int16_t *pcm) {
 }
 
 int echo_agent_speaking(const struct echo_agent *ea) { return ea->state == PLAYING; }
+
+/* --- as the media layer sees it (media/agent.h) ------------------------------ */
+
+static int echo_create(void **out, const struct agent_params *p) {
+  (void)p; /* it needs no engines, settings or host */
+  *out = echo_agent_new();
+  return *out ? 0 : -ENOMEM;
+}
+
+static void echo_destroy(void *agent) { echo_agent_free(agent); }
+static void echo_hear(void *agent, const int16_t *pcm) { echo_agent_hear(agent, pcm); }
+static int echo_speak(void *agent, int16_t *pcm) { return echo_agent_speak(agent, pcm); }
+
+/* It hears the full band it plays back, and never speaks between ticks. */
+const struct agent_ops echo_agent_ops = {
+    .name = "echo",
+    .in_rate = ECHO_RATE,
+    .create = echo_create,
+    .destroy = echo_destroy,
+    .hear = echo_hear,
+    .speak = echo_speak,
+};

@@ -10,7 +10,8 @@
 
 #include <stdint.h>
 
-#define ECHO_FRAME 960 /* samples per 20 ms at 48 kHz */
+#define ECHO_RATE 48000 /* it hears and speaks at the same rate */
+#define ECHO_FRAME 960  /* samples per 20 ms at 48 kHz */
 
 struct echo_agent;
 
@@ -20,7 +21,7 @@ void echo_agent_free(struct echo_agent *ea);
 /* One received frame; NULL when nothing arrived (counts as silence). */
 void echo_agent_hear(struct echo_agent *ea, const int16_t *pcm);
 
-/* Fills one frame to send; returns 1 with audio, 0 when there is nothing to say. */
+/* Fills one frame to send; returns 1 with audio, 0 when there is nothing to say (pcm zeros). */
 int echo_agent_speak(struct echo_agent *ea, int16_t *pcm);
 
 /* 1 while playing back. */

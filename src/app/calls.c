@@ -12,7 +12,9 @@
  * needs only the worker's port, the shared DTLS fingerprint and the new
  * call's ICE credentials. An ICE restart is the exception: the worker owns
  * the ICE agent, so the answer goes out when the worker confirms with
- * MEDIA_EV_RESTARTED.
+ * MEDIA_EV_RESTARTED. A parsed offer (room for 16 m= sections, some 37 KB)
+ * is held only until its answer is sent; what tells a later offer's ICE
+ * restart apart, the remote credentials, is kept as a short string.
  *
  * Who may start a call is decided here too, before anything is spent on
  * it: with call_auth resolving to token, a new call needs a call token
@@ -55,6 +57,7 @@
 #include "core/prom.h"
 #include "engines/engines.h"
 #include "media/worker.h"
+#include "net/hostaddr.h"
 #include "net/http_client.h"
 #include "rtc/sdp.h"
 
@@ -93,7 +96,12 @@ struct call_entry {
   char ipkey[IPLIMIT_KEY_MAX]; /* counted in calls->iplimit under this; "" when exempt */
   char sub[CALLTOKEN_SUB_MAX]; /* the call token's subject; "" when none */
   int ending;               /* an end was requested; waiting for the worker */
-  struct sdp_session *offer; /* the offer being answered (kept for ICE restarts) */
+  /* The offer being answered, held only until its answer is sent (a parsed
+   * offer is some 37 KB); an ICE restart's offer is held until the worker's
+   * new credentials come back and the answer goes out. */
+  struct sdp_session *offer;
+  char *remote_ice;  /* the offer's "ufrag pwd", what tells a later offer's restart apart */
+  int restarts;      /* restarts asked of the worker, not yet answered */
   char held_ufrag[64], held_pwd[64]; /* an ICE restart answered while the page was away */
   uint32_t ssrc;
   struct callrec *rec;
@@ -190,6 +198,7 @@ static void on_entry_closed(uv_handle_t *h) {
   struct call_entry *e = h->data;
   if (--e->open_handles > 0) return;
   sdp_session_free(e->offer);
+  free(e->remote_ice);
   free(e);
 }
 
@@ -287,7 +296,7 @@ static char *answer_for(struct calls *calls, struct call_entry *e, const char *u
   for (int i = 0; i < calls->ncandidates; i++) ap.candidates[i] = calls->candidates[i];
   ap.ncandidates = (size_t)calls->ncandidates;
   char *sdp = NULL;
-  if (sdp_build_answer(e->offer, &ap, &sdp) != 0) return NULL;
+  if (!e->offer || sdp_build_answer(e->offer, &ap, &sdp) != 0) return NULL;
   return sdp;
 }
 
@@ -301,6 +310,21 @@ static void send_answer(struct call_entry *e, const char *ufrag, const char *pwd
   calls_send(e->conn, json_pack("{s:s,s:s,s:s,s:s}", "type", "answer", "sdp", sdp, "call_id",
                                 e->id, "resume_secret", e->resume_secret));
   free(sdp);
+}
+
+/* An offer's ICE credentials as one string ("ufrag pwd": neither holds a space). */
+static char *ice_of(const struct sdp_session *offer) {
+  size_t n = strlen(sdp_ice_ufrag(offer)) + strlen(sdp_ice_pwd(offer)) + 2;
+  char *s = malloc(n);
+  if (s) snprintf(s, n, "%s %s", sdp_ice_ufrag(offer), sdp_ice_pwd(offer));
+  return s;
+}
+
+/* Answered: the offer goes, unless a restart's answer still needs it. */
+static void drop_offer(struct call_entry *e) {
+  if (e->restarts > 0 || e->held_ufrag[0]) return;
+  sdp_session_free(e->offer);
+  e->offer = NULL;
 }
 
 /* Only services have a model worth recording; the embedded engines have one each. */
@@ -452,6 +476,14 @@ static void new_call(struct calls *calls, struct ws_conn *conn, struct sdp_sessi
   }
   e->calls = calls;
   e->offer = offer;
+  e->remote_ice = ice_of(offer);
+  if (!e->remote_ice) {
+    sdp_session_free(offer);
+    free(e);
+    if (adm->ipkey[0]) iplimit_release(calls->iplimit, adm->ipkey);
+    calls_send_error(conn, "internal", "out of memory");
+    return;
+  }
   e->conn = conn;
   random_hex(e->id, sizeof e->id, 8);
   random_hex(e->resume_secret, sizeof e->resume_secret, RESUME_SECRET_BYTES);
@@ -495,21 +527,26 @@ static void new_call(struct calls *calls, struct ws_conn *conn, struct sdp_sessi
     log_call_info("calls", e->id, "from %s on worker %d", ws_conn_peer(conn), e->worker);
   start_limit_timer(e);
   send_answer(e, ufrag, pwd);
+  drop_offer(e);
 }
 
 /* An offer on an existing call: an ICE restart when the credentials changed. */
 static void renegotiate(struct call_entry *e, struct sdp_session *offer) {
-  int restart = strcmp(sdp_ice_ufrag(offer), sdp_ice_ufrag(e->offer)) != 0 ||
-                strcmp(sdp_ice_pwd(offer), sdp_ice_pwd(e->offer)) != 0;
-  sdp_session_free(e->offer);
-  e->offer = offer;
-  if (restart) {
-    log_call_info("calls", e->id, "ICE restart");
-    media_pool_restart_ice(e->calls->pool, e->worker, e->id, sdp_ice_ufrag(offer),
-                           sdp_ice_pwd(offer));
-  } else {
-    calls_send_error(e->conn, "bad_sdp", "only ICE restarts can renegotiate a call");
+  char *ice = ice_of(offer);
+  if (!ice || strcmp(ice, e->remote_ice) == 0) {
+    free(ice);
+    sdp_session_free(offer);
+    if (ice) calls_send_error(e->conn, "bad_sdp", "only ICE restarts can renegotiate a call");
+    else calls_send_error(e->conn, "internal", "out of memory");
+    return;
   }
+  free(e->remote_ice);
+  e->remote_ice = ice;
+  sdp_session_free(e->offer); /* an earlier restart's answer is built from this one too */
+  e->offer = offer;
+  e->restarts++;
+  log_call_info("calls", e->id, "ICE restart");
+  media_pool_restart_ice(e->calls->pool, e->worker, e->id, sdp_ice_ufrag(offer), sdp_ice_pwd(offer));
 }
 
 /*
@@ -762,6 +799,7 @@ void calls_resume(struct calls *calls, struct ws_conn *conn, json_t *msg) {
   if (e->held_ufrag[0]) {
     send_answer(e, e->held_ufrag, e->held_pwd);
     e->held_ufrag[0] = e->held_pwd[0] = '\0';
+    drop_offer(e);
   }
 }
 
@@ -841,8 +879,10 @@ static void on_media_event(struct mailbox *mb, struct mailbox_msg *m, void *user
       calls_send(e->conn, json_pack("{s:s,s:s}", "type", "connected", "call_id", e->id));
       break;
     case MEDIA_EV_RESTARTED:
+      if (e->restarts > 0) e->restarts--;
       if (e->conn) {
         send_answer(e, ev->ufrag, ev->pwd);
+        drop_offer(e);
       } else { /* the page went away meanwhile: it gets the answer when it resumes */
         snprintf(e->held_ufrag, sizeof e->held_ufrag, "%s", ev->ufrag);
         snprintf(e->held_pwd, sizeof e->held_pwd, "%s", ev->pwd);
@@ -874,7 +914,8 @@ static void add_candidate(struct calls *calls, const char *ip) {
     snprintf(calls->candidates[calls->ncandidates++], sizeof calls->candidates[0], "%.63s", ip);
 }
 
-/* announce_address, else media_address, else (wildcard) every interface's address. */
+/* announce_address, else media_address, else (wildcard) every interface's address: see
+ * net/hostaddr.h for which and in what order. */
 static void find_candidates(struct calls *calls) {
   const struct config *cfg = calls->cfg;
   if (cfg->announce_address[0]) {
@@ -892,16 +933,28 @@ static void find_candidates(struct calls *calls) {
   uv_interface_address_t *ifs;
   int n;
   if (uv_interface_addresses(&ifs, &n) != 0) return;
-  for (int i = 0; i < n; i++) {
-    char ip[64];
-    int v6 = ifs[i].address.address4.sin_family == AF_INET6;
-    if (v6 && strcmp(cfg->media_address, "::") != 0) continue;
-    if (v6) uv_ip6_name(&ifs[i].address.address6, ip, sizeof ip);
-    else uv_ip4_name(&ifs[i].address.address4, ip, sizeof ip);
-    if (v6 && strncmp(ip, "fe80", 4) == 0) continue; /* link-local needs a scope id */
-    add_candidate(calls, ip);
-  }
+  calls->ncandidates = hostaddr_pick(ifs, n, strcmp(cfg->media_address, "::") == 0,
+                                     calls->candidates, MAX_CANDIDATES);
   uv_free_interface_addresses(ifs, n);
+}
+
+/* Which addresses browsers are offered, once at start: the first thing to check when a
+ * browser cannot connect. Firefox uses no loopback candidate, so a list of loopback
+ * addresses alone works for Chromium on this machine and for nothing else. */
+static void log_candidates(const struct calls *calls) {
+  char list[MAX_CANDIDATES * 66] = "";
+  size_t len = 0;
+  int loopback = 0;
+  for (int i = 0; i < calls->ncandidates && len < sizeof list; i++) {
+    len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "",
+                            calls->candidates[i]);
+    loopback += api_is_loopback(calls->candidates[i]);
+  }
+  if (!calls->ncandidates) log_warn("media", "no address to offer browsers: set announce_address");
+  else if (loopback == calls->ncandidates)
+    log_warn("media", "candidates offered to browsers: %s (loopback only: Firefox cannot connect; "
+             "media_address = 0.0.0.0 offers every interface)", list);
+  else log_info("media", "candidates offered to browsers: %s", list);
 }
 
 static int open_engines(struct calls *calls, char *err, size_t errlen) {
@@ -1042,6 +1095,7 @@ int calls_new(struct calls **out, uv_loop_t *loop, const struct config *cfg, str
   if (calls->iplimit) uv_timer_start(&calls->sweep_timer, on_sweep, IPLIMIT_SWEEP_MS, IPLIMIT_SWEEP_MS);
   uv_unref((uv_handle_t *)&calls->sweep_timer);
   find_candidates(calls);
+  log_candidates(calls);
   for (int i = 0; i < media_pool_size(calls->pool); i++)
     log_info("media", "worker %d on UDP port %d", i, media_pool_port(calls->pool, i));
   *out = calls;

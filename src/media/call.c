@@ -25,6 +25,13 @@
  *
  * A call ends itself (media_call_end_reason) when the browser stops its
  * consent checks, DTLS fails or does not complete, or the browser says BYE.
+ *
+ * The first SRTP or SRTCP packet from the browser that authenticates shows
+ * it has finished its DTLS handshake (a browser keys SRTP only once it has
+ * our last flight), so the call then frees its OpenSSL object
+ * (dtls_session_release): DTLS has nothing left to do. A close_notify is
+ * not read after that, and none is sent at the end: the call's end reaches
+ * the page by signaling, the browser's by RTCP BYE, signaling or consent.
  */
 #include "media/call.h"
 
@@ -36,11 +43,10 @@
 #include <string.h>
 #include <sys/time.h>
 
-#include "agent/echo.h"
-#include "agent/voice.h"
 #include "audio/jitter.h"
 #include "audio/opus_codec.h"
 #include "core/log.h"
+#include "media/agent.h"
 #include "media/recorder.h"
 #include "rtc/dtls.h"
 #include "rtc/ice.h"
@@ -59,8 +65,8 @@ struct media_call {
   struct srtpctx *srtp;
   struct jitter *jb;
   struct opusc_enc *enc;
-  struct echo_agent *agent;
-  struct voice_agent *voice;
+  const struct agent_ops *ops; /* the agent (media/agent.h) */
+  void *agent;
   uint8_t next[PKT_MAX]; /* the next tick's frame: RTP header and Opus, not yet protected */
   size_t next_len;       /* 0: none ready */
   size_t next_payload;   /* its Opus bytes, for the sender reports */
@@ -79,6 +85,7 @@ struct media_call {
   uint32_t ssrc, ts, packets, octets;
   uint16_t seq;
   int speaking; /* the last frame made (the ready one, while next_len > 0) carries speech */
+  int band_rate; /* the rate the encoder's band is set for (0: the full band) */
   unsigned seed; /* spreads RTCP reports in time */
   uint64_t created_ms, next_rtcp_ms;
   int connected, connected_reported;
@@ -151,7 +158,7 @@ static void end_call(struct media_call *c, const char *reason) {
   if (!c->end_reason[0]) snprintf(c->end_reason, sizeof c->end_reason, "%s", reason);
 }
 
-/* --- the voice agent's host ------------------------------------------------------ */
+/* --- the agent's host ------------------------------------------------------------ */
 
 static void agent_event(void *user, char *json) {
   struct media_call *c = user;
@@ -170,7 +177,7 @@ static void agent_kick(void *user) {
   struct media_call *c = user;
   int16_t out[OPUSC_FRAME];
   if (!c->srtp || c->end_reason[0] || !c->next_len || c->speaking) return;
-  if (!voice_agent_speak_again(c->voice, out)) return;
+  if (!c->ops->speak_again || !c->ops->speak_again(c->agent, out)) return;
   c->seq--;
   c->ts -= OPUSC_FRAME;
   make_frame(c, out, 1);
@@ -179,10 +186,10 @@ static void agent_kick(void *user) {
 
 static int make_agent(struct media_call *c, const struct media_call_params *p,
                       const struct media_agent_env *env) {
-  if (!env || !env->engines) return (c->agent = echo_agent_new()) ? 0 : -1;
-  struct voice_host host = {agent_event, agent_end, agent_kick, c};
-  return voice_agent_new(&c->voice, p->call_id, env->cfg, env->engines, env->home, &p->settings,
-                         &host);
+  struct agent_host host = {agent_event, agent_end, agent_kick, c};
+  struct agent_params ap = {p->call_id, env->cfg, env->engines, env->home, &p->settings, &host};
+  c->ops = env->ops;
+  return c->ops->create(&c->agent, &ap);
 }
 
 /* --- life ----------------------------------------------------------------------- */
@@ -194,8 +201,8 @@ struct media_call *media_call_new(const struct media_call_params *p, struct dtls
   snprintf(c->id, sizeof c->id, "%s", p->call_id);
   c->ice = ice_agent_new(now_ms, p->ice_timeout_ms > 0 ? p->ice_timeout_ms : 30000);
   c->dtls = dtls_session_new(dtls, p->remote_fp_alg, p->remote_fp, dtls_out, c);
-  /* The voice agent listens at 16 kHz: Opus decodes straight to it. */
-  c->jb = agent && agent->engines ? jitter_new_rate(VOICE_IN_RATE) : jitter_new();
+  /* Opus decodes straight to the rate the agent hears (the voice agent's is 16 kHz). */
+  c->jb = jitter_new_rate(agent->ops->in_rate);
   c->enc = opusc_enc_new(OPUSC_AGENT, 0);
   if (!c->ice || !c->dtls || !c->jb || !c->enc || make_agent(c, p, agent) != 0) {
     media_call_free(c);
@@ -209,7 +216,7 @@ struct media_call *media_call_new(const struct media_call_params *p, struct dtls
   RAND_bytes((unsigned char *)&c->ts, sizeof c->ts);
   c->created_ms = now_ms;
   c->seed = c->ssrc;
-  c->recorder = agent ? agent->recorder : NULL;
+  c->recorder = agent->recorder;
   return c;
 }
 
@@ -221,8 +228,7 @@ void media_call_free(struct media_call *c) {
   srtpctx_free(c->srtp);
   jitter_free(c->jb);
   opusc_enc_free(c->enc);
-  echo_agent_free(c->agent);
-  voice_agent_free(c->voice);
+  if (c->ops) c->ops->destroy(c->agent);
   free(c);
 }
 
@@ -273,7 +279,7 @@ static void on_dtls_connected(struct media_call *c) {
   }
   memset(km, 0, sizeof km);
   c->connected = 1;
-  if (c->voice) voice_agent_start(c->voice);
+  if (c->ops->start) c->ops->start(c->agent);
   log_call_info("media", c->id, "connected (SRTP profile %d)", profile);
 }
 
@@ -299,6 +305,7 @@ static void on_rtp(struct media_call *c, uint8_t *pkt, size_t len, uint64_t now)
     c->srtp_failures++;
     return;
   }
+  dtls_session_release(c->dtls);
   if (rtp_parse(pkt, len, &h)) return;
   if (h.pt != c->opus_pt || h.payload_len == 0) return; /* telephone-event, RED...: not played */
   if (!c->have_peer || h.ssrc != c->peer_ssrc) {
@@ -318,6 +325,7 @@ static void on_rtcp(struct media_call *c, uint8_t *pkt, size_t len, uint64_t now
     c->srtp_failures++;
     return;
   }
+  dtls_session_release(c->dtls);
   if (rtcp_parse(pkt, len, &info)) return;
   if (info.has_sr) {
     c->rx.last_sr_ntp_mid = info.sr_ntp_mid;
@@ -348,8 +356,18 @@ void media_call_on_packet(struct media_call *c, uint8_t *pkt, size_t len,
 
 /* --- the tick ----------------------------------------------------------------------------- */
 
+/* Speech made at a lower rate than 48 kHz has no band above half of it: Opus
+ * need not code one (its band limit changes without a glitch). */
+static void follow_band(struct media_call *c) {
+  int rate = c->ops->out_rate ? c->ops->out_rate(c->agent) : 0;
+  if (rate == c->band_rate) return;
+  c->band_rate = rate;
+  opusc_enc_set_max_rate(c->enc, rate);
+}
+
 /* The next tick's frame: Opus, behind an RTP header whose marker starts a talkspurt. */
 static void make_frame(struct media_call *c, const int16_t *pcm, int audio) {
+  if (audio) follow_band(c);
   size_t hdr = rtp_write_header(c->next, audio && !c->speaking, c->opus_pt, c->seq, c->ts, c->ssrc);
   int n = opusc_encode(c->enc, pcm, c->next + hdr, sizeof c->next - hdr - SRTPCTX_MAX_OVERHEAD);
   c->seq++;
@@ -398,16 +416,8 @@ void media_call_tick_in(struct media_call *c) {
   int16_t in[OPUSC_FRAME], out[OPUSC_FRAME];
   const int16_t *heard = jitter_get(c->jb, in) ? in : NULL;
   record_tick(c);
-  int audio;
-  if (c->voice) {
-    voice_agent_hear(c->voice, heard);
-    audio = voice_agent_speak(c->voice, out);
-  } else {
-    echo_agent_hear(c->agent, heard);
-    audio = echo_agent_speak(c->agent, out);
-    if (!audio) memset(out, 0, sizeof out);
-  }
-  make_frame(c, out, audio);
+  c->ops->hear(c->agent, heard);
+  make_frame(c, out, c->ops->speak(c->agent, out));
 }
 
 static uint64_t wall_ms(void) {

@@ -25,14 +25,16 @@ typedef void (*media_send_fn)(void *user, const uint8_t *data, size_t len,
 /* An agent event for the page: ownership of the malloc'd JSON text passes. */
 typedef void (*media_event_fn)(void *user, const char *call_id, char *json);
 
-/* What a call is answered by: the voice agent when `engines` is set, else the echo agent. */
+/* What a call is answered by (media/agent.h), and what its agent is made from. */
 struct media_agent_env {
+  const struct agent_ops *ops;
   const struct config *cfg;
-  struct engines *engines;
+  struct engines *engines; /* NULL for an agent that needs none */
   struct mailbox *home; /* the worker's mailbox, where engine results arrive */
   struct recorder *recorder; /* record_calls on: the pool's recorder (media/recorder.h), else NULL */
 };
 
+/* A new call, its agent made from `agent` (required); NULL when either cannot be made. */
 struct media_call *media_call_new(const struct media_call_params *p, struct dtls_ctx *dtls,
                                   const struct media_agent_env *agent, uint64_t now_ms);
 void media_call_free(struct media_call *c);

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "agent/agents.h"
 #include "core/log.h"
 #include "core/prom.h"
 #include "media/addrmap.h"
@@ -102,6 +103,7 @@ struct media_pool {
   struct worker *w;
   int n;
   const struct config *cfg;
+  const struct agent_ops *agent; /* what answers every call: cfg->agent's table */
   struct engines *engines;
   struct mailbox *control;
   struct dtls_cert *cert;
@@ -442,9 +444,15 @@ static void worker_free(struct worker *w) {
 
 int media_pool_start(struct media_pool **out, const struct config *cfg, struct mailbox *control,
                      struct engines *engines, char *err, size_t errlen) {
+  const struct agent_ops *agent = agent_ops_find(cfg->agent);
+  if (!agent) {
+    snprintf(err, errlen, "no agent called \"%s\"", cfg->agent);
+    return -EINVAL;
+  }
   struct media_pool *pool = calloc(1, sizeof *pool);
   if (!pool) return -ENOMEM;
   pool->cfg = cfg;
+  pool->agent = agent;
   pool->engines = engines;
   pool->n = cfg->media_workers ? cfg->media_workers : (int)uv_available_parallelism();
   pool->control = control;
@@ -579,7 +587,7 @@ int media_pool_add_call(struct media_pool *pool, int worker, const struct media_
   struct worker *w = &pool->w[worker];
   struct worker_msg *msg = calloc(1, sizeof *msg);
   if (!msg) return -ENOMEM;
-  struct media_agent_env agent = {pool->cfg, pool->engines, w->mb, pool->recorder};
+  struct media_agent_env agent = {pool->agent, pool->cfg, pool->engines, w->mb, pool->recorder};
   msg->call = media_call_new(p, w->dtls, &agent, control_now_ms());
   if (!msg->call) {
     free(msg);

@@ -12,10 +12,10 @@
 
 #include <stdint.h>
 
-#include "agent/voice.h"
 #include "core/config.h"
 #include "core/mailbox.h"
 #include "engines/engines.h"
+#include "media/agent.h"
 #include "rtc/sdp.h"
 
 struct media_call;
@@ -56,14 +56,15 @@ struct media_call_params {
   int opus_pt;
   uint32_t ssrc; /* ours */
   int ice_timeout_ms;
-  struct voice_settings settings; /* for the voice agent */
+  struct voice_settings settings; /* for the agent (media/agent.h) */
 };
 
 /*
  * Starts cfg->media_workers workers (one per core when 0), each bound to
  * cfg->media_address and port cfg->media_port + i (any free port when
- * media_port is 0). Events go to `control`. Calls are answered by the voice
- * agent on `engines`, or by the echo agent when engines is NULL.
+ * media_port is 0). Events go to `control`. Calls are answered by the agent
+ * cfg->agent names (agent/agents.h), with `engines` for one that needs them
+ * (the voice agent; NULL for the echo agent).
  */
 int media_pool_start(struct media_pool **out, const struct config *cfg, struct mailbox *control,
                      struct engines *engines, char *err, size_t errlen);

@@ -1,4 +1,8 @@
-/* echo agent: records an utterance, plays it back after the pause, ignores clicks. */
+/*
+ * echo agent: records an utterance, plays it back after the pause, ignores
+ * clicks; behind the media layer's table (media/agent.h) it is found by
+ * name, hears at 48 kHz and gives silence as zeros.
+ */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "agent/agents.h"
 #include "agent/echo.h"
 
 static void noise(int16_t *pcm, double amp, unsigned *seed) {
@@ -71,11 +76,45 @@ static void missing_frames_count_as_silence(void **state) {
   echo_agent_free(ea);
 }
 
+static void agents_are_found_by_name(void **state) {
+  assert_ptr_equal(agent_ops_find("echo"), &echo_agent_ops);
+  assert_ptr_equal(agent_ops_find("voice"), &voice_agent_ops);
+  assert_null(agent_ops_find("parrot"));
+  assert_null(agent_ops_find(NULL));
+  assert_int_equal(echo_agent_ops.in_rate, 48000);
+  assert_int_equal(voice_agent_ops.in_rate, 16000);
+  assert_null(echo_agent_ops.speak_again); /* it never kicks its host */
+}
+
+/* Through the table, as a call drives it: the utterance comes back, and silence is zeros. */
+static void table_plays_back_and_gives_silence_as_zeros(void **state) {
+  const struct agent_ops *ops = agent_ops_find("echo");
+  void *agent = NULL;
+  struct agent_params p = {.call_id = "echo-test"};
+  assert_int_equal(ops->create(&agent, &p), 0);
+  int16_t in[ECHO_FRAME], out[ECHO_FRAME];
+  int spoken = 0, silent_nonzero = 0;
+  for (int f = 0; f < 200; f++) {
+    if (f >= 10 && f < 40) tone(in, 8000, f);
+    else memset(in, 0, sizeof in);
+    ops->hear(agent, f % 7 == 3 ? NULL : in);
+    memset(out, 0x7f, sizeof out);
+    if (ops->speak(agent, out)) spoken++;
+    else for (int i = 0; i < ECHO_FRAME; i++) silent_nonzero += out[i] != 0;
+  }
+  assert_true(spoken >= 30);
+  assert_int_equal(silent_nonzero, 0);
+  ops->destroy(agent);
+  ops->destroy(NULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(utterance_is_played_back_after_pause),
       cmocka_unit_test(clicks_are_not_speech),
       cmocka_unit_test(missing_frames_count_as_silence),
+      cmocka_unit_test(agents_are_found_by_name),
+      cmocka_unit_test(table_plays_back_and_gives_silence_as_zeros),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,8 +7,14 @@
  *   its compound carries a sender report or only a receiver report, and
  *   whether or not any RTP came first.
  * - The offer's fingerprint may be sha-512: it reaches the DTLS check whole.
+ * - The call answers the browser's retransmitted last DTLS flight until the
+ *   browser's first SRTP packet, and ignores DTLS after it (the OpenSSL
+ *   object is freed).
+ * - The encoder codes only the band the agent's speech has (its out_rate):
+ *   wideband for speech made at 16 kHz, the full band when it cannot tell.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,9 +23,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
+#include <math.h>
+#include <opus/opus.h>
 
+#include "agent/agents.h"
 #include "media/call.h"
 #include "rtc/dtls.h"
 #include "rtc/rtcp.h"
@@ -40,6 +50,7 @@ struct rig {
   struct srtpctx *srtp;
   struct media_call *call;
   struct dtls_queue up, down; /* browser -> call, call -> browser */
+  int lose_round; /* pump loses what the call sends in this round (0: none) */
   struct sockaddr_in from;
   uint64_t now;
 };
@@ -49,6 +60,7 @@ static void pump(struct rig *r) {
     for (int i = 0; i < r->up.n; i++)
       media_call_on_packet(r->call, r->up.pkt[i], r->up.len[i], (struct sockaddr *)&r->from, r->now);
     dtls_queue_drop(&r->up);
+    if (round + 1 == r->lose_round) dtls_queue_drop(&r->down);
     for (int i = 0; i < r->down.n; i++)
       if (rtp_demux(r->down.pkt[i], r->down.len[i]) == RTP_DEMUX_DTLS)
         dtls_session_handle(r->browser, r->down.pkt[i], r->down.len[i]);
@@ -57,9 +69,11 @@ static void pump(struct rig *r) {
   }
 }
 
-/* A call whose offer named the browser's certificate by `alg`; connected, with the browser's SRTP. */
-static void rig_up(struct rig *r, const char *alg) {
+/* A call whose offer named the browser's certificate by `alg`, its handshake
+ * run, losing what the call sends in pump round `lose_round` (0: nothing). */
+static void rig_start_with(struct rig *r, const char *alg, int lose_round, const struct agent_ops *ops) {
   memset(r, 0, sizeof *r);
+  r->lose_round = lose_round;
   r->now = 1000;
   r->from.sin_family = AF_INET;
   r->from.sin_port = htons(5000);
@@ -72,12 +86,19 @@ static void rig_up(struct rig *r, const char *alg) {
                                 .remote_pwd = "0123456789012345678901", .opus_pt = 111, .ssrc = 42};
   snprintf(p.remote_fp_alg, sizeof p.remote_fp_alg, "%s", alg);
   assert_int_equal(dtls_cert_fingerprint_as(r->browser_cert, alg, p.remote_fp, sizeof p.remote_fp), 0);
-  r->call = media_call_new(&p, r->sctx, NULL, r->now);
+  struct media_agent_env env = {.ops = ops ? ops : agent_ops_find("echo")};
+  r->call = media_call_new(&p, r->sctx, &env, r->now);
   assert_non_null(r->call);
   media_call_attach(r->call, to_browser, on_event, &r->down);
   r->browser = dtls_session_new(r->bctx, "sha-256", dtls_cert_fingerprint(r->server_cert), to_server, &r->up);
   dtls_session_start(r->browser);
   pump(r);
+}
+
+static void rig_start(struct rig *r, const char *alg, int lose_round) { rig_start_with(r, alg, lose_round, NULL); }
+
+/* Once the browser is connected: its SRTP. */
+static void rig_keys(struct rig *r) {
   assert_null(media_call_end_reason(r->call));
   assert_int_equal(dtls_session_state(r->browser), DTLS_CONNECTED);
   uint8_t km[DTLS_MAX_KEYING];
@@ -85,6 +106,12 @@ static void rig_up(struct rig *r, const char *alg) {
   int profile;
   assert_int_equal(dtls_session_srtp_keys(r->browser, &profile, km, &kl), 0);
   assert_int_equal(srtpctx_new(&r->srtp, profile, km, kl, 1), 0);
+}
+
+/* A call whose offer named the browser's certificate by `alg`; connected, with the browser's SRTP. */
+static void rig_up(struct rig *r, const char *alg) {
+  rig_start(r, alg, 0);
+  rig_keys(r);
 }
 
 static void rig_down(struct rig *r) {
@@ -120,6 +147,111 @@ static void send_bye(struct rig *r, int with_sr, uint32_t ssrc) {
   len += sizeof bye;
   assert_int_equal(srtpctx_protect_rtcp(r->srtp, pkt, &len, sizeof pkt), 0);
   media_call_on_packet(r->call, pkt, len, (struct sockaddr *)&r->from, r->now += 20);
+}
+
+/* The browser's retransmission of its last flight, due when the call's
+ * answer to it was lost: left in r->up. */
+static void browser_retransmits(struct rig *r) {
+  long ms = dtls_session_timeout_ms(r->browser);
+  assert_true(ms >= 0);
+  ms += 5;
+  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+  dtls_queue_drop(&r->up);
+  dtls_session_on_timer(r->browser);
+  assert_true(r->up.n > 0);
+}
+
+/* What the call sends back to datagrams of the browser's; freed, counted. */
+static int call_answers(struct rig *r, struct dtls_queue *q) {
+  dtls_queue_drop(&r->down);
+  for (int i = 0; i < q->n; i++)
+    media_call_on_packet(r->call, q->pkt[i], q->len[i], (struct sockaddr *)&r->from, r->now);
+  dtls_queue_drop(q);
+  int n = r->down.n;
+  for (int i = 0; i < n; i++) dtls_session_handle(r->browser, r->down.pkt[i], r->down.len[i]);
+  dtls_queue_drop(&r->down);
+  return n;
+}
+
+static void dtls_is_answered_until_the_browsers_srtp(void **state) {
+  struct rig r;
+  rig_start(&r, "sha-256", 2); /* the call's ChangeCipherSpec and Finished are lost */
+  assert_int_equal(dtls_session_state(r.browser), DTLS_HANDSHAKING);
+  browser_retransmits(&r);
+  struct dtls_queue first = r.up; /* held back: it arrives late, after the browser's SRTP */
+  memset(&r.up, 0, sizeof r.up);
+  browser_retransmits(&r);
+  assert_true(call_answers(&r, &r.up) > 0); /* connected, the call sends its last flight again */
+  assert_int_equal(dtls_session_state(r.browser), DTLS_CONNECTED);
+  rig_keys(&r);
+  send_rtp(&r, 1);
+  assert_int_equal(call_answers(&r, &first), 0); /* released: DTLS is ignored */
+  assert_null(media_call_end_reason(r.call));
+  send_bye(&r, 0, BROWSER_SSRC); /* SRTCP works as before */
+  assert_string_equal(media_call_end_reason(r.call), "hangup");
+  rig_down(&r);
+}
+
+/* An agent that always speaks (a tone over noise, every band busy) and says its speech was made at `rate`. */
+struct talker {
+  int rate;
+  unsigned seed;
+  double phase;
+};
+static struct talker *the_talker; /* the last made, for the test to steer */
+static int talker_create(void **out, const struct agent_params *p) {
+  *out = the_talker = calloc(1, sizeof(struct talker));
+  return *out ? 0 : -ENOMEM;
+}
+static void talker_destroy(void *agent) { free(agent); }
+static void talker_hear(void *agent, const int16_t *pcm) {}
+static int talker_speak(void *agent, int16_t *pcm) {
+  struct talker *t = agent;
+  for (int i = 0; i < 960; i++) {
+    t->phase += 2 * M_PI * 440 / 48000;
+    pcm[i] = (int16_t)(6000 * sin(t->phase) + (int)(rand_r(&t->seed) % 4001) - 2000);
+  }
+  return 1;
+}
+static int talker_rate(void *agent) { return ((struct talker *)agent)->rate; }
+static const struct agent_ops talker_ops = {.name = "talker", .in_rate = 48000, .create = talker_create,
+                                            .destroy = talker_destroy, .hear = talker_hear,
+                                            .speak = talker_speak, .out_rate = talker_rate};
+
+/* Ticks `frames` frames; the Opus bandwidth of the last one sent. */
+static int band_sent(struct rig *r, int frames) {
+  int band = -1;
+  for (int f = 0; f < frames; f++) {
+    media_call_tick_in(r->call);
+    dtls_queue_drop(&r->down);
+    media_call_tick(r->call, r->now += 20);
+    for (int i = 0; i < r->down.n; i++) {
+      size_t len = r->down.len[i];
+      struct rtp_header h;
+      if (rtp_demux(r->down.pkt[i], len) != RTP_DEMUX_RTP) continue;
+      assert_int_equal(srtpctx_unprotect_rtp(r->srtp, r->down.pkt[i], &len), 0);
+      assert_int_equal(rtp_parse(r->down.pkt[i], len, &h), 0);
+      band = opus_packet_get_bandwidth(h.payload);
+    }
+  }
+  dtls_queue_drop(&r->down);
+  return band;
+}
+
+static void the_band_coded_follows_the_agents_rate(void **state) {
+  struct rig r;
+  rig_start_with(&r, "sha-256", 0, &talker_ops);
+  rig_keys(&r);
+  struct talker *t = the_talker;
+  assert_int_equal(band_sent(&r, 10), OPUS_BANDWIDTH_FULLBAND); /* 0: it cannot tell */
+  t->rate = 16000;
+  assert_int_equal(band_sent(&r, 10), OPUS_BANDWIDTH_WIDEBAND);
+  t->rate = 24000;
+  assert_int_equal(band_sent(&r, 10), OPUS_BANDWIDTH_SUPERWIDEBAND);
+  t->rate = 48000;
+  assert_int_equal(band_sent(&r, 10), OPUS_BANDWIDTH_FULLBAND);
+  rig_down(&r);
 }
 
 static void bye_with_only_a_receiver_report_hangs_up(void **state) {
@@ -180,6 +312,8 @@ int main(void) {
       cmocka_unit_test(bye_with_a_sender_report_hangs_up),
       cmocka_unit_test(bye_for_another_stream_does_not),
       cmocka_unit_test(a_sha512_offer_connects),
+      cmocka_unit_test(dtls_is_answered_until_the_browsers_srtp),
+      cmocka_unit_test(the_band_coded_follows_the_agents_rate),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
