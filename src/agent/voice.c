@@ -47,6 +47,7 @@
 #include "agent/history.h"
 #include "agent/playout.h"
 #include "agent/toolrun.h"
+#include "agent/turn.h"
 #include "tools/tools.h"
 #include "audio/aec.h"
 #include "audio/resample.h"
@@ -63,12 +64,15 @@
 #define MAX_TEXT 4096
 #define MAX_SENTENCES 64
 #define AEC_MAX_DELAY_MS 600
+#define JUDGE_AHEAD_MS 100     /* a pause is judged this long before endpoint_min_ms, or halfway */
 
 enum vstate { ST_LISTENING, ST_USER, ST_THINKING, ST_SPEAKING };
 static const char *const state_names[] = {"listening", "user_speaking", "thinking", "speaking"};
 
 struct stamps {
   double last_voiced, end, final, first_token, first_sentence, tts_req, first_audio, first_sent;
+  double asr_req;               /* the words were asked for before the turn ended (0: at its end) */
+  int speculated;               /* the reply was being made before the turn ended */
   double onset, ai_stopped;     /* onset: when the VAD declared it; the AI's first withheld frame */
   int onset_lag;                /* how long before that the caller's first sound was */
   int tts_cached;               /* the reply's first sentence came from the TTS cache */
@@ -93,16 +97,37 @@ struct voice_agent {
   int rate;
 
   enum vstate state;
-  struct resampler *down_out; /* what we send, 48 -> 16 kHz, as the echo reference */
+  struct resampler *down_out; /* sent audio 48 -> 16 kHz, the echo reference; made on need */
   struct aec *aec;
   struct vad *vad;
   int16_t preroll[PREROLL_FRAMES][FRAME16];
+  float pitch_hz[PREROLL_FRAMES]; /* the VAD's pitch of each frame in the ring, 0: none */
   int preroll_head, preroll_n;
   int last_voiced_ms;
 
   struct asr_session *asr;
   char user_text[MAX_TEXT];   /* the caller's turn being answered */
   char heard_before[MAX_TEXT]; /* words of this turn before a pause that continued it */
+  int same_turn;               /* and the turn had its number: its reply was dropped unsaid */
+
+  /* The pause being judged (docs/turns.md): its words are asked for early, by finishing the
+   * live session there; a new live one starts if the caller goes on. A session's callbacks
+   * carry one of two contexts, which say which of the two roles it has now. */
+  struct asr_ctx {
+    struct voice_agent *va;
+    int early;
+  } ctx[2];
+  int live_ctx;
+  struct asr_session *asr_early;
+  char partial[MAX_TEXT];     /* the live session's latest words */
+  char early_text[MAX_TEXT];  /* the turn's words up to this pause, once the early session ends */
+  int early_done;             /* early_text holds them */
+  int pause_judged;           /* this pause has been looked at */
+  enum turn_pitch pitch;      /* of the words before it */
+  int held;                   /* the reply is being made before the turn is over: silent */
+  int tools_deferred;         /* its model asked for tools: they run once the turn is over */
+  int llm_wasted;             /* replies started early for this turn and dropped */
+  char ai_last[512];          /* what the AI said last: a question for digits expects them */
 
   struct llm_job *llm;
   struct chunker *chunker;
@@ -177,17 +202,25 @@ static void emit_latency(struct voice_agent *va, int with_barge_in) {
   json_t *ev = json_pack("{s:s,s:i}", "type", "latency", "turn", va->reply_is_turn ? va->turn : 0);
   if (!ev) return;
   put_ms(ev, "endpoint_ms", t->last_voiced, t->end);
-  put_ms(ev, "asr_ms", t->end, t->final);
+  put_ms(ev, "asr_ms", t->asr_req > 0 ? t->asr_req : t->end, t->final);
   put_ms(ev, "llm_first_token_ms", t->final, t->first_token);
   put_ms(ev, "llm_first_sentence_ms", t->final, t->first_sentence);
   put_ms(ev, "tts_first_audio_ms", t->tts_req, t->first_audio);
   if (t->tts_req > 0) json_object_set_new(ev, "tts_cached", json_boolean(t->tts_cached));
   put_ms(ev, "voice_to_voice_ms", t->last_voiced, t->first_sent);
   if (t->last_voiced > 0 && t->first_sent > 0 && t->first_audio > 0) {
+    /* Made early, the engines' work overlapped the pause: what the server added is then
+     * the time from the later of the turn's end and the first audio to that audio sent. */
     double engines = (t->end - t->last_voiced) + (t->final - t->end) +
                      (t->first_sentence - t->final) + (t->first_audio - t->tts_req);
-    double overhead = (t->first_sent - t->last_voiced) - engines;
+    double overhead = t->speculated ? t->first_sent - fmax(t->end, t->first_audio)
+                                    : (t->first_sent - t->last_voiced) - engines;
     json_object_set_new(ev, "overhead_ms", json_real(round(overhead * 10) / 10));
+  }
+  if (va->reply_is_turn && t->last_voiced > 0) {
+    json_object_set_new(ev, "speculated", json_boolean(t->speculated));
+    json_object_set_new(ev, "llm_wasted", json_integer(va->llm_wasted));
+    va->llm_wasted = 0;
   }
   if (with_barge_in) {
     put_ms(ev, "barge_in_ms", t->onset, t->ai_stopped);
@@ -370,7 +403,7 @@ static void cancel_reply(struct voice_agent *va) {
   chunker_reset(va->chunker);
   playout_clear(va->po);
   toolrun_detach(va->tools); /* its results still go into the history, but start nothing */
-  va->reply_active = va->paused = va->barge = 0;
+  va->reply_active = va->paused = va->barge = va->held = va->tools_deferred = 0;
   va->reply_text[0] = '\0';
 }
 
@@ -410,8 +443,11 @@ static void on_tts_error(void *user, const char *message) {
   tts_finished(va);
 }
 
+static int may_speculate(const struct voice_agent *va, const char *engine);
+
 static void start_next_tts(struct voice_agent *va) {
   if (va->tts || va->nsent == 0) return;
+  if (va->held && !may_speculate(va, engines_tts_name(va->eng, va->language))) return;
   char *text = va->sentences[0];
   memmove(va->sentences, va->sentences + 1, (size_t)(va->nsent - 1) * sizeof *va->sentences);
   va->nsent--;
@@ -510,7 +546,8 @@ static void tool_round(struct voice_agent *va) {
 static void on_llm_done(void *user, int hangup) {
   struct voice_agent *va = user;
   if (toolrun_collected(va->tools)) {
-    tool_round(va);
+    if (va->held) va->tools_deferred = 1; /* a tool acts: not before the turn is over */
+    else tool_round(va);
     return;
   }
   va->hangup_after = hangup;
@@ -552,12 +589,12 @@ static void begin_reply(struct voice_agent *va, int is_turn) {
   va->reply_is_turn = is_turn;
   va->llm_done = va->hangup_after = va->latency_sent = 0;
   va->user_in_history = !is_turn;
-  set_state(va, ST_THINKING);
 }
 
 /* A reply that is not the LLM's: a greeting, an idle prompt, a farewell. */
 static void say(struct voice_agent *va, const char *text) {
   begin_reply(va, 0);
+  set_state(va, ST_THINKING);
   memset(&va->t, 0, sizeof va->t);
   snprintf(va->reply_text, sizeof va->reply_text, "%s", text);
   va->llm_done = 1;
@@ -603,12 +640,21 @@ static void record_user_turn(struct voice_agent *va) {
   va->user_in_history = 1;
 }
 
+/* The end of what the AI said, which the next pause is judged against. */
+static void remember_ai(struct voice_agent *va, const char *text) {
+  size_t n = strlen(text), cap = sizeof va->ai_last - 1;
+  const char *from = text + (n > cap ? n - cap : 0);
+  while (((unsigned char)*from & 0xC0) == 0x80) from++; /* not inside a character */
+  snprintf(va->ai_last, sizeof va->ai_last, "%s", from);
+}
+
 /* The reply was played out in full (or there was nothing to play). */
 static void check_reply_done(struct voice_agent *va) {
-  if (!va->reply_active || !va->llm_done || va->tts || va->nsent || va->paused ||
+  if (!va->reply_active || !va->llm_done || va->tts || va->nsent || va->paused || va->held ||
       !playout_drained(va->po))
     return;
   if (va->reply_text[0]) {
+    remember_ai(va, va->reply_text);
     record_user_turn(va);
     history_add_assistant(va->hist, va->reply_text + va->round_start, 0); /* rounds hold the rest */
     emit_reply(va, va->reply_text, 0);
@@ -639,7 +685,10 @@ static void join_text(char *dst, size_t cap, const char *a, const char *b) {
 }
 
 static void on_asr_partial(void *user, const char *text) {
-  struct voice_agent *va = user;
+  const struct asr_ctx *ctx = user;
+  struct voice_agent *va = ctx->va;
+  if (ctx->early) return; /* its words come whole, at its end */
+  snprintf(va->partial, sizeof va->partial, "%s", text);
   char full[MAX_TEXT];
   join_text(full, sizeof full, va->heard_before, text);
   if (full[0]) emit(va, json_pack("{s:s,s:s,s:b}", "type", "transcript", "text", full, "final", 0));
@@ -658,6 +707,7 @@ static void interrupt_reply(struct voice_agent *va) {
     record_user_turn(va);
     history_add_assistant(va->hist, played + skip, 1);
   }
+  remember_ai(va, played);
   emit_reply(va, played, 1);
   emit_latency(va, 1); /* a greeting or prompt has only barge_in_ms */
   emit_usage(va);
@@ -674,7 +724,7 @@ static void resume_reply(struct voice_agent *va) {
 /* The number of the turn the caller's next words make: the same one when
  * they continue a turn whose reply was dropped before it was spoken. */
 static int next_turn(const struct voice_agent *va) {
-  return va->heard_before[0] ? va->turn : va->turn + 1;
+  return va->same_turn ? va->turn : va->turn + 1;
 }
 
 /* A new turn of the caller's, with the times its recognition took. */
@@ -682,8 +732,11 @@ static void answer(struct voice_agent *va, const char *text, const struct stamps
   snprintf(va->user_text, sizeof va->user_text, "%s", text);
   va->turn = next_turn(va);
   va->heard_before[0] = '\0';
+  va->same_turn = 0;
   begin_reply(va, 1);
-  va->t = (struct stamps){.last_voiced = t->last_voiced, .end = t->end, .final = t->final};
+  set_state(va, ST_THINKING);
+  va->t = (struct stamps){.last_voiced = t->last_voiced, .end = t->end, .final = t->final,
+                          .asr_req = t->asr_req};
   ask_llm(va);
 }
 
@@ -695,8 +748,15 @@ static void emit_final(struct voice_agent *va, const char *text, int is_turn) {
   emit(va, ev);
 }
 
+static void on_early_final(struct voice_agent *va, const char *text);
+
 static void on_asr_final(void *user, const char *text) {
-  struct voice_agent *va = user;
+  const struct asr_ctx *ctx = user;
+  struct voice_agent *va = ctx->va;
+  if (ctx->early) {
+    on_early_final(va, text);
+    return;
+  }
   asr_release(va->asr);
   va->asr = NULL;
   double t_final = now_ms();
@@ -720,10 +780,14 @@ static void on_asr_final(void *user, const char *text) {
 }
 
 static void on_asr_error(void *user, const char *message) {
-  struct voice_agent *va = user;
-  asr_release(va->asr);
-  va->asr = NULL;
+  const struct asr_ctx *ctx = user;
+  struct voice_agent *va = ctx->va;
+  struct asr_session **session = ctx->early ? &va->asr_early : &va->asr;
+  asr_release(*session);
+  *session = NULL;
   emit_error(va, "asr", message);
+  if (ctx->early && va->asr) return; /* the caller went on: the words before the pause are lost */
+  if (ctx->early) va->pause_judged = 0;
   if (va->barge) resume_reply(va);
   else say(va, phrase_apology(va));
 }
@@ -732,7 +796,8 @@ static void start_recognition(struct voice_agent *va, int lag_ms) {
   asr_release(va->asr);
   va->asr = NULL;
   struct asr_params p = {.language = va->language, .call_id = va->call_id};
-  struct asr_cb cb = {on_asr_partial, on_asr_final, on_asr_error, va};
+  struct asr_cb cb = {on_asr_partial, on_asr_final, on_asr_error, &va->ctx[va->live_ctx]};
+  va->partial[0] = '\0';
   if (engines_asr_start(va->eng, &p, va->home, &cb, &va->asr) != 0) {
     emit_error(va, "asr", "could not start recognition");
     return;
@@ -746,25 +811,185 @@ static void start_recognition(struct voice_agent *va, int lag_ms) {
   }
 }
 
+/* --- the end of the caller's turn (docs/turns.md) ---------------------------------------- */
+
+static int is_service(const char *engine) {
+  static const char *const services[] = {"openai", "anthropic", "elevenlabs", "azure", NULL};
+  for (int i = 0; services[i]; i++)
+    if (strcmp(engine, services[i]) == 0) return 1;
+  return 0;
+}
+
+/* May `engine` be asked for something the caller may never hear? */
+static int may_speculate(const struct voice_agent *va, const char *engine) {
+  const char *mode = va->cfg->speculate;
+  return strcmp(mode, "all") == 0 || (strcmp(mode, "local") == 0 && !is_service(engine));
+}
+
+static int min_silence(const struct voice_agent *va) {
+  int lo = va->cfg->endpoint_min_ms, hi = va->cfg->endpoint_ms;
+  return lo < hi ? lo : hi;
+}
+
+/* The pitch of the words just before the pause, oldest frame first. */
+static enum turn_pitch pitch_before_pause(const struct voice_agent *va) {
+  float hz[PREROLL_FRAMES];
+  int n = va->preroll_n;
+  for (int i = n; i > 0; i--) hz[n - i] = va->pitch_hz[(va->preroll_head - i + PREROLL_FRAMES) % PREROLL_FRAMES];
+  return turn_pitch_trend(hz, (size_t)n);
+}
+
+/* The silence that ends this turn, from its words so far: the VAD ends it then. */
+static enum turn_cue set_turn_silence(struct voice_agent *va, const char *words) {
+  enum turn_cue cue = turn_text_cue(words, va->ai_last);
+  int ms = turn_silence_ms(cue, va->pitch, min_silence(va), va->cfg->endpoint_ms);
+  vad_set_endpoint_ms(va->vad, ms);
+  static const char *const pitch[] = {"unknown", "falling", "level"};
+  log_call_debug("agent", va->call_id, "pause after \"%s\": %s, pitch %s, turn ends at %d ms",
+                 words, turn_cue_name(cue), pitch[va->pitch], ms);
+  return cue;
+}
+
+/*
+ * The caller has paused long enough to judge. With an engine here (or
+ * `speculate = all`) the words so far are asked for at once, in a session
+ * of their own; else the live session's partial words are all there is.
+ */
+static void judge_pause(struct voice_agent *va) {
+  if (!va->asr || va->barge || va->pause_judged || !vad_in_speech(va->vad)) return;
+  int lo = min_silence(va), at = lo - JUDGE_AHEAD_MS < lo / 2 ? lo - JUDGE_AHEAD_MS : lo / 2;
+  if (va->last_voiced_ms < (at < 60 ? 60 : at)) return;
+  va->pause_judged = 1;
+  va->pitch = pitch_before_pause(va);
+  if (va->asr_early || !may_speculate(va, engines_asr_name(va->eng))) {
+    char words[MAX_TEXT];
+    join_text(words, sizeof words, va->heard_before, va->partial);
+    set_turn_silence(va, words);
+    return;
+  }
+  va->asr_early = va->asr;
+  va->asr = NULL;
+  va->ctx[va->live_ctx].early = 1;
+  va->live_ctx ^= 1;
+  va->ctx[va->live_ctx].early = 0;
+  va->early_done = 0;
+  va->t.asr_req = now_ms();
+  asr_finish(va->asr_early);
+}
+
+/* Starts the reply to words the caller may yet add to; nothing of it is heard until then. */
+static void prepare_reply(struct voice_agent *va) {
+  snprintf(va->user_text, sizeof va->user_text, "%s", va->early_text);
+  double req = va->t.asr_req, final = va->t.final;
+  begin_reply(va, 1);
+  va->held = 1;
+  va->t = (struct stamps){.asr_req = req, .final = final, .speculated = 1};
+  ask_llm(va);
+}
+
+static void on_early_final(struct voice_agent *va, const char *text) {
+  asr_release(va->asr_early);
+  va->asr_early = NULL;
+  if (va->asr) { /* the caller went on meanwhile: these words come first */
+    char joined[MAX_TEXT];
+    join_text(joined, sizeof joined, va->heard_before, text);
+    snprintf(va->heard_before, sizeof va->heard_before, "%s", joined);
+    return;
+  }
+  va->t.final = now_ms();
+  join_text(va->early_text, sizeof va->early_text, va->heard_before, text);
+  va->early_done = 1;
+  if (!vad_in_speech(va->vad)) { /* the turn ended before its words came */
+    va->pause_judged = 0;
+    if (!va->early_text[0]) {
+      set_state(va, ST_LISTENING);
+      return;
+    }
+    emit_final(va, va->early_text, 1);
+    struct stamps t = va->t;
+    answer(va, va->early_text, &t);
+    return;
+  }
+  if (va->early_text[0])
+    emit(va, json_pack("{s:s,s:s,s:b}", "type", "transcript", "text", va->early_text, "final", 0));
+  /* After a phrase left open the caller will most likely go on: a reply made now would
+   * be dropped, so it waits for the turn's end like any other. */
+  enum turn_cue cue = set_turn_silence(va, va->early_text);
+  if (va->early_text[0] && cue != TURN_MORE && may_speculate(va, engines_llm_name(va->eng)))
+    prepare_reply(va);
+}
+
+/* Speech again after a pause that was judged: the turn goes on, and what was made for it
+ * is dropped unheard (its cost stays in the turn's usage). */
+static void caller_went_on(struct voice_agent *va) {
+  va->pause_judged = 0;
+  vad_set_endpoint_ms(va->vad, va->cfg->endpoint_ms);
+  if (va->held) {
+    va->llm_wasted++;
+    cancel_reply(va);
+  }
+  if (va->early_done) {
+    snprintf(va->heard_before, sizeof va->heard_before, "%s", va->early_text);
+    va->early_done = 0;
+  }
+  if (!va->asr) start_recognition(va, 0); /* from just before this frame */
+}
+
+/* The silence reached what the words asked for: the turn is the caller's no more. */
+static void declare_turn(struct voice_agent *va) {
+  va->early_done = 0;
+  if (!va->early_text[0]) {
+    set_state(va, ST_LISTENING);
+    return;
+  }
+  emit_final(va, va->early_text, 1);
+  if (!va->held) {
+    struct stamps t = va->t;
+    answer(va, va->early_text, &t);
+    return;
+  }
+  va->turn = next_turn(va);
+  va->heard_before[0] = '\0';
+  va->same_turn = 0;
+  va->held = 0;
+  set_state(va, ST_THINKING);
+  if (va->tools_deferred) {
+    va->tools_deferred = 0;
+    tool_round(va);
+  }
+  start_next_tts(va);
+  if (playout_queued(va->po)) {
+    set_state(va, ST_SPEAKING);
+    va->host.kick(va->host.user);
+  }
+  check_reply_done(va);
+}
+
 static void on_onset(struct voice_agent *va) {
   double now = now_ms();
   int lag = vad_onset_lag_ms(va->vad);
   va->idle_ms = 0;
   va->idle_prompted = 0;
+  va->pause_judged = 0;
+  vad_set_endpoint_ms(va->vad, va->cfg->endpoint_ms);
   if (va->state == ST_SPEAKING || (va->reply_active && playout_queued(va->po))) {
     if (!va->cfg->barge_in) return; /* half duplex: the AI finishes first */
     va->barge = 1; /* paused once barge_in_min_ms of it is voiced */
     va->t.onset = now;
     va->t.onset_lag = lag;
     va->t.ai_stopped = 0;
+    /* Over the reply, a pause is not judged: the AI waits, paused, between the bounds. */
+    vad_set_endpoint_ms(va->vad, (min_silence(va) + va->cfg->endpoint_ms) / 2);
     log_call_debug("agent", va->call_id, "onset over the reply (began %d ms ago, %d ms voiced)",
               lag, vad_voiced_ms(va->vad));
   } else if (va->reply_active) {
     /* Still thinking: the caller was not done. Their words so far are kept, unless a
      * tool has already acted on them: then they are a turn of their own (in the history)
      * and what the caller says now is the next one. */
-    if (va->reply_is_turn && !toolrun_rounds(va->tools))
+    if (va->reply_is_turn && !toolrun_rounds(va->tools)) {
       snprintf(va->heard_before, sizeof va->heard_before, "%s", va->user_text);
+      va->same_turn = 1;
+    }
     emit_usage(va);
     cancel_reply(va);
   }
@@ -773,10 +998,15 @@ static void on_onset(struct voice_agent *va) {
 }
 
 static void on_end_of_speech(struct voice_agent *va, int discard) {
-  if (!va->asr) return;
+  va->pause_judged = 0;
+  if (!va->asr && !va->asr_early && !va->early_done) return;
   if (discard) {
     asr_release(va->asr);
     va->asr = NULL;
+    asr_release(va->asr_early);
+    va->asr_early = NULL;
+    va->early_done = 0;
+    if (va->held) cancel_reply(va);
     if (va->barge) {
       resume_reply(va);
     } else if (va->heard_before[0]) {
@@ -789,8 +1019,15 @@ static void on_end_of_speech(struct voice_agent *va, int discard) {
   }
   va->t.end = now_ms();
   va->t.last_voiced = va->t.end - (va->last_voiced_ms > 0 ? (double)va->last_voiced_ms : 0);
-  asr_finish(va->asr);
-  if (!va->barge) set_state(va, ST_THINKING);
+  if (va->asr) { /* the words are asked for now */
+    va->t.asr_req = 0;
+    asr_finish(va->asr);
+    if (!va->barge) set_state(va, ST_THINKING);
+  } else if (!va->early_done) { /* asked for in the pause, and still coming */
+    set_state(va, ST_THINKING);
+  } else {
+    declare_turn(va);
+  }
 }
 
 /* --- idle ------------------------------------------------------------------------------ */
@@ -850,8 +1087,14 @@ void voice_agent_hear(struct voice_agent *va, const int16_t *pcm) {
   int voiced_before = vad_voiced_ms(va->vad), quiet_before = va->last_voiced_ms;
   enum vad_event ev = vad_process(va->vad, clean, echo_db);
   va->last_voiced_ms = vad_voiced_ms(va->vad) > voiced_before ? 0 : va->last_voiced_ms + 20;
-  if (ev == VAD_ONSET) on_onset(va);
-  if (va->asr && vad_in_speech(va->vad)) feed_speech(va, clean, ev == VAD_ONSET ? 0 : quiet_before);
+  int slot = (va->preroll_head - 1 + PREROLL_FRAMES) % PREROLL_FRAMES; /* this frame's */
+  va->pitch_hz[slot] = va->last_voiced_ms == 0 ? (float)vad_pitch_hz(va->vad) : 0;
+  int fresh = ev == VAD_ONSET;
+  if (fresh) on_onset(va);
+  else if (va->pause_judged && va->last_voiced_ms == 0 && vad_in_speech(va->vad))
+    caller_went_on(va), fresh = 1;
+  if (va->asr && vad_in_speech(va->vad)) feed_speech(va, clean, fresh ? 0 : quiet_before);
+  judge_pause(va);
   if (va->barge && !va->paused && vad_in_speech(va->vad) &&
       vad_voiced_ms(va->vad) >= va->cfg->barge_in_min_ms) {
     va->paused = 1; /* the AI's audio stops with the next frame */
@@ -866,12 +1109,19 @@ void voice_agent_hear(struct voice_agent *va, const int16_t *pcm) {
   tool_filler_tick(va);
 }
 
-/* What we send is the echo canceller's reference; silence needs no
- * resampling. Called before va->spoke takes this frame's value. */
+/* What we send is the echo canceller's reference. A reply kept at 16 kHz
+ * hands over the samples the frame was made from, in step with it; other
+ * rates are resampled back down (the resampler made on first need);
+ * silence needs neither. Called before va->spoke takes this frame's value. */
 static void reference(struct voice_agent *va, const int16_t *pcm, int audio) {
   if (!va->aec) return;
+  const int16_t *sent16 = audio ? playout_sent16(va->po) : NULL;
+  if (sent16) {
+    aec_playback(va->aec, sent16);
+    return;
+  }
   int16_t out16[FRAME16 + 16] = {0};
-  if (audio) {
+  if (audio && (va->down_out || resampler_new(&va->down_out, 48000, 16000, 3) == 0)) {
     size_t n = resampler_process(va->down_out, pcm, VOICE_FRAME, out16, sizeof out16 / 2);
     if (n < FRAME16) memset(out16 + n, 0, (FRAME16 - n) * sizeof *out16);
   } else if (va->spoke) {
@@ -883,7 +1133,7 @@ static void reference(struct voice_agent *va, const int16_t *pcm, int audio) {
 int voice_agent_speak(struct voice_agent *va, int16_t *pcm) {
   const char *started = NULL;
   int audio = 0;
-  if (va->reply_active && !va->paused) audio = playout_take(va->po, pcm, &started);
+  if (va->reply_active && !va->paused && !va->held) audio = playout_take(va->po, pcm, &started);
   if (va->paused && va->t.ai_stopped == 0) va->t.ai_stopped = now_ms();
   if (!audio) memset(pcm, 0, VOICE_FRAME * sizeof *pcm);
   reference(va, pcm, audio);
@@ -908,6 +1158,8 @@ int voice_agent_speak_again(struct voice_agent *va, int16_t *pcm) {
   return voice_agent_speak(va, pcm);
 }
 
+int voice_agent_out_rate(const struct voice_agent *va) { return playout_made_rate(va->po); }
+
 /* --- life ------------------------------------------------------------------------------------ */
 
 static void resolve_settings(struct voice_agent *va, const struct voice_settings *s) {
@@ -928,6 +1180,7 @@ int voice_agent_new(struct voice_agent **out, const char *call_id, const struct 
   struct voice_agent *va = calloc(1, sizeof *va);
   if (!va) return -ENOMEM;
   snprintf(va->call_id, sizeof va->call_id, "%s", call_id);
+  va->ctx[0].va = va->ctx[1].va = va;
   va->cfg = cfg;
   va->eng = engines;
   va->home = home;
@@ -935,8 +1188,8 @@ int voice_agent_new(struct voice_agent **out, const char *call_id, const struct 
   resolve_settings(va, settings);
   struct vad_config vc = {cfg->vad_threshold_db, cfg->vad_onset_ms, cfg->endpoint_ms,
                           cfg->min_speech_ms};
-  int rc = resampler_new(&va->down_out, 48000, 16000, 3);
-  if (rc == 0 && cfg->echo_cancel) rc = aec_new(&va->aec, AEC_MAX_DELAY_MS);
+  int rc = 0; /* va->down_out is made when a reply first needs it (reference()) */
+  if (cfg->echo_cancel) rc = aec_new(&va->aec, AEC_MAX_DELAY_MS);
   if (rc == 0) rc = vad_new(&va->vad, &vc);
   if (rc == 0) rc = chunker_new(&va->chunker);
   if (rc == 0) rc = playout_new(&va->po);
@@ -955,6 +1208,7 @@ void voice_agent_free(struct voice_agent *va) {
   if (!va) return;
   emit_usage(va); /* what the call used since its last reply ended */
   asr_release(va->asr);
+  asr_release(va->asr_early);
   llm_release(va->llm);
   tts_release(va->tts);
   drop_sentences(va);

@@ -15,20 +15,11 @@
 #include "core/config.h"
 #include "core/mailbox.h"
 #include "engines/engines.h"
+#include "media/agent.h" /* struct voice_settings, the page's per-call choices */
 
 #define VOICE_FRAME 960     /* samples per 20 ms sent, at 48 kHz */
 #define VOICE_IN_RATE 16000 /* what it hears: the call decodes the caller's Opus at this rate */
 #define VOICE_IN_FRAME 320
-
-/* Per-call choices from the page; empty strings and 0 take the server's configuration. */
-struct voice_settings {
-  char language[16];
-  char voice[128];
-  char system_prompt[4096];
-  char greeting[1024];
-  int has_greeting; /* greeting was given (even empty) */
-  int rate;
-};
 
 struct voice_host {
   /* A JSON event for the page (ownership of `json`, from malloc, passes). */
@@ -69,5 +60,7 @@ int voice_agent_speak(struct voice_agent *va, int16_t *pcm);
  * (1, pcm filled; the echo canceller's reference is corrected); else 0 and
  * the silence stands. */
 int voice_agent_speak_again(struct voice_agent *va, int16_t *pcm);
+/* The rate the speech being sent was made at (0 when it cannot tell), for the encoder's band. */
+int voice_agent_out_rate(const struct voice_agent *va);
 
 #endif

@@ -74,6 +74,7 @@ struct callrec_metrics {
   double cost; /* estimated, in prices.currency, over every call ended */
   uint64_t started, turns, interrupted;
   uint64_t first_cached, first_synthesised; /* replies whose first sentence was (not) cached */
+  uint64_t spec_used, spec_dropped; /* replies begun in a pause: heard, or dropped unheard */
   struct {
     char reason[40];
     uint64_t n;
@@ -230,6 +231,13 @@ void callrec_metrics_write(const struct callrec_metrics *m, int active, struct p
               "cached", NULL);
   prom_sample(b, "tingshuo_reply_first_sentences_total", (double)m->first_synthesised, "source",
               "synthesised", NULL);
+  prom_family(b, "tingshuo_speculative_replies_total", "counter",
+              "Replies begun in the caller's pause before their turn was over (speculate), by "
+              "outcome: used, or dropped unheard because the caller went on.");
+  prom_sample(b, "tingshuo_speculative_replies_total", (double)m->spec_used, "outcome", "used",
+              NULL);
+  prom_sample(b, "tingshuo_speculative_replies_total", (double)m->spec_dropped, "outcome",
+              "dropped", NULL);
   prom_family(b, "tingshuo_estimated_cost_total", "counter",
               "Estimated cost of the calls ended, at the price_* keys, in their currency.");
   if (m->priced)
@@ -405,6 +413,10 @@ static void on_latency(struct callrec *r, json_t *ev) {
   int first = fig[FIG_BARGE_IN] == STORE_ABSENT; /* the report at the reply's first audio */
   if (first && cached == 1) r->m->first_cached++;
   if (first && cached == 0) r->m->first_synthesised++;
+  if (first && json_is_true(json_object_get(ev, "speculated"))) r->m->spec_used++;
+  json_t *wasted = json_object_get(ev, "llm_wasted");
+  if (first && json_is_integer(wasted) && json_integer_value(wasted) > 0)
+    r->m->spec_dropped += (uint64_t)json_integer_value(wasted);
   /* The stage histograms are of caller turns; a reply alone has no stages before its TTS. */
   if (n != 0 || !first) observe_latency(r->m, fig);
   if (n == 0 && first) { /* a reply alone begins: its row is made by its reply event */

@@ -68,13 +68,15 @@ static const struct key keys[] = {
      "speech back after they pause, to test the media path alone."},
     {"media_workers", INT(media_workers), "0", 0, 64, NULL,
      "Media event-loop threads, each with its own UDP port; 0 = one per core."},
-    {"media_address", TYPED(KEY_IP, media_address), "127.0.0.1", 0, 0, NULL,
-     "IP address the media UDP ports bind to (0.0.0.0 or :: for all)."},
+    {"media_address", TYPED(KEY_IP, media_address), "0.0.0.0", 0, 0, NULL,
+     "IP address the media UDP ports bind to: 0.0.0.0 (every IPv4 interface) or :: (every "
+     "interface), or one address. Firefox never uses a loopback one, even on this machine."},
     {"media_port", INT(media_port), "0", 0, 65535, NULL,
      "UDP port of the first media worker; worker i uses media_port+i. 0 = any free port."},
     {"announce_address", TYPED(KEY_ADDR_LIST, announce_address), "", 0, 0, NULL,
      "Comma-separated IP addresses offered to browsers as candidates (public address behind "
-     "NAT or in a cloud); empty = media_address, or every interface when it is a wildcard."},
+     "NAT or in a cloud); empty = media_address, or when it is a wildcard every interface's "
+     "address but link-local ones, loopback last."},
     {"max_calls", INT(max_calls), "500", 1, 100000, NULL,
      "Calls at once; further offers are refused with error code \"busy\"."},
     {"ice_timeout_ms", INT(ice_timeout_ms), "30000", 1000, 600000, NULL,
@@ -171,8 +173,17 @@ static const struct key keys[] = {
      "Speech stands at least this many dB above the adaptive noise floor."},
     {"vad_onset_ms", INT(vad_onset_ms), "60", 20, 1000, NULL,
      "Voiced time before the start of speech is declared."},
-    {"endpoint_ms", INT(endpoint_ms), "600", 100, 5000, NULL,
-     "Silence after speech that ends the caller's turn."},
+    {"endpoint_ms", INT(endpoint_ms), "1200", 100, 5000, NULL,
+     "The longest silence that ends the caller's turn: after a phrase left open (\"a table "
+     "for ...\", \"and\", \"um\", digits being dictated). See docs/turns.md."},
+    {"endpoint_min_ms", INT(endpoint_min_ms), "250", 100, 5000, NULL,
+     "The shortest silence that ends the caller's turn: after a finished sentence or "
+     "question. At most endpoint_ms."},
+    {"speculate", TYPED(KEY_ENUM, speculate), "local", 0, 0, "off|local|all",
+     "Prepare the reply in the caller's pauses, before their turn is over, and drop it "
+     "unheard if they go on. off: never; local: with the engines that run here (no service "
+     "is asked, nothing is billed); all: with services too (a dropped reply's tokens are "
+     "still billed; llm_wasted in each latency event counts them)."},
     {"min_speech_ms", INT(min_speech_ms), "200", 0, 5000, NULL,
      "Voiced bursts shorter than this (clicks, coughs) are not a turn."},
     {"barge_in", BOOL(barge_in), "on", 0, 0, NULL,

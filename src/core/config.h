@@ -66,7 +66,9 @@ struct config {
   int inference_threads;   /* 0 = one per core */
   int vad_threshold_db;    /* speech stands this far above the noise floor */
   int vad_onset_ms;        /* voiced time before speech onset is declared */
-  int endpoint_ms;         /* silence that ends an utterance */
+  int endpoint_ms;         /* longest silence that ends a turn (after a phrase left open) */
+  int endpoint_min_ms;     /* shortest (after a finished sentence); docs/turns.md */
+  char speculate[8];       /* off|local|all: which engines may start a reply before the turn ends */
   int min_speech_ms;       /* shorter voiced bursts are clicks and coughs */
   int barge_in;            /* 1 = the caller may interrupt */
   int barge_in_min_ms;     /* voiced time while the AI speaks before it pauses */
