@@ -990,7 +990,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (turns < 1 || turns > MAX_TURNS) turns = 20;
-  log_configure(LOG_WARN, 0);
+  log_configure(getenv("TS_BENCH_DEBUG") ? LOG_DEBUG : LOG_WARN, 0); /* the agent's reasoning */
   if (tts_flite_voices_acquire()) return 1;
   rc = suite ? run_turntaking(&cfg, turns_dir, ns_dir, json_path, overrides, trace)
              : run_questions(&cfg, turns, json_path);

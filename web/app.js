@@ -708,10 +708,13 @@ function renderLatencyBar(row) {
     return li;
   }));
   if (!row) return;
-  const sum = parts.reduce((a, s) => a + Math.max(0, row[s.key] || 0), 0);
+  // A reply made in the caller's pause had its engines inside the endpoint's silence: the
+  // bar is then that silence and what came after it.
+  const shown = row.speculated ? parts.filter((s) => s.key === 'endpoint_ms' || s.key === 'overhead_ms') : parts;
+  const sum = shown.reduce((a, s) => a + Math.max(0, row[s.key] || 0), 0);
   const total = Math.max(sum, row.voice_to_voice_ms || 0);
   if (!total) return;
-  for (const s of parts) {
+  for (const s of shown) {
     const v = Math.max(0, row[s.key] || 0);
     if (!v) continue;
     const seg = document.createElement('span');

@@ -67,6 +67,7 @@ const TEXT = {
     toolsMore: '{n} more tool calls were made in this turn but not kept in the record',
     l_v2v: 'Voice to voice', l_endpoint: 'Endpoint', l_asr: 'ASR', l_llm: 'LLM 1st sentence',
     l_tts: 'TTS 1st audio', l_other: 'Other', s_v2v: 'Total', s_llm: 'LLM', s_tts: 'TTS', l_token: 'LLM 1st token', l_barge: 'Barge-in stop',
+    l_early: 'Reply made in the pause, before the turn ended',
     otherHint: 'The rest of voice to voice: time the server itself added',
     chartLabel: 'Latency of turn {n}: {parts}', ms: 'ms',
     today: 'Today', yesterday: 'Yesterday', inProgress: 'In progress',
@@ -124,6 +125,7 @@ const TEXT = {
     toolsMore: '本轮另有 {n} 次工具调用未保存在记录中',
     l_v2v: '语音到语音', l_endpoint: '断句', l_asr: '语音识别', l_llm: 'LLM 首句',
     l_tts: 'TTS 首音', l_other: '其他', s_v2v: '总计', s_llm: 'LLM', s_tts: 'TTS', l_token: 'LLM 首字', l_barge: '打断停止',
+    l_early: '回复在停顿中已准备好，轮次结束即播放',
     otherHint: '语音到语音中剩下的部分：服务器自身增加的时间',
     chartLabel: '第 {n} 轮的延迟：{parts}', ms: '毫秒',
     today: '今天', yesterday: '昨天', inProgress: '进行中',
@@ -979,7 +981,10 @@ const STAGES = [
 ];
 
 // Each stage's start and length on the turn's clock, or null when the turn
-// has no figures.
+// has no figures. A reply made in the caller's pause (docs/turns.md) had its
+// recognition, LLM and TTS during the endpoint's silence: when the stages
+// add up to more than voice to voice, they are drawn inside the pause,
+// ending where the rest (`other`) begins, and `early` says so.
 function stagesOf(turn) {
   const v2v = num(turn.voice_to_voice_ms);
   const parts = STAGES.slice(0, 4).map((s) => num(turn[s.key]));
@@ -988,13 +993,16 @@ function stagesOf(turn) {
   let other = num(turn.overhead_ms);
   if (other === null && v2v !== null) other = v2v - known;
   if (other !== null) other = Math.max(0, other);
+  const early = v2v !== null && known + (other ?? 0) > v2v + 1;
+  const engines = known - Math.max(0, parts[0] ?? 0);
   let at = 0;
   const stages = [...parts, other].map((ms, i) => {
+    if (early && i === 1) at = Math.max(0, v2v - (other ?? 0) - engines);
     const s = { ...STAGES[i], start: at, ms };
     at += Math.max(0, ms ?? 0);
     return s;
   });
-  return { stages, total: v2v, firstToken: num(turn.llm_first_token_ms) };
+  return { stages, total: v2v, firstToken: num(turn.llm_first_token_ms), early };
 }
 
 // One time axis for every turn of the call, so turns compare at a glance.
@@ -1040,6 +1048,7 @@ function waterfall(turn, n, scale) {
   const fig = el('figure', 'wf-wrap');
   fig.dataset.turn = String(n);
   fig.append(drawChart(f, n, scale, ui.turns.clientWidth || 600));
+  if (f.early) fig.append(el('figcaption', 'wf-note', t('l_early')));
   if (barge !== null) fig.append(el('figcaption', 'wf-note', `${t('l_barge')}: ${msText(barge)}`));
   charts.set(fig, { f, n, scale });
   return fig;

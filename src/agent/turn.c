@@ -20,6 +20,7 @@
 #include "agent/turn.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,27 +113,50 @@ static int asked_for_digits(const char *ai_last) {
   return 0;
 }
 
-/* The English words at the end of text[0..end): the last one open, or digits dictated. */
-static enum turn_cue english_cue(const char *text, size_t end, int digits_asked) {
-  int numbers = 0, first = 1;
-  while (end) {
+/* Verbs that ask for what comes next: "could you tell me ...", "let me ...". */
+static const char *const open_pairs[] = {"tell me", "give me", "show me", "send me", "bring me",
+                                         "get me", "let me", "find me", "tell us", "give us",
+                                         "show us", "let us", NULL};
+
+#define TAIL_WORDS 8
+
+/* The last words of text[0..end), lower case, last first; returns how many (at most
+ * TAIL_WORDS), stopping at the first character that is not English. */
+static int tail_words(const char *text, size_t end, char w[][32]) {
+  int k = 0;
+  while (end && k < TAIL_WORDS) {
     while (end && !is_word_byte((unsigned char)text[end - 1]) && (unsigned char)text[end - 1] < 0x80)
       end--;
-    if (!end || (unsigned char)text[end - 1] >= 0x80) break; /* the words before are not English */
+    if (!end || (unsigned char)text[end - 1] >= 0x80) break;
     size_t start = end;
     while (start && is_word_byte((unsigned char)text[start - 1])) start--;
-    char w[32];
-    size_t n = end - start < sizeof w - 1 ? end - start : sizeof w - 1;
-    for (size_t i = 0; i < n; i++) w[i] = (char)tolower((unsigned char)text[start + i]);
-    if (first && in_list(open_words, w, n)) return TURN_MORE;
-    if (!is_number_word(w, n)) break;
-    /* "555-1234" or "4567" alone is a run of digits too */
-    if (n >= 4 && isdigit((unsigned char)w[0])) numbers++;
-    numbers++;
-    first = 0;
+    size_t n = end - start < 31 ? end - start : 31;
+    for (size_t i = 0; i < n; i++) w[k][i] = (char)tolower((unsigned char)text[start + i]);
+    w[k++][n] = '\0';
     end = start;
   }
+  return k;
+}
+
+/* The English words at the end of text[0..end): the last one open, a verb asking for more,
+ * digits being dictated, or a number asked about before its operator ("what is seven"). */
+static enum turn_cue english_cue(const char *text, size_t end, int digits_asked) {
+  char w[TAIL_WORDS][32], pair[64];
+  int k = tail_words(text, end, w);
+  if (!k) return TURN_DONE;
+  if (in_list(open_words, w[0], strlen(w[0]))) return TURN_MORE;
+  if (k >= 2) {
+    snprintf(pair, sizeof pair, "%s %s", w[1], w[0]);
+    if (in_list(open_pairs, pair, strlen(pair))) return TURN_MORE;
+  }
+  int numbers = 0, i = 0;
+  for (; i < k && is_number_word(w[i], strlen(w[i])); i++)
+    numbers += 1 + (strlen(w[i]) >= 4 && isdigit((unsigned char)w[i][0])); /* "4567" is a run too */
   if (numbers >= 2 || (numbers && digits_asked)) return TURN_MORE;
+  int asked = i < k && (!strcmp(w[i], "what's") ||
+                        (!strcmp(w[i], "is") && i + 1 < k && (!strcmp(w[i + 1], "what") ||
+                                                              !strcmp(w[i + 1], "much"))));
+  if (numbers && asked) return TURN_MORE;
   return TURN_DONE;
 }
 

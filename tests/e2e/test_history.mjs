@@ -73,12 +73,14 @@ test('a call is listed first, and its page shows what the call page was told', {
     assert.deepEqual(answered, replies, 'the AI bubbles are the replies');
 
     // The waterfall of the turn that was asked: its bars have width, its
-    // parts add up to voice to voice, and its total is the event's figure.
+    // parts lie within voice to voice and the last ends where it ends (they
+    // add up to it, or overlap inside the pause when the reply was made
+    // there), and its total is the event's figure.
     const chart = await page.evaluate(() => {
       const turn = [...document.querySelectorAll('#turns .turn')].find((t) => t.querySelector('.msg.user'));
       const svg = turn && turn.querySelector('svg.wf');
       if (!svg) return null;
-      const bars = [...svg.querySelectorAll('rect.bar')].map((r) => ({ key: r.dataset.key, w: r.getBBox().width }));
+      const bars = [...svg.querySelectorAll('rect.bar')].map((r) => ({ key: r.dataset.key, x: r.getBBox().x, w: r.getBBox().width }));
       const total = svg.querySelector('g.row.total text.value').textContent;
       return { bars, total };
     });
@@ -87,8 +89,11 @@ test('a call is listed first, and its page shows what the call page was told', {
     const parts = chart.bars.filter((b) => b.key !== 'voice_to_voice_ms');
     assert.ok(total && total.w > 0, `the voice-to-voice bar has width: ${JSON.stringify(chart.bars)}`);
     assert.ok(parts.length >= 2 && parts.every((b) => b.w > 0), `stage bars have width: ${JSON.stringify(chart.bars)}`);
-    const sum = parts.reduce((a, b) => a + b.w, 0);
-    assert.ok(Math.abs(sum - total.w) <= 2 * parts.length + 1, `the stages (${sum} px) span voice to voice (${total.w} px)`);
+    const end = Math.max(...parts.map((b) => b.x + b.w)), start = Math.min(...parts.map((b) => b.x));
+    assert.ok(Math.abs(start - total.x) <= 1 && Math.abs(end - (total.x + total.w)) <= 2 * parts.length + 1,
+      `the stages (${start}-${end} px) span voice to voice (${total.x}-${total.x + total.w} px)`);
+    assert.ok(parts.every((b) => b.x >= total.x - 1 && b.x + b.w <= total.x + total.w + 2),
+      `every stage lies within voice to voice: ${JSON.stringify(chart.bars)}`);
     const shown = Number(chart.total.replace(/[^0-9.]/g, '')), v2v = latency[0].voice_to_voice_ms;
     assert.ok(Math.abs(shown - v2v) <= 0.5, `the chart shows the turn's voice to voice (${chart.total}, event ${v2v})`);
 

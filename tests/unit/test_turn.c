@@ -27,7 +27,8 @@ static void finished_sentences_end_the_turn(void **state) {
       "what time is it", "What is twelve plus eight?", "thank you", "hello there",
       "I'd like a table for two.", "what is ten minus four", "yes", "no thanks",
       "book it for tomorrow evening", "现在几点了", "我想订一张桌子。", "今天天气怎么样？",
-      "好的", "可以吗", "I need one", NULL};
+      "好的", "可以吗", "I need one", "can you help me", "it is seven", "what is seven plus two",
+      "tell me more", NULL};
   for (int i = 0; done[i]; i++) expect_cue(done[i], "", TURN_DONE);
 }
 
@@ -37,7 +38,8 @@ static void open_phrases_keep_the_turn(void **state) {
       "I'd like to book a table for", "and", "um", "because", "I want to go to the",
       "my number is four five six", "a table for.", "well, I think,", "what is two plus",
       "I'd", "so my name is", "Um.", "我想", "因为", "我的电话是一三八", "我要去那个",
-      "还有", "the one with the", "call me at 555 1234", NULL};
+      "还有", "the one with the", "call me at 555 1234", "could you tell me", "let me",
+      "what is seven", "how much is 40", NULL};
   for (int i = 0; more[i]; i++) expect_cue(more[i], "", TURN_MORE);
 }
 
