@@ -32,6 +32,12 @@
  *
  * Latency figures (DESIGN.md, "Latency, defined once") are stamped on the
  * monotonic clock and sent once per turn, when its first frame goes out.
+ * They, and the usage, stay here rather than with the reply: a turn's
+ * figures start before its reply does and may outlive a reply dropped unsaid.
+ *
+ * The reply in progress is an object of its own (reply.h), so that whatever
+ * ends it (played out, interrupted, dropped) releases its engine jobs with
+ * it; "a reply is active" is va->reply being set.
  */
 #include "agent/voice.h"
 
@@ -46,6 +52,7 @@
 #include "agent/chunker.h"
 #include "agent/history.h"
 #include "agent/playout.h"
+#include "agent/reply.h"
 #include "agent/toolrun.h"
 #include "agent/turn.h"
 #include "tools/tools.h"
@@ -61,8 +68,7 @@
 #define ASR_TAIL_MS 200        /* of each pause (and of the endpoint's silence) fed to ASR */
 #define ASR_RESUME_MS 100      /* fed from before speech that resumes after a longer pause */
 #define LEVEL_EVERY 10         /* frames between `level` events */
-#define MAX_TEXT 4096
-#define MAX_SENTENCES 64
+#define MAX_TEXT REPLY_MAX_TEXT
 #define AEC_MAX_DELAY_MS 600
 #define JUDGE_AHEAD_MS 100     /* a pause is judged this long before endpoint_min_ms, or halfway */
 
@@ -124,36 +130,32 @@ struct voice_agent {
   int early_done;             /* early_text holds them */
   int pause_judged;           /* this pause has been looked at */
   enum turn_pitch pitch;      /* of the words before it */
-  int held;                   /* the reply is being made before the turn is over: silent */
-  int tools_deferred;         /* its model asked for tools: they run once the turn is over */
   int llm_wasted;             /* replies started early for this turn and dropped */
   char ai_last[512];          /* what the AI said last: a question for digits expects them */
 
-  struct llm_job *llm;
-  struct chunker *chunker;
-  struct tts_job *tts;
-  char *sentences[MAX_SENTENCES];
-  int nsent;
-  int llm_done, hangup_after, reply_active, reply_is_turn, user_in_history;
-  char reply_text[MAX_TEXT];
+  struct reply *reply;     /* the reply in progress, NULL when there is none */
+  int answered;            /* the last reply answered a turn: usage sent after it is that turn's */
+  struct chunker *chunker; /* these two serve every reply of the call, one at a time */
   struct playout *po;
-  int paused, barge;
   int spoke; /* the last frame spoken (and given to the echo reference) carried audio */
   struct history *hist;
 
   struct stamps t;
   struct usage use;
-  int turn, latency_sent;
+  int turn;
   int idle_ms, idle_prompted;
   struct toolrun *tools;
-  size_t round_start; /* reply_text before it was said in earlier tool rounds of this reply */
-  int filler_said;
   int level_count;
   char end_reason[16];
   int ended;
 };
 
 static double now_ms(void) { return (double)uv_hrtime() / 1e6; }
+
+/* Whether the reply in progress (else the last one) answers a turn of the caller's. */
+static int answers_turn(const struct voice_agent *va) {
+  return va->reply ? va->reply->is_turn : va->answered;
+}
 
 /* --- events ----------------------------------------------------------------------- */
 
@@ -199,7 +201,7 @@ static void put_ms(json_t *ev, const char *name, double from, double to) {
 
 static void emit_latency(struct voice_agent *va, int with_barge_in) {
   const struct stamps *t = &va->t;
-  json_t *ev = json_pack("{s:s,s:i}", "type", "latency", "turn", va->reply_is_turn ? va->turn : 0);
+  json_t *ev = json_pack("{s:s,s:i}", "type", "latency", "turn", answers_turn(va) ? va->turn : 0);
   if (!ev) return;
   put_ms(ev, "endpoint_ms", t->last_voiced, t->end);
   put_ms(ev, "asr_ms", t->asr_req > 0 ? t->asr_req : t->end, t->final);
@@ -217,7 +219,7 @@ static void emit_latency(struct voice_agent *va, int with_barge_in) {
                                     : (t->first_sent - t->last_voiced) - engines;
     json_object_set_new(ev, "overhead_ms", json_real(round(overhead * 10) / 10));
   }
-  if (va->reply_is_turn && t->last_voiced > 0) {
+  if (answers_turn(va) && t->last_voiced > 0) {
     json_object_set_new(ev, "speculated", json_boolean(t->speculated));
     json_object_set_new(ev, "llm_wasted", json_integer(va->llm_wasted));
     va->llm_wasted = 0;
@@ -232,7 +234,7 @@ static void emit_latency(struct voice_agent *va, int with_barge_in) {
 /* `turn` says which caller turn the reply answers; 0 for a greeting or prompt. */
 static void emit_reply(struct voice_agent *va, const char *text, int interrupted) {
   emit(va, json_pack("{s:s,s:s,s:b,s:i}", "type", "reply", "text", text, "interrupted",
-                     interrupted, "turn", va->reply_is_turn ? va->turn : 0));
+                     interrupted, "turn", answers_turn(va) ? va->turn : 0));
 }
 
 /*
@@ -248,7 +250,7 @@ static void emit_usage(struct voice_agent *va) {
       !u->asr_samples)
     return;
   json_t *ev = json_pack("{s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "type", "usage", "turn",
-                         va->reply_is_turn ? va->turn : 0, "llm_input_tokens",
+                         answers_turn(va) ? va->turn : 0, "llm_input_tokens",
                          (json_int_t)u->llm.input_tokens, "llm_cached_tokens",
                          (json_int_t)u->llm.cached_tokens, "llm_cache_write_tokens",
                          (json_int_t)u->llm.cache_write_tokens, "llm_output_tokens",
@@ -385,35 +387,42 @@ static int is_backchannel(const char *text) {
 
 /* --- the reply pipeline -------------------------------------------------------------- */
 
+/*
+ * The reply in progress is va->reply: made by begin_reply, freed by
+ * end_reply whichever way it ends (played out, interrupted, dropped). The
+ * engines' callbacks below carry the agent, not the reply, and reach the
+ * reply through it: freeing the reply releases its jobs, so a callback of
+ * theirs only ever arrives while the reply that started them is alive.
+ * Every path that may end the reply ends with it.
+ */
+
 static void start_next_tts(struct voice_agent *va);
 static void check_reply_done(struct voice_agent *va);
 
-static void drop_sentences(struct voice_agent *va) {
-  for (int i = 0; i < va->nsent; i++) free(va->sentences[i]);
-  va->nsent = 0;
-}
-
-/* Stops everything of the reply in progress; what was played stays played. */
-static void cancel_reply(struct voice_agent *va) {
-  llm_release(va->llm);
-  va->llm = NULL;
-  tts_release(va->tts);
-  va->tts = NULL;
-  drop_sentences(va);
+/* Lets the reply go; the chunker and the playout it used are emptied for the next. */
+static void end_reply(struct voice_agent *va) {
+  reply_free(va->reply);
+  va->reply = NULL;
   chunker_reset(va->chunker);
   playout_clear(va->po);
-  toolrun_detach(va->tools); /* its results still go into the history, but start nothing */
-  va->reply_active = va->paused = va->barge = va->held = va->tools_deferred = 0;
-  va->reply_text[0] = '\0';
 }
+
+/* Stops everything of the reply in progress, if any; what was played stays played. */
+static void cancel_reply(struct voice_agent *va) {
+  end_reply(va);
+  toolrun_detach(va->tools); /* its results still go into the history, but start nothing */
+}
+
+/* Whether the caller's speech began over the reply, and whether that paused its audio. */
+static int barging(const struct voice_agent *va) { return va->reply && va->reply->barge; }
+static int paused(const struct voice_agent *va) { return va->reply && va->reply->paused; }
+/* Whether the reply is being made before the caller's turn is over. */
+static int held(const struct voice_agent *va) { return va->reply && va->reply->held; }
 
 static void on_sentence(void *user, const char *sentence) {
   struct voice_agent *va = user;
-  if (va->nsent == MAX_SENTENCES) return;
-  char *copy = strdup(sentence);
-  if (!copy) return;
+  if (reply_push_sentence(va->reply, sentence) != 0) return; /* full: the rest is not said */
   if (va->t.first_sentence == 0) va->t.first_sentence = now_ms();
-  va->sentences[va->nsent++] = copy;
   start_next_tts(va);
 }
 
@@ -429,8 +438,7 @@ static void on_tts_audio(void *user, const int16_t *pcm, size_t n, int rate) {
 
 static void tts_finished(struct voice_agent *va) {
   playout_end_segment(va->po);
-  tts_release(va->tts);
-  va->tts = NULL;
+  reply_end_tts(va->reply);
   start_next_tts(va);
   check_reply_done(va);
 }
@@ -445,21 +453,22 @@ static void on_tts_error(void *user, const char *message) {
 
 static int may_speculate(const struct voice_agent *va, const char *engine);
 
+/* Synthesis goes one sentence at a time, in order; a held reply only with an engine here.
+ * The reply may be gone: a tool round that failed at once can have ended it. */
 static void start_next_tts(struct voice_agent *va) {
-  if (va->tts || va->nsent == 0) return;
-  if (va->held && !may_speculate(va, engines_tts_name(va->eng, va->language))) return;
-  char *text = va->sentences[0];
-  memmove(va->sentences, va->sentences + 1, (size_t)(va->nsent - 1) * sizeof *va->sentences);
-  va->nsent--;
+  struct reply *r = va->reply;
+  if (!r || r->tts || r->nsent == 0) return;
+  if (r->held && !may_speculate(va, engines_tts_name(va->eng, va->language))) return;
+  char *text = reply_pop_sentence(r);
   struct tts_params p = {.text = text, .language = va->language, .voice = va->voice, .rate = va->rate};
   struct tts_cb cb = {on_tts_audio, on_tts_done, on_tts_error, va};
   int first = va->t.tts_req == 0;
   if (first) va->t.tts_req = now_ms();
   int rc = playout_begin_segment(va->po, text);
-  if (rc == 0) rc = engines_tts_speak(va->eng, &p, va->home, &cb, &va->tts);
+  if (rc == 0) rc = engines_tts_speak(va->eng, &p, va->home, &cb, &r->tts);
   if (rc == 0) {
-    *(va->tts->cached ? &va->use.tts_chars_cached : &va->use.tts_chars) += utf8_chars(text);
-    if (first) va->t.tts_cached = va->tts->cached;
+    *(r->tts->cached ? &va->use.tts_chars_cached : &va->use.tts_chars) += utf8_chars(text);
+    if (first) va->t.tts_cached = r->tts->cached;
   } else {
     playout_end_segment(va->po);
     emit_error(va, "tts", "could not start synthesis");
@@ -475,8 +484,7 @@ static void speak_text(struct voice_agent *va, const char *text) {
 static void on_llm_token(void *user, const char *text) {
   struct voice_agent *va = user;
   if (va->t.first_token == 0) va->t.first_token = now_ms();
-  size_t used = strlen(va->reply_text);
-  snprintf(va->reply_text + used, sizeof va->reply_text - used, "%s", text);
+  reply_append(va->reply, text);
   chunker_push(va->chunker, text, on_sentence, va);
 }
 
@@ -489,9 +497,8 @@ static void on_llm_usage(void *user, const struct llm_usage *u) {
 }
 
 static void llm_finished(struct voice_agent *va) {
-  llm_release(va->llm);
-  va->llm = NULL;
-  va->llm_done = 1;
+  reply_end_llm(va->reply);
+  va->reply->llm_done = 1;
   chunker_flush(va->chunker, on_sentence, va);
   check_reply_done(va);
 }
@@ -510,17 +517,19 @@ static const char *goodbye_in(const char *language) {
 }
 static const char *goodbye(const struct voice_agent *va) { return goodbye_in(va->language); }
 
-/* Every result of the round is in: the model hears them, unless it ended the call. */
+/* Every result of the round is in: the model hears them, unless it ended the call.
+ * (A detached round, whose reply is gone, never gets here: toolrun.h.) */
 static void round_complete(struct voice_agent *va) {
+  struct reply *r = va->reply;
   if (!toolrun_ending(va->tools)) {
     ask_llm(va);
     return;
   }
-  if (!va->reply_text[0]) { /* end_call with nothing said: a goodbye before hanging up */
-    snprintf(va->reply_text, sizeof va->reply_text, "%s", goodbye(va));
-    chunker_push(va->chunker, va->reply_text, on_sentence, va);
+  if (!r->text[0]) { /* end_call with nothing said: a goodbye before hanging up */
+    snprintf(r->text, sizeof r->text, "%s", goodbye(va));
+    chunker_push(va->chunker, r->text, on_sentence, va);
   }
-  va->hangup_after = 1;
+  r->hangup_after = 1;
   llm_finished(va);
 }
 
@@ -531,73 +540,74 @@ static void tool_event(void *user, json_t *ev) { emit(user, ev); }
 /* The model called tools: what it said so far is spoken, the calls run, and
  * the reply goes on when their results are in. */
 static void tool_round(struct voice_agent *va) {
-  llm_release(va->llm);
-  va->llm = NULL;
+  struct reply *r = va->reply;
+  reply_end_llm(r);
   chunker_flush(va->chunker, on_sentence, va);
   record_user_turn(va);
-  size_t said = va->round_start, used = strlen(va->reply_text);
-  if (used && used + 1 < sizeof va->reply_text && va->reply_text[used - 1] != ' ')
-    va->reply_text[used++] = ' ', va->reply_text[used] = '\0'; /* the next round's words follow */
-  va->round_start = used;
-  if (toolrun_start(va->tools, va->reply_text + said, va->reply_is_turn ? va->turn : 0) == 0)
+  size_t said = r->round_start, used = strlen(r->text);
+  if (used && used + 1 < sizeof r->text && r->text[used - 1] != ' ')
+    r->text[used++] = ' ', r->text[used] = '\0'; /* the next round's words follow */
+  r->round_start = used;
+  if (toolrun_start(va->tools, r->text + said, r->is_turn ? va->turn : 0) == 0)
     round_complete(va);
 }
 
 static void on_llm_done(void *user, int hangup) {
   struct voice_agent *va = user;
   if (toolrun_collected(va->tools)) {
-    if (va->held) va->tools_deferred = 1; /* a tool acts: not before the turn is over */
+    if (va->reply->held) va->reply->tools_deferred = 1; /* a tool acts: not before the turn is over */
     else tool_round(va);
     return;
   }
-  va->hangup_after = hangup;
+  va->reply->hangup_after = hangup;
   llm_finished(va);
 }
 
 /* A tool is still running and the caller has heard nothing since their turn ended. */
 static void tool_filler_tick(struct voice_agent *va) {
   int wait = va->cfg->tool_filler_ms;
-  if (!wait || va->filler_said || !va->reply_active || va->t.first_sent > 0 || va->paused ||
+  struct reply *r = va->reply;
+  if (!wait || !r || r->filler_said || va->t.first_sent > 0 || r->paused ||
       !toolrun_running(va->tools))
     return;
   double since = va->t.end > 0 ? va->t.end : va->t.final;
   if (since <= 0 || now_ms() - since < wait) return;
   char phrase[512];
   toolrun_filler(va->tools, va->language, phrase, sizeof phrase);
-  va->filler_said = 1;
+  r->filler_said = 1;
   on_sentence(va, phrase);
 }
 
 static void on_llm_error(void *user, const char *message) {
   struct voice_agent *va = user;
+  struct reply *r = va->reply;
   emit_error(va, "llm", message);
-  if (!va->reply_text[va->round_start]) { /* nothing said since the last tool round */
-    char *at = va->reply_text + va->round_start;
-    snprintf(at, sizeof va->reply_text - va->round_start, "%s%s", va->round_start ? " " : "",
+  if (!r->text[r->round_start]) { /* nothing said since the last tool round */
+    char *at = r->text + r->round_start;
+    snprintf(at, sizeof r->text - r->round_start, "%s%s", r->round_start ? " " : "",
              phrase_apology(va));
     chunker_push(va->chunker, at, on_sentence, va);
   }
   llm_finished(va);
 }
 
-static void begin_reply(struct voice_agent *va, int is_turn) {
+/* A new reply in place of any in progress; 0, or -ENOMEM and no reply at all. */
+static int begin_reply(struct voice_agent *va, int is_turn) {
   cancel_reply(va);
   toolrun_begin_reply(va->tools);
-  va->round_start = 0;
-  va->filler_said = 0;
-  va->reply_active = 1;
-  va->reply_is_turn = is_turn;
-  va->llm_done = va->hangup_after = va->latency_sent = 0;
-  va->user_in_history = !is_turn;
+  va->answered = is_turn;
+  int rc = reply_new(&va->reply, is_turn);
+  if (rc) log_call_warn("agent", va->call_id, "no memory for a reply");
+  return rc;
 }
 
 /* A reply that is not the LLM's: a greeting, an idle prompt, a farewell. */
 static void say(struct voice_agent *va, const char *text) {
-  begin_reply(va, 0);
+  if (begin_reply(va, 0) != 0) return;
   set_state(va, ST_THINKING);
   memset(&va->t, 0, sizeof va->t);
-  snprintf(va->reply_text, sizeof va->reply_text, "%s", text);
-  va->llm_done = 1;
+  snprintf(va->reply->text, sizeof va->reply->text, "%s", text);
+  va->reply->llm_done = 1;
   speak_text(va, text);
 }
 
@@ -619,7 +629,8 @@ static void ask_llm(struct voice_agent *va) {
   int rc = -ENOMEM;
   if (turns) {
     size_t n = history_turns(va->hist, turns, cap - 1);
-    if (!va->user_in_history) turns[n++] = (struct llm_turn){.role = LLM_USER, .text = va->user_text};
+    if (!va->reply->user_in_history)
+      turns[n++] = (struct llm_turn){.role = LLM_USER, .text = va->user_text};
     struct llm_params p = {.system = va->system_prompt, .turns = turns, .nturns = n,
                            .language = va->language, .max_tokens = va->cfg->llm_max_tokens,
                            .temperature = va->cfg->llm_temperature};
@@ -627,7 +638,7 @@ static void ask_llm(struct voice_agent *va) {
     struct llm_cb cb = {.token = on_llm_token, .usage = on_llm_usage,
                         .tool_call = on_llm_tool_call, .done = on_llm_done,
                         .error = on_llm_error, .user = va};
-    rc = engines_llm_generate(va->eng, &p, va->home, &cb, &va->llm);
+    rc = engines_llm_generate(va->eng, &p, va->home, &cb, &va->reply->llm);
     tools_list_release(offered);
     free(turns);
   }
@@ -635,9 +646,9 @@ static void ask_llm(struct voice_agent *va) {
 }
 
 static void record_user_turn(struct voice_agent *va) {
-  if (va->user_in_history) return;
+  if (va->reply->user_in_history) return;
   history_add_user(va->hist, va->user_text);
-  va->user_in_history = 1;
+  va->reply->user_in_history = 1;
 }
 
 /* The end of what the AI said, which the next pause is judged against. */
@@ -648,22 +659,21 @@ static void remember_ai(struct voice_agent *va, const char *text) {
   snprintf(va->ai_last, sizeof va->ai_last, "%s", from);
 }
 
-/* The reply was played out in full (or there was nothing to play). */
+/* The reply was played out in full (or there was nothing to play): it ends here. */
 static void check_reply_done(struct voice_agent *va) {
-  if (!va->reply_active || !va->llm_done || va->tts || va->nsent || va->paused || va->held ||
-      !playout_drained(va->po))
+  struct reply *r = va->reply;
+  if (!r || !r->llm_done || r->tts || r->nsent || r->paused || r->held || !playout_drained(va->po))
     return;
-  if (va->reply_text[0]) {
-    remember_ai(va, va->reply_text);
+  if (r->text[0]) {
+    remember_ai(va, r->text);
     record_user_turn(va);
-    history_add_assistant(va->hist, va->reply_text + va->round_start, 0); /* rounds hold the rest */
-    emit_reply(va, va->reply_text, 0);
+    history_add_assistant(va->hist, r->text + r->round_start, 0); /* rounds hold the rest */
+    emit_reply(va, r->text, 0);
   }
   emit_usage(va);
-  int hang = va->hangup_after;
-  va->reply_active = va->barge = 0;
-  playout_clear(va->po);
-  if (va->reply_is_turn) va->idle_ms = 0; /* an idle prompt does not restart the idle clock */
+  int hang = r->hangup_after, is_turn = r->is_turn;
+  end_reply(va);
+  if (is_turn) va->idle_ms = 0; /* an idle prompt does not restart the idle clock */
   set_state(va, va->asr ? ST_USER : ST_LISTENING);
   if (hang || va->end_reason[0]) {
     va->ended = 1;
@@ -701,7 +711,7 @@ static void interrupt_reply(struct voice_agent *va) {
   playout_played_text(va->po, played, sizeof played, &complete);
   /* After a tool round, what was said before the calls is in the history with them; while
    * the calls still run nothing may come between them and their results. */
-  size_t skip = toolrun_rounds(va->tools) ? va->round_start : 0;
+  size_t skip = toolrun_rounds(va->tools) ? va->reply->round_start : 0;
   if (skip > strlen(played)) skip = strlen(played);
   if (played[skip] && !toolrun_running(va->tools)) {
     record_user_turn(va);
@@ -715,7 +725,7 @@ static void interrupt_reply(struct voice_agent *va) {
 }
 
 static void resume_reply(struct voice_agent *va) {
-  va->paused = va->barge = 0;
+  if (va->reply) va->reply->paused = va->reply->barge = 0;
   va->t.ai_stopped = 0;
   set_state(va, ST_SPEAKING);
   check_reply_done(va);
@@ -733,7 +743,10 @@ static void answer(struct voice_agent *va, const char *text, const struct stamps
   va->turn = next_turn(va);
   va->heard_before[0] = '\0';
   va->same_turn = 0;
-  begin_reply(va, 1);
+  if (begin_reply(va, 1) != 0) {
+    set_state(va, ST_LISTENING);
+    return;
+  }
   set_state(va, ST_THINKING);
   va->t = (struct stamps){.last_voiced = t->last_voiced, .end = t->end, .final = t->final,
                           .asr_req = t->asr_req};
@@ -762,8 +775,9 @@ static void on_asr_final(void *user, const char *text) {
   double t_final = now_ms();
   char full[MAX_TEXT];
   join_text(full, sizeof full, va->heard_before, text);
-  if (full[0]) emit_final(va, full, !(va->barge && (!text[0] || is_backchannel(text))));
-  if (va->barge) {
+  int barge = barging(va);
+  if (full[0]) emit_final(va, full, !(barge && (!text[0] || is_backchannel(text))));
+  if (barge) {
     if (!text[0] || is_backchannel(text)) {
       resume_reply(va);
       return;
@@ -788,7 +802,7 @@ static void on_asr_error(void *user, const char *message) {
   emit_error(va, "asr", message);
   if (ctx->early && va->asr) return; /* the caller went on: the words before the pause are lost */
   if (ctx->early) va->pause_judged = 0;
-  if (va->barge) resume_reply(va);
+  if (barging(va)) resume_reply(va);
   else say(va, phrase_apology(va));
 }
 
@@ -856,7 +870,7 @@ static enum turn_cue set_turn_silence(struct voice_agent *va, const char *words)
  * of their own; else the live session's partial words are all there is.
  */
 static void judge_pause(struct voice_agent *va) {
-  if (!va->asr || va->barge || va->pause_judged || !vad_in_speech(va->vad)) return;
+  if (!va->asr || barging(va) || va->pause_judged || !vad_in_speech(va->vad)) return;
   int lo = min_silence(va), at = lo - JUDGE_AHEAD_MS < lo / 2 ? lo - JUDGE_AHEAD_MS : lo / 2;
   if (va->last_voiced_ms < (at < 60 ? 60 : at)) return;
   va->pause_judged = 1;
@@ -881,8 +895,8 @@ static void judge_pause(struct voice_agent *va) {
 static void prepare_reply(struct voice_agent *va) {
   snprintf(va->user_text, sizeof va->user_text, "%s", va->early_text);
   double req = va->t.asr_req, final = va->t.final;
-  begin_reply(va, 1);
-  va->held = 1;
+  if (begin_reply(va, 1) != 0) return;
+  va->reply->held = 1;
   va->t = (struct stamps){.asr_req = req, .final = final, .speculated = 1};
   ask_llm(va);
 }
@@ -924,7 +938,7 @@ static void on_early_final(struct voice_agent *va, const char *text) {
 static void caller_went_on(struct voice_agent *va) {
   va->pause_judged = 0;
   vad_set_endpoint_ms(va->vad, va->cfg->endpoint_ms);
-  if (va->held) {
+  if (held(va)) {
     va->llm_wasted++;
     cancel_reply(va);
   }
@@ -943,7 +957,7 @@ static void declare_turn(struct voice_agent *va) {
     return;
   }
   emit_final(va, va->early_text, 1);
-  if (!va->held) {
+  if (!held(va)) {
     struct stamps t = va->t;
     answer(va, va->early_text, &t);
     return;
@@ -951,10 +965,10 @@ static void declare_turn(struct voice_agent *va) {
   va->turn = next_turn(va);
   va->heard_before[0] = '\0';
   va->same_turn = 0;
-  va->held = 0;
+  va->reply->held = 0;
   set_state(va, ST_THINKING);
-  if (va->tools_deferred) {
-    va->tools_deferred = 0;
+  if (va->reply->tools_deferred) {
+    va->reply->tools_deferred = 0;
     tool_round(va);
   }
   start_next_tts(va);
@@ -972,9 +986,9 @@ static void on_onset(struct voice_agent *va) {
   va->idle_prompted = 0;
   va->pause_judged = 0;
   vad_set_endpoint_ms(va->vad, va->cfg->endpoint_ms);
-  if (va->state == ST_SPEAKING || (va->reply_active && playout_queued(va->po))) {
+  if (va->reply && (va->state == ST_SPEAKING || playout_queued(va->po))) {
     if (!va->cfg->barge_in) return; /* half duplex: the AI finishes first */
-    va->barge = 1; /* paused once barge_in_min_ms of it is voiced */
+    va->reply->barge = 1; /* paused once barge_in_min_ms of it is voiced */
     va->t.onset = now;
     va->t.onset_lag = lag;
     va->t.ai_stopped = 0;
@@ -982,11 +996,11 @@ static void on_onset(struct voice_agent *va) {
     vad_set_endpoint_ms(va->vad, (min_silence(va) + va->cfg->endpoint_ms) / 2);
     log_call_debug("agent", va->call_id, "onset over the reply (began %d ms ago, %d ms voiced)",
               lag, vad_voiced_ms(va->vad));
-  } else if (va->reply_active) {
+  } else if (va->reply) {
     /* Still thinking: the caller was not done. Their words so far are kept, unless a
      * tool has already acted on them: then they are a turn of their own (in the history)
      * and what the caller says now is the next one. */
-    if (va->reply_is_turn && !toolrun_rounds(va->tools)) {
+    if (va->reply->is_turn && !toolrun_rounds(va->tools)) {
       snprintf(va->heard_before, sizeof va->heard_before, "%s", va->user_text);
       va->same_turn = 1;
     }
@@ -1006,8 +1020,8 @@ static void on_end_of_speech(struct voice_agent *va, int discard) {
     asr_release(va->asr_early);
     va->asr_early = NULL;
     va->early_done = 0;
-    if (va->held) cancel_reply(va);
-    if (va->barge) {
+    if (held(va)) cancel_reply(va);
+    if (barging(va)) {
       resume_reply(va);
     } else if (va->heard_before[0]) {
       struct stamps t = {0};
@@ -1022,7 +1036,7 @@ static void on_end_of_speech(struct voice_agent *va, int discard) {
   if (va->asr) { /* the words are asked for now */
     va->t.asr_req = 0;
     asr_finish(va->asr);
-    if (!va->barge) set_state(va, ST_THINKING);
+    if (!barging(va)) set_state(va, ST_THINKING);
   } else if (!va->early_done) { /* asked for in the pause, and still coming */
     set_state(va, ST_THINKING);
   } else {
@@ -1033,7 +1047,7 @@ static void on_end_of_speech(struct voice_agent *va, int discard) {
 /* --- idle ------------------------------------------------------------------------------ */
 
 static void idle_tick(struct voice_agent *va) {
-  if (va->state != ST_LISTENING || va->reply_active || va->ended) return;
+  if (va->state != ST_LISTENING || va->reply || va->ended) return;
   va->idle_ms += 20;
   const struct config *c = va->cfg;
   if (c->idle_hangup_ms && va->idle_ms >= c->idle_hangup_ms) {
@@ -1095,9 +1109,9 @@ void voice_agent_hear(struct voice_agent *va, const int16_t *pcm) {
     caller_went_on(va), fresh = 1;
   if (va->asr && vad_in_speech(va->vad)) feed_speech(va, clean, fresh ? 0 : quiet_before);
   judge_pause(va);
-  if (va->barge && !va->paused && vad_in_speech(va->vad) &&
+  if (barging(va) && !va->reply->paused && vad_in_speech(va->vad) &&
       vad_voiced_ms(va->vad) >= va->cfg->barge_in_min_ms) {
-    va->paused = 1; /* the AI's audio stops with the next frame */
+    va->reply->paused = 1; /* the AI's audio stops with the next frame */
     log_call_debug("agent", va->call_id, "caller speaks over the reply; paused");
   }
   if (ev == VAD_END || ev == VAD_DISCARD) on_end_of_speech(va, ev == VAD_DISCARD);
@@ -1133,27 +1147,27 @@ static void reference(struct voice_agent *va, const int16_t *pcm, int audio) {
 int voice_agent_speak(struct voice_agent *va, int16_t *pcm) {
   const char *started = NULL;
   int audio = 0;
-  if (va->reply_active && !va->paused && !va->held) audio = playout_take(va->po, pcm, &started);
-  if (va->paused && va->t.ai_stopped == 0) va->t.ai_stopped = now_ms();
+  if (va->reply && !paused(va) && !held(va)) audio = playout_take(va->po, pcm, &started);
+  if (paused(va) && va->t.ai_stopped == 0) va->t.ai_stopped = now_ms();
   if (!audio) memset(pcm, 0, VOICE_FRAME * sizeof *pcm);
   reference(va, pcm, audio);
   va->spoke = audio;
   if (!audio) {
-    if (va->reply_active && !va->paused) check_reply_done(va);
+    if (va->reply && !paused(va)) check_reply_done(va);
     return 0;
   }
   double now = now_ms();
   if (started) emit(va, json_pack("{s:s,s:s}", "type", "reply_partial", "text", started));
   if (va->t.first_sent == 0) {
     va->t.first_sent = now;
-    if (va->reply_is_turn) record_user_turn(va);
+    if (va->reply->is_turn) record_user_turn(va);
     emit_latency(va, 0); /* a greeting or prompt: turn 0, how soon its audio came */
   }
   return 1;
 }
 
 int voice_agent_speak_again(struct voice_agent *va, int16_t *pcm) {
-  if (va->spoke || !va->reply_active || va->paused) return 0;
+  if (va->spoke || !va->reply || paused(va)) return 0;
   aec_unplay(va->aec); /* the silent frame never went out */
   return voice_agent_speak(va, pcm);
 }
@@ -1209,9 +1223,7 @@ void voice_agent_free(struct voice_agent *va) {
   emit_usage(va); /* what the call used since its last reply ended */
   asr_release(va->asr);
   asr_release(va->asr_early);
-  llm_release(va->llm);
-  tts_release(va->tts);
-  drop_sentences(va);
+  reply_free(va->reply); /* its jobs with it */
   chunker_free(va->chunker);
   playout_free(va->po);
   toolrun_free(va->tools); /* before the history its results go to */

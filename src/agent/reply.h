@@ -1,0 +1,60 @@
+/*
+ * reply: the AI's reply in progress, from the moment the agent starts to
+ * answer (a turn of the caller's, a greeting, a prompt) until it has been
+ * played out, interrupted or dropped.
+ *
+ * Everything that lives exactly as long as one reply is here, so it cannot
+ * outlive it: the generation and the synthesis under way, the sentences
+ * waiting for synthesis, the text so far and the reply's flags. The agent
+ * holds at most one; "a reply is active" is "the agent holds one", and
+ * freeing it releases its engine jobs, which then never call back
+ * (src/engines/job.h). What serves every reply of a call (the sentence
+ * chunker, the playout queue, the latency stamps of the caller's turn)
+ * stays with the agent.
+ */
+#ifndef TS_AGENT_REPLY_H
+#define TS_AGENT_REPLY_H
+
+#include <stddef.h>
+
+#define REPLY_MAX_TEXT 4096
+#define REPLY_MAX_SENTENCES 64
+
+struct llm_job;
+struct tts_job;
+
+struct reply {
+  struct llm_job *llm; /* the generation under way; NULL once done and during tool calls */
+  struct tts_job *tts; /* the sentence being synthesised; one at a time, in order */
+  char *sentences[REPLY_MAX_SENTENCES]; /* waiting for synthesis, oldest first */
+  int nsent;
+  char text[REPLY_MAX_TEXT]; /* everything the reply says, over all its tool rounds */
+  size_t round_start;        /* text before it was said in earlier tool rounds */
+  int is_turn;         /* it answers a caller's turn (not a greeting or prompt) */
+  int user_in_history; /* the caller's turn it answers is in the history already */
+  int llm_done;        /* no more text will come */
+  int hangup_after;    /* the call ends once it has been played */
+  int held;            /* made before the caller's turn is over: silent until it is */
+  int tools_deferred;  /* its model asked for tools while held: they run after the turn */
+  int filler_said;     /* a filler covered a slow tool */
+  int barge;           /* the caller started speaking over it */
+  int paused;          /* ...long enough that its audio stopped */
+};
+
+/* A reply of its own, empty; 0 or -ENOMEM. */
+int reply_new(struct reply **out, int is_turn);
+/* Releases its jobs (no callback after this) and its sentences. NULL is fine. */
+void reply_free(struct reply *r);
+
+/* Appends streamed text, cut at REPLY_MAX_TEXT. */
+void reply_append(struct reply *r, const char *text);
+/* Queues a copy of a sentence for synthesis: 0, -ENOSPC when full, -ENOMEM. */
+int reply_push_sentence(struct reply *r, const char *sentence);
+/* The oldest sentence queued, the caller's to free; NULL when there is none. */
+char *reply_pop_sentence(struct reply *r);
+
+/* The generation or synthesis has ended: its job is let go. */
+void reply_end_llm(struct reply *r);
+void reply_end_tts(struct reply *r);
+
+#endif
