@@ -208,7 +208,7 @@ static int run_questions(const struct config *cfg, int turns, const char *json_p
   b.turns = turns;
   b.loop = &r.loop;
   if (rig_open(&r, cfg, on_home, &b)) return 1;
-  struct voice_host host = {on_event, on_end, on_kick, &b};
+  struct agent_host host = {on_event, on_end, on_kick, &b};
   if (voice_agent_new(&b.va, "bench", cfg, r.eng, r.home, NULL, &host)) return 1;
   voice_agent_start(b.va);
   uv_timer_init(&r.loop, &b.tick);
@@ -653,7 +653,7 @@ static int tt_begin(struct suite *s) {
                         .min_turn = -1, .max_turn = -1};
   struct voice_settings set = {.has_greeting = 1};
   if (s->kind == TK_OVER) snprintf(set.greeting, sizeof set.greeting, "%s", long_greeting);
-  struct voice_host host = {tt_event, on_end, tt_kick, s};
+  struct agent_host host = {tt_event, on_end, tt_kick, s};
   if (voice_agent_new(&s->va, "bench", s->cfg, s->eng, s->home, &set, &host)) return 0;
   fprintf(stderr, "%-10s %s%s\n", kinds[s->kind], s->clip ? s->clip->name : "(silence)",
           s->from ? " (continued)" : "");

@@ -94,7 +94,7 @@ struct voice_agent {
   const struct config *cfg;
   struct engines *eng;
   struct mailbox *home;
-  struct voice_host host;
+  struct agent_host host;
   char call_id[40];
   char language[16], voice[128], apology[1024];
   const char *system_prompt;
@@ -1190,7 +1190,7 @@ static void resolve_settings(struct voice_agent *va, const struct voice_settings
 
 int voice_agent_new(struct voice_agent **out, const char *call_id, const struct config *cfg,
                     struct engines *engines, struct mailbox *home,
-                    const struct voice_settings *settings, const struct voice_host *host) {
+                    const struct voice_settings *settings, const struct agent_host *host) {
   struct voice_agent *va = calloc(1, sizeof *va);
   if (!va) return -ENOMEM;
   snprintf(va->call_id, sizeof va->call_id, "%s", call_id);

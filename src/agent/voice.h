@@ -15,28 +15,17 @@
 #include "core/config.h"
 #include "core/mailbox.h"
 #include "engines/engines.h"
-#include "media/agent.h" /* struct voice_settings, the page's per-call choices */
+#include "media/agent.h" /* struct voice_settings, the page's choices; struct agent_host */
 
 #define VOICE_FRAME 960     /* samples per 20 ms sent, at 48 kHz */
 #define VOICE_IN_RATE 16000 /* what it hears: the call decodes the caller's Opus at this rate */
 #define VOICE_IN_FRAME 320
 
-struct voice_host {
-  /* A JSON event for the page (ownership of `json`, from malloc, passes). */
-  void (*event)(void *user, char *json);
-  /* The agent ends the call ("goodbye", "idle"). */
-  void (*end)(void *user, const char *reason);
-  /* A reply's first audio became available between ticks: the host may
-   * send it now, through voice_agent_speak_again. */
-  void (*kick)(void *user);
-  void *user;
-};
-
 struct voice_agent;
 
 int voice_agent_new(struct voice_agent **out, const char *call_id, const struct config *cfg,
                     struct engines *engines, struct mailbox *home,
-                    const struct voice_settings *settings, const struct voice_host *host);
+                    const struct voice_settings *settings, const struct agent_host *host);
 void voice_agent_free(struct voice_agent *va);
 
 /*

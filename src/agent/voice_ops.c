@@ -1,8 +1,7 @@
 /*
  * The voice agent as the media layer sees it: its functions behind the
  * table of media/agent.h. Each entry only retypes the agent pointer, so a
- * frame costs what a direct call did plus the indirect one. The host is
- * copied into the voice agent's own struct of the same shape at creation.
+ * frame costs what a direct call did plus the indirect one.
  */
 #include <errno.h>
 
@@ -10,11 +9,9 @@
 #include "agent/voice.h"
 
 static int voice_create(void **out, const struct agent_params *p) {
-  const struct agent_host *h = p->host;
   if (!p->engines) return -EINVAL; /* it cannot answer without them */
-  struct voice_host host = {h->event, h->end, h->kick, h->user};
   struct voice_agent *va = NULL;
-  int rc = voice_agent_new(&va, p->call_id, p->cfg, p->engines, p->home, p->settings, &host);
+  int rc = voice_agent_new(&va, p->call_id, p->cfg, p->engines, p->home, p->settings, p->host);
   *out = va;
   return rc;
 }

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { startServer, run, tempDir, speechWav } from '../lib/harness.mjs';
+import { startServer, run, tempDir, speechWav, endedCall } from '../lib/harness.mjs';
 import { startFixture } from '../fixtures/services/fixture.mjs';
 
 const GREETING = 'Hello, this is the test line.';
@@ -30,20 +30,6 @@ async function getJson(srv, path) {
   const r = await fetch(new URL(path, srv.url));
   assert.equal(r.status, 200, path);
   return r.json();
-}
-
-// The call's record once it is stored as ended.
-async function endedCall(srv, id, timeoutMs = 15000) {
-  const t0 = Date.now();
-  for (;;) {
-    const r = await fetch(new URL(`/api/calls/${id}`, srv.url));
-    if (r.status === 200) {
-      const { call } = await r.json();
-      if (call.ended_at) return call;
-    }
-    if (Date.now() - t0 > timeoutMs) assert.fail(`call ${id} not stored as ended`);
-    await new Promise((res) => setTimeout(res, 200));
-  }
 }
 
 async function makeCall(srv, dir) {

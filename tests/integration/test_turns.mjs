@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
-import { startServer, run, tempDir } from '../lib/harness.mjs';
+import { startServer, run, tempDir, endedCall } from '../lib/harness.mjs';
 import { startFixture } from '../fixtures/services/fixture.mjs';
 
 const ENV = { OPENAI_API_KEY: 'sk-fixture-key-0123456789' };
@@ -32,18 +32,6 @@ function twoPartWav(dir, first, pauseS, second) {
   return out;
 }
 
-async function callRecord(srv, id) {
-  for (const t0 = Date.now(); Date.now() - t0 < 15000;) {
-    const r = await fetch(new URL(`/api/calls/${id}`, srv.url));
-    if (r.status === 200) {
-      const { call } = await r.json();
-      if (call.ended_at) return call;
-    }
-    await new Promise((res) => setTimeout(res, 200));
-  }
-  assert.fail(`call ${id} not stored as ended`);
-}
-
 async function placeCall(srv, wav) {
   const res = await run(['call', srv.url, '--play', wav, '--timeout', '30'], { timeoutMs: 60000 });
   assert.equal(res.code, 0, `exit ${res.code}\n${res.stdout}\n${res.stderr}`);
@@ -53,9 +41,7 @@ async function placeCall(srv, wav) {
 const lastUser = (req) => [...req.messages].reverse().find((m) => m.role === 'user')?.content;
 
 async function chats(fx) {
-  const log = await fx.log();
-  if (process.env.TS_TEST_DEBUG) console.error(JSON.stringify(log, null, 1));
-  return log.filter((e) => e.request?.messages).map((e) => e.request);
+  return (await fx.log()).filter((e) => e.request?.messages).map((e) => e.request);
 }
 
 test('a pause after an open phrase does not end the turn: one request, both parts', { timeout: 120000 }, async () => {
@@ -68,7 +54,7 @@ test('a pause after an open phrase does not end the turn: one request, both part
   });
   try {
     const wav = twoPartWav(dir, 'I would like to book a table for', 0.8, 'two people tonight.');
-    const call = await callRecord(srv, await placeCall(srv, wav));
+    const call = await endedCall(srv, await placeCall(srv, wav));
     const asked = await chats(fx);
     assert.equal(asked.length, 1, `one chat request, not ${asked.length}`);
     assert.equal(lastUser(asked[0]), 'i would like to book a table for two people tonight');
@@ -95,7 +81,7 @@ test('speculate = all: a reply made in a pause is dropped when the caller goes o
   try {
     // judged halfway through the 1000 ms: the words looked finished, the reply was asked for
     const wav = twoPartWav(dir, 'What time is it', 0.7, 'in London?');
-    const call = await callRecord(srv, await placeCall(srv, wav));
+    const call = await endedCall(srv, await placeCall(srv, wav));
     const asked = await chats(fx);
     assert.equal(asked.length, 2, `a request in the pause and one for the turn, not ${asked.length}`);
     assert.equal(lastUser(asked[0]), 'what time is it');

@@ -195,6 +195,21 @@ export async function wsConnect(url) {
 
 // Speech for the fake microphone: flite says `text`, sox makes it 48 kHz
 // mono 16-bit (what Chromium's fake device plays) with silence around it.
+// The record of call `id` from the history API once it is stored as ended (the store writes
+// it a moment after the call ends); fails the test after `timeoutMs`.
+export async function endedCall(srv, id, timeoutMs = 15000) {
+  const t0 = Date.now();
+  for (;;) {
+    const r = await fetch(new URL(`/api/calls/${id}`, srv.url));
+    if (r.status === 200) {
+      const { call } = await r.json();
+      if (call.ended_at) return call;
+    }
+    if (Date.now() - t0 > timeoutMs) assert.fail(`call ${id} not stored as ended`);
+    await new Promise((res) => setTimeout(res, 200));
+  }
+}
+
 export function speechWav(dir, name, text, { before = 0.5, after = 2.5 } = {}) {
   const raw = join(dir, `${name}.raw.wav`), wav = join(dir, `${name}.wav`);
   execFileSync('flite', ['-voice', 'slt', '-t', text, '-o', raw]);

@@ -120,7 +120,7 @@ static void sim_start(struct sim *s, const char *script, int delay_ms, double ga
   char err[256];
   struct engine_env env = {&s->cfg, s->pool, s->home, NULL};
   assert_int_equal(engines_open(&s->eng, &env, err, sizeof err), 0);
-  struct voice_host host = {on_event, on_end, on_kick, s};
+  struct agent_host host = {on_event, on_end, on_kick, s};
   assert_int_equal(voice_agent_new(&s->va, "test", &s->cfg, s->eng, s->home, NULL, &host), 0);
   voice_agent_start(s->va);
   assert_int_equal(resampler_new(&s->down, 48000, 16000, 3), 0);

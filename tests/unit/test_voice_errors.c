@@ -84,7 +84,7 @@ static void a_failed_service_tells_the_caller_nothing_of_its_detail(void **state
   log_configure(LOG_INFO, 0);
 
   struct seen seen = {0};
-  struct voice_host host = {on_event, on_end, on_kick, &seen};
+  struct agent_host host = {on_event, on_end, on_kick, &seen};
   struct voice_agent *va;
   assert_int_equal(voice_agent_new(&va, CALL_ID, &cfg, eng, home, NULL, &host), 0);
   voice_agent_start(va);
