@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
 # Installs what tingshuo needs on Debian 12, skipping what is already there.
 #   scripts/deps.sh run    build and run the server with the embedded engines
-#   scripts/deps.sh test   the above plus the test tools (cmocka, chromium, firefox-esr, node packages,
-#                          clang with libFuzzer for scripts/fuzz.sh)
+#   scripts/deps.sh test   the above plus the test tools (cmocka, libsrtp2 as the SRTP reference,
+#                          chromium, firefox-esr, node packages, clang with libFuzzer for scripts/fuzz.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUN_PKGS=(
   build-essential cmake pkg-config
-  libuv1-dev libwebsockets-dev libssl-dev libsrtp2-dev libopus-dev libspeexdsp-dev
+  libuv1-dev libwebsockets-dev libssl-dev libopus-dev libspeexdsp-dev
   libcurl4-openssl-dev libjansson-dev openssl libsqlite3-dev libpq-dev libogg-dev
   libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us flite1-dev libespeak-ng-dev espeak-ng-data
   libhiredis-dev
 )
 TEST_PKGS=(
-  libcmocka-dev chromium firefox-esr sox curl flite pocketsphinx postgresql prometheus opus-tools sqlite3
+  libcmocka-dev libsrtp2-dev chromium firefox-esr sox curl flite pocketsphinx postgresql prometheus opus-tools sqlite3
   redis-server
   fonts-wqy-microhei
   clang libclang-rt-14-dev

@@ -17,6 +17,11 @@ if(CMOCKA_FOUND)
   # The voice agent's simulation sweeps barge-in offsets and echo timings in near real time:
   # about a minute under the sanitizers, more on a busy machine.
   set_tests_properties(unit/test_voice PROPERTIES TIMEOUT 300)
+  # Interop with libsrtp2, linked into this test alone.
+  if(SRTP2_FOUND)
+    target_link_libraries(test_srtpctx PRIVATE PkgConfig::SRTP2)
+    target_compile_definitions(test_srtpctx PRIVATE TS_HAVE_LIBSRTP2)
+  endif()
 endif()
 
 find_program(NODE node)
