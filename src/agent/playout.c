@@ -12,8 +12,8 @@
  * Positions are absolute sample counts at the stored rate since the reply
  * began (written, read), so a segment is just [start, end) on that line and
  * "how much of it was heard" is read - start. The buffer is compacted once
- * the played part outgrows what is queued, grows by half when it must, and
- * is given back when everything queued has been played, so a call holds
+ * the played part outgrows what is queued, grows a quarter of a second at
+ * a time when it must, and is given back when everything queued has been played, so a call holds
  * audio memory only while it has something to say.
  *
  * Only rates that divide 48 kHz (8, 12, 16, 24 kHz) are stored as they come:
@@ -144,9 +144,12 @@ static int reserve(struct playout *p, size_t n) {
     p->head = 0;
   }
   if (p->tail + n <= p->cap) return 0;
-  size_t ncap = p->cap + p->cap / 2;
-  if (ncap < (size_t)p->rate / 2) ncap = (size_t)p->rate / 2; /* half a second to start */
-  if (ncap < p->tail + n) ncap = p->tail + n;
+  /* Grown in steps of a quarter of a second, not by a factor: a reply's audio comes a
+   * sentence at a time, just ahead of playback, and a factor would leave a call holding up
+   * to half as much again as it needs; a step costs a copy of what is queued (a few
+   * seconds at most) every quarter of a second of audio at most. */
+  size_t step = (size_t)p->rate / 4;
+  size_t ncap = (p->tail + n + step - 1) / step * step;
   int16_t *b = realloc(p->buf, ncap * sizeof *b);
   if (!b) return -ENOMEM;
   p->buf = b;

@@ -9,7 +9,6 @@
 #include "agent/reply.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +18,7 @@
 int reply_new(struct reply **out, int is_turn) {
   struct reply *r = calloc(1, sizeof *r);
   if (!r) return -ENOMEM;
+  text_init(&r->text, REPLY_MAX_TEXT - 1);
   r->is_turn = is_turn;
   /* A greeting or a prompt answers no turn: there is none to record. */
   r->user_in_history = !is_turn;
@@ -31,13 +31,13 @@ void reply_free(struct reply *r) {
   reply_end_llm(r);
   reply_end_tts(r);
   for (int i = 0; i < r->nsent; i++) free(r->sentences[i]);
+  text_clear(&r->text);
   free(r);
 }
 
-void reply_append(struct reply *r, const char *text) {
-  size_t used = strlen(r->text);
-  snprintf(r->text + used, sizeof r->text - used, "%s", text);
-}
+int reply_append(struct reply *r, const char *text) { return text_append(&r->text, text); }
+
+const char *reply_text(const struct reply *r) { return text_str(&r->text); }
 
 int reply_push_sentence(struct reply *r, const char *sentence) {
   if (r->nsent == REPLY_MAX_SENTENCES) return -ENOSPC;

@@ -17,7 +17,9 @@
 
 #include <stddef.h>
 
-#define REPLY_MAX_TEXT 4096
+#include "agent/text.h"
+
+#define REPLY_MAX_TEXT 4096 /* bytes of the reply's text, with its NUL */
 #define REPLY_MAX_SENTENCES 64
 
 struct llm_job;
@@ -26,10 +28,14 @@ struct tts_job;
 struct reply {
   struct llm_job *llm; /* the generation under way; NULL once done and during tool calls */
   struct tts_job *tts; /* the sentence being synthesised; one at a time, in order */
+  double tts_asked;    /* when it was asked for (ms), until its first audio came; else 0 */
+  double tts_wait_ms;  /* the longest a sentence of this reply took to start coming */
   char *sentences[REPLY_MAX_SENTENCES]; /* waiting for synthesis, oldest first */
   int nsent;
-  char text[REPLY_MAX_TEXT]; /* everything the reply says, over all its tool rounds */
-  size_t round_start;        /* text before it was said in earlier tool rounds */
+  /* Everything the reply says, over all its tool rounds: on the heap at its size, since
+   * most replies are a sentence or two and a call holds one at a time. */
+  struct text text;
+  size_t round_start; /* text before it was said in earlier tool rounds */
   int is_turn;         /* it answers a caller's turn (not a greeting or prompt) */
   int user_in_history; /* the caller's turn it answers is in the history already */
   int llm_done;        /* no more text will come */
@@ -46,8 +52,11 @@ int reply_new(struct reply **out, int is_turn);
 /* Releases its jobs (no callback after this) and its sentences. NULL is fine. */
 void reply_free(struct reply *r);
 
-/* Appends streamed text, cut at REPLY_MAX_TEXT. */
-void reply_append(struct reply *r, const char *text);
+/* Appends streamed text, cut at REPLY_MAX_TEXT - 1 bytes: 0, or -ENOMEM and the text
+ * stays as it was (the words are still spoken, only not kept). */
+int reply_append(struct reply *r, const char *text);
+/* The text so far, never NULL. */
+const char *reply_text(const struct reply *r);
 /* Queues a copy of a sentence for synthesis: 0, -ENOSPC when full, -ENOMEM. */
 int reply_push_sentence(struct reply *r, const char *sentence);
 /* The oldest sentence queued, the caller's to free; NULL when there is none. */

@@ -231,6 +231,11 @@ enum turn_pitch turn_pitch_trend(const float *hz, size_t n) {
   return last < before * PITCH_FALL ? TURN_PITCH_FALL : TURN_PITCH_LEVEL;
 }
 
+enum turn_cue turn_cue_trusted(enum turn_cue cue, float last_word_conf) {
+  if (cue == TURN_DONE && last_word_conf >= 0 && last_word_conf < TURN_TRUST_MIN) return TURN_MORE;
+  return cue;
+}
+
 int turn_silence_ms(enum turn_cue cue, enum turn_pitch pitch, int min_ms, int max_ms) {
   if (min_ms > max_ms) min_ms = max_ms; /* endpoint_ms bounds every turn */
   switch (cue) {

@@ -34,6 +34,22 @@ enum turn_pitch {
 enum turn_cue turn_text_cue(const char *text, const char *ai_last);
 
 /*
+ * A last word the recogniser gives a posterior probability below this is
+ * not trusted to say the sentence is finished.
+ */
+#define TURN_TRUST_MIN 0.2f
+
+/*
+ * The cue, given how sure the recogniser is of the last word (its
+ * posterior, 0-1; negative when the recogniser does not say): a sentence
+ * that reads as finished but whose last word is doubtful is judged as a
+ * phrase left open. A recogniser given a phrase cut short tends to finish
+ * it with a word that is not there ("a table for" heard as "a table for
+ * it"), and such a word is the one it doubts.
+ */
+enum turn_cue turn_cue_trusted(enum turn_cue cue, float last_word_conf);
+
+/*
  * What the pitch says: `hz` holds the pitch of the caller's last `n` 20 ms
  * frames, oldest first, 0 where a frame had none (the VAD measures it).
  */

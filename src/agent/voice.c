@@ -53,6 +53,7 @@
 #include "agent/history.h"
 #include "agent/playout.h"
 #include "agent/reply.h"
+#include "agent/text.h"
 #include "agent/toolrun.h"
 #include "agent/turn.h"
 #include "tools/tools.h"
@@ -68,9 +69,11 @@
 #define ASR_TAIL_MS 200        /* of each pause (and of the endpoint's silence) fed to ASR */
 #define ASR_RESUME_MS 100      /* fed from before speech that resumes after a longer pause */
 #define LEVEL_EVERY 10         /* frames between `level` events */
-#define MAX_TEXT REPLY_MAX_TEXT
+#define MAX_TEXT REPLY_MAX_TEXT /* a text's bytes with its NUL, the stack buffers' size */
+#define AI_LAST_TEXT 512       /* the same, of the end of what the AI said */
 #define AEC_MAX_DELAY_MS 600
 #define JUDGE_AHEAD_MS 100     /* a pause is judged this long before endpoint_min_ms, or halfway */
+#define TTS_LEAD_MS 500        /* synthesis keeps this much ahead of playback, plus its own wait */
 
 enum vstate { ST_LISTENING, ST_USER, ST_THINKING, ST_SPEAKING };
 static const char *const state_names[] = {"listening", "user_speaking", "thinking", "speaking"};
@@ -96,10 +99,12 @@ struct voice_agent {
   struct mailbox *home;
   struct agent_host host;
   char call_id[40];
-  char language[16], voice[128], apology[1024];
-  const char *system_prompt;
-  char *prompt_copy;
-  char greeting[1024];
+  char language[16], voice[128];
+  /* The prompt and the greeting are the configuration's unless the call brought its own,
+   * then a copy the agent owns: most calls use the configured ones, which a copy in every
+   * call would only repeat. The apology is always the configuration's (phrase_apology). */
+  const char *system_prompt, *greeting;
+  char *prompt_copy, *greeting_copy;
   int rate;
 
   enum vstate state;
@@ -111,10 +116,16 @@ struct voice_agent {
   int preroll_head, preroll_n;
   int last_voiced_ms;
 
+  /*
+   * The texts below may hold up to MAX_TEXT - 1 bytes, but are mostly a few words or
+   * nothing: on the heap at their size (text.h) they take a few hundred bytes a call
+   * instead of 17 KB. A write that finds no memory leaves the old text (each use says
+   * what follows), and one that empties a text gives its block back.
+   */
   struct asr_session *asr;
-  char user_text[MAX_TEXT];   /* the caller's turn being answered */
-  char heard_before[MAX_TEXT]; /* words of this turn before a pause that continued it */
-  int same_turn;               /* and the turn had its number: its reply was dropped unsaid */
+  struct text user_text;    /* the caller's turn being answered */
+  struct text heard_before; /* words of this turn before a pause that continued it */
+  int same_turn;            /* and the turn had its number: its reply was dropped unsaid */
 
   /* The pause being judged (docs/turns.md): its words are asked for early, by finishing the
    * live session there; a new live one starts if the caller goes on. A session's callbacks
@@ -125,13 +136,13 @@ struct voice_agent {
   } ctx[2];
   int live_ctx;
   struct asr_session *asr_early;
-  char partial[MAX_TEXT];     /* the live session's latest words */
-  char early_text[MAX_TEXT];  /* the turn's words up to this pause, once the early session ends */
+  struct text partial;        /* the live session's latest words */
+  struct text early_text;     /* the turn's words up to this pause, once the early session ends */
   int early_done;             /* early_text holds them */
   int pause_judged;           /* this pause has been looked at */
   enum turn_pitch pitch;      /* of the words before it */
   int llm_wasted;             /* replies started early for this turn and dropped */
-  char ai_last[512];          /* what the AI said last: a question for digits expects them */
+  struct text ai_last;        /* what the AI said last: a question for digits expects them */
 
   struct reply *reply;     /* the reply in progress, NULL when there is none */
   int answered;            /* the last reply answered a turn: usage sent after it is that turn's */
@@ -292,7 +303,7 @@ static const char *idle_bye_in(const char *language) {
 }
 
 static const char *phrase_apology(const struct voice_agent *va) {
-  return apology_in(va->language, va->apology);
+  return apology_in(va->language, va->cfg->apology);
 }
 static const char *phrase_still_there(const struct voice_agent *va) {
   return still_there_in(va->language);
@@ -428,6 +439,12 @@ static void on_sentence(void *user, const char *sentence) {
 
 static void on_tts_audio(void *user, const int16_t *pcm, size_t n, int rate) {
   struct voice_agent *va = user;
+  struct reply *r = va->reply;
+  if (r->tts_asked > 0) { /* the sentence's first audio: how long synthesis makes us wait */
+    double waited = now_ms() - r->tts_asked;
+    if (waited > r->tts_wait_ms) r->tts_wait_ms = waited;
+    r->tts_asked = 0;
+  }
   if (playout_append(va->po, pcm, n, rate) != 0) return;
   if (va->t.first_audio == 0) va->t.first_audio = now_ms();
   if (va->state == ST_THINKING) {
@@ -453,11 +470,25 @@ static void on_tts_error(void *user, const char *message) {
 
 static int may_speculate(const struct voice_agent *va, const char *engine);
 
-/* Synthesis goes one sentence at a time, in order; a held reply only with an engine here.
- * The reply may be gone: a tool round that failed at once can have ended it. */
+/*
+ * Synthesis runs just ahead of playback: the next sentence is asked for once what is
+ * queued would play out within TTS_LEAD_MS plus twice the longest this reply has waited
+ * for a sentence's first audio (an engine here: a few ms; a service: its round trip, and
+ * more when it is slow). So a call holds the sentence playing and the next one, not a
+ * whole reply (at 16 kHz, 32 KB a second of it), and a reply that is interrupted was not
+ * synthesised, nor billed, past what it needed.
+ */
+static int playout_wants_more(const struct voice_agent *va) {
+  double lead_ms = TTS_LEAD_MS + 2 * va->reply->tts_wait_ms;
+  return (double)playout_queued(va->po) < lead_ms * PLAYOUT_RATE / 1000;
+}
+
+/* Synthesis goes one sentence at a time, in order, just ahead of playback; a held reply
+ * only with an engine here. The reply may be gone: a tool round that failed at once can
+ * have ended it. */
 static void start_next_tts(struct voice_agent *va) {
   struct reply *r = va->reply;
-  if (!r || r->tts || r->nsent == 0) return;
+  if (!r || r->tts || r->nsent == 0 || !playout_wants_more(va)) return;
   if (r->held && !may_speculate(va, engines_tts_name(va->eng, va->language))) return;
   char *text = reply_pop_sentence(r);
   struct tts_params p = {.text = text, .language = va->language, .voice = va->voice, .rate = va->rate};
@@ -465,6 +496,7 @@ static void start_next_tts(struct voice_agent *va) {
   int first = va->t.tts_req == 0;
   if (first) va->t.tts_req = now_ms();
   int rc = playout_begin_segment(va->po, text);
+  r->tts_asked = now_ms();
   if (rc == 0) rc = engines_tts_speak(va->eng, &p, va->home, &cb, &r->tts);
   if (rc == 0) {
     *(r->tts->cached ? &va->use.tts_chars_cached : &va->use.tts_chars) += utf8_chars(text);
@@ -525,9 +557,9 @@ static void round_complete(struct voice_agent *va) {
     ask_llm(va);
     return;
   }
-  if (!r->text[0]) { /* end_call with nothing said: a goodbye before hanging up */
-    snprintf(r->text, sizeof r->text, "%s", goodbye(va));
-    chunker_push(va->chunker, r->text, on_sentence, va);
+  if (!text_len(&r->text)) { /* end_call with nothing said: a goodbye before hanging up */
+    reply_append(r, goodbye(va)); /* without memory it is said all the same, only not kept */
+    chunker_push(va->chunker, goodbye(va), on_sentence, va);
   }
   r->hangup_after = 1;
   llm_finished(va);
@@ -544,11 +576,11 @@ static void tool_round(struct voice_agent *va) {
   reply_end_llm(r);
   chunker_flush(va->chunker, on_sentence, va);
   record_user_turn(va);
-  size_t said = r->round_start, used = strlen(r->text);
-  if (used && used + 1 < sizeof r->text && r->text[used - 1] != ' ')
-    r->text[used++] = ' ', r->text[used] = '\0'; /* the next round's words follow */
-  r->round_start = used;
-  if (toolrun_start(va->tools, r->text + said, r->is_turn ? va->turn : 0) == 0)
+  size_t said = r->round_start, used = text_len(&r->text);
+  if (used && reply_text(r)[used - 1] != ' ')
+    reply_append(r, " "); /* the next round's words follow; none when the text is full */
+  r->round_start = text_len(&r->text);
+  if (toolrun_start(va->tools, reply_text(r) + said, r->is_turn ? va->turn : 0) == 0)
     round_complete(va);
 }
 
@@ -582,11 +614,12 @@ static void on_llm_error(void *user, const char *message) {
   struct voice_agent *va = user;
   struct reply *r = va->reply;
   emit_error(va, "llm", message);
-  if (!r->text[r->round_start]) { /* nothing said since the last tool round */
-    char *at = r->text + r->round_start;
-    snprintf(at, sizeof r->text - r->round_start, "%s%s", r->round_start ? " " : "",
-             phrase_apology(va));
-    chunker_push(va->chunker, at, on_sentence, va);
+  if (text_len(&r->text) == r->round_start) { /* nothing said since the last tool round */
+    const char *apology = phrase_apology(va);
+    int rc = r->round_start ? reply_append(r, " ") : 0;
+    if (rc == 0) rc = reply_append(r, apology);
+    /* Without memory to keep it in the text, the apology is still said. */
+    chunker_push(va->chunker, rc ? apology : reply_text(r) + r->round_start, on_sentence, va);
   }
   llm_finished(va);
 }
@@ -606,7 +639,7 @@ static void say(struct voice_agent *va, const char *text) {
   if (begin_reply(va, 0) != 0) return;
   set_state(va, ST_THINKING);
   memset(&va->t, 0, sizeof va->t);
-  snprintf(va->reply->text, sizeof va->reply->text, "%s", text);
+  reply_append(va->reply, text); /* without memory it is said all the same, only not kept */
   va->reply->llm_done = 1;
   speak_text(va, text);
 }
@@ -630,7 +663,7 @@ static void ask_llm(struct voice_agent *va) {
   if (turns) {
     size_t n = history_turns(va->hist, turns, cap - 1);
     if (!va->reply->user_in_history)
-      turns[n++] = (struct llm_turn){.role = LLM_USER, .text = va->user_text};
+      turns[n++] = (struct llm_turn){.role = LLM_USER, .text = text_str(&va->user_text)};
     struct llm_params p = {.system = va->system_prompt, .turns = turns, .nturns = n,
                            .language = va->language, .max_tokens = va->cfg->llm_max_tokens,
                            .temperature = va->cfg->llm_temperature};
@@ -647,16 +680,17 @@ static void ask_llm(struct voice_agent *va) {
 
 static void record_user_turn(struct voice_agent *va) {
   if (va->reply->user_in_history) return;
-  history_add_user(va->hist, va->user_text);
+  history_add_user(va->hist, text_str(&va->user_text));
   va->reply->user_in_history = 1;
 }
 
-/* The end of what the AI said, which the next pause is judged against. */
+/* The end of what the AI said, which the next pause is judged against; without memory
+ * for it, nothing (a cue from an older reply would be wrong). */
 static void remember_ai(struct voice_agent *va, const char *text) {
-  size_t n = strlen(text), cap = sizeof va->ai_last - 1;
+  size_t n = strlen(text), cap = AI_LAST_TEXT - 1;
   const char *from = text + (n > cap ? n - cap : 0);
   while (((unsigned char)*from & 0xC0) == 0x80) from++; /* not inside a character */
-  snprintf(va->ai_last, sizeof va->ai_last, "%s", from);
+  if (text_set(&va->ai_last, from) != 0) text_clear(&va->ai_last);
 }
 
 /* The reply was played out in full (or there was nothing to play): it ends here. */
@@ -664,11 +698,12 @@ static void check_reply_done(struct voice_agent *va) {
   struct reply *r = va->reply;
   if (!r || !r->llm_done || r->tts || r->nsent || r->paused || r->held || !playout_drained(va->po))
     return;
-  if (r->text[0]) {
-    remember_ai(va, r->text);
+  if (text_len(&r->text)) {
+    const char *said = reply_text(r);
+    remember_ai(va, said);
     record_user_turn(va);
-    history_add_assistant(va->hist, r->text + r->round_start, 0); /* rounds hold the rest */
-    emit_reply(va, r->text, 0);
+    history_add_assistant(va->hist, said + r->round_start, 0); /* rounds hold the rest */
+    emit_reply(va, said, 0);
   }
   emit_usage(va);
   int hang = r->hangup_after, is_turn = r->is_turn;
@@ -698,9 +733,9 @@ static void on_asr_partial(void *user, const char *text) {
   const struct asr_ctx *ctx = user;
   struct voice_agent *va = ctx->va;
   if (ctx->early) return; /* its words come whole, at its end */
-  snprintf(va->partial, sizeof va->partial, "%s", text);
+  text_set(&va->partial, text); /* without memory the session's older words stay */
   char full[MAX_TEXT];
-  join_text(full, sizeof full, va->heard_before, text);
+  join_text(full, sizeof full, text_str(&va->heard_before), text);
   if (full[0]) emit(va, json_pack("{s:s,s:s,s:b}", "type", "transcript", "text", full, "final", 0));
 }
 
@@ -737,13 +772,21 @@ static int next_turn(const struct voice_agent *va) {
   return va->same_turn ? va->turn : va->turn + 1;
 }
 
-/* A new turn of the caller's, with the times its recognition took. */
+/* A new turn of the caller's, with the times its recognition took. `text` may be
+ * heard_before's, which is emptied here: it is not read after the copy. Without memory
+ * for the words the turn goes unanswered, as without memory for a reply. */
 static void answer(struct voice_agent *va, const char *text, const struct stamps *t) {
-  snprintf(va->user_text, sizeof va->user_text, "%s", text);
+  int rc = text_set(&va->user_text, text);
   va->turn = next_turn(va);
-  va->heard_before[0] = '\0';
+  text_clear(&va->heard_before);
   va->same_turn = 0;
-  if (begin_reply(va, 1) != 0) {
+  if (rc) {
+    log_call_warn("agent", va->call_id, "no memory for the caller's words");
+    cancel_reply(va); /* what begin_reply would have ended */
+  } else {
+    rc = begin_reply(va, 1);
+  }
+  if (rc) {
     set_state(va, ST_LISTENING);
     return;
   }
@@ -774,7 +817,7 @@ static void on_asr_final(void *user, const char *text) {
   va->asr = NULL;
   double t_final = now_ms();
   char full[MAX_TEXT];
-  join_text(full, sizeof full, va->heard_before, text);
+  join_text(full, sizeof full, text_str(&va->heard_before), text);
   int barge = barging(va);
   if (full[0]) emit_final(va, full, !(barge && (!text[0] || is_backchannel(text))));
   if (barge) {
@@ -811,7 +854,7 @@ static void start_recognition(struct voice_agent *va, int lag_ms) {
   va->asr = NULL;
   struct asr_params p = {.language = va->language, .call_id = va->call_id};
   struct asr_cb cb = {on_asr_partial, on_asr_final, on_asr_error, &va->ctx[va->live_ctx]};
-  va->partial[0] = '\0';
+  text_clear(&va->partial);
   if (engines_asr_start(va->eng, &p, va->home, &cb, &va->asr) != 0) {
     emit_error(va, "asr", "could not start recognition");
     return;
@@ -853,14 +896,16 @@ static enum turn_pitch pitch_before_pause(const struct voice_agent *va) {
   return turn_pitch_trend(hz, (size_t)n);
 }
 
-/* The silence that ends this turn, from its words so far: the VAD ends it then. */
-static enum turn_cue set_turn_silence(struct voice_agent *va, const char *words) {
-  enum turn_cue cue = turn_text_cue(words, va->ai_last);
+/* The silence that ends this turn, from its words so far and how sure the recogniser is of
+ * the last one (negative: it does not say): the VAD ends the turn then. */
+static enum turn_cue set_turn_silence(struct voice_agent *va, const char *words, float last_conf) {
+  enum turn_cue cue = turn_cue_trusted(turn_text_cue(words, text_str(&va->ai_last)), last_conf);
   int ms = turn_silence_ms(cue, va->pitch, min_silence(va), va->cfg->endpoint_ms);
   vad_set_endpoint_ms(va->vad, ms);
   static const char *const pitch[] = {"unknown", "falling", "level"};
-  log_call_debug("agent", va->call_id, "pause after \"%s\": %s, pitch %s, turn ends at %d ms",
-                 words, turn_cue_name(cue), pitch[va->pitch], ms);
+  log_call_debug("agent", va->call_id,
+                 "pause after \"%s\" (last word %.2f): %s, pitch %s, turn ends at %d ms", words,
+                 last_conf, turn_cue_name(cue), pitch[va->pitch], ms);
   return cue;
 }
 
@@ -877,8 +922,8 @@ static void judge_pause(struct voice_agent *va) {
   va->pitch = pitch_before_pause(va);
   if (va->asr_early || !may_speculate(va, engines_asr_name(va->eng))) {
     char words[MAX_TEXT];
-    join_text(words, sizeof words, va->heard_before, va->partial);
-    set_turn_silence(va, words);
+    join_text(words, sizeof words, text_str(&va->heard_before), text_str(&va->partial));
+    set_turn_silence(va, words, -1);
     return;
   }
   va->asr_early = va->asr;
@@ -891,9 +936,10 @@ static void judge_pause(struct voice_agent *va) {
   asr_finish(va->asr_early);
 }
 
-/* Starts the reply to words the caller may yet add to; nothing of it is heard until then. */
+/* Starts the reply to words the caller may yet add to; nothing of it is heard until then.
+ * Without memory for the words none is made: the turn is answered when it ends. */
 static void prepare_reply(struct voice_agent *va) {
-  snprintf(va->user_text, sizeof va->user_text, "%s", va->early_text);
+  if (text_set(&va->user_text, text_str(&va->early_text)) != 0) return;
   double req = va->t.asr_req, final = va->t.final;
   if (begin_reply(va, 1) != 0) return;
   va->reply->held = 1;
@@ -902,34 +948,38 @@ static void prepare_reply(struct voice_agent *va) {
 }
 
 static void on_early_final(struct voice_agent *va, const char *text) {
+  float last_conf = asr_last_word_confidence(va->asr_early);
   asr_release(va->asr_early);
   va->asr_early = NULL;
   if (va->asr) { /* the caller went on meanwhile: these words come first */
-    char joined[MAX_TEXT];
-    join_text(joined, sizeof joined, va->heard_before, text);
-    snprintf(va->heard_before, sizeof va->heard_before, "%s", joined);
+    if (text_join(&va->heard_before, text_str(&va->heard_before), text) != 0)
+      log_call_warn("agent", va->call_id, "no memory for the words before a pause");
     return;
   }
   va->t.final = now_ms();
-  join_text(va->early_text, sizeof va->early_text, va->heard_before, text);
+  if (text_join(&va->early_text, text_str(&va->heard_before), text) != 0) {
+    log_call_warn("agent", va->call_id, "no memory for the words before a pause");
+    text_clear(&va->early_text); /* not an older pause's words in their place */
+  }
   va->early_done = 1;
+  const char *words = text_str(&va->early_text);
   if (!vad_in_speech(va->vad)) { /* the turn ended before its words came */
     va->pause_judged = 0;
-    if (!va->early_text[0]) {
+    if (!words[0]) {
       set_state(va, ST_LISTENING);
       return;
     }
-    emit_final(va, va->early_text, 1);
+    emit_final(va, words, 1);
     struct stamps t = va->t;
-    answer(va, va->early_text, &t);
+    answer(va, words, &t);
     return;
   }
-  if (va->early_text[0])
-    emit(va, json_pack("{s:s,s:s,s:b}", "type", "transcript", "text", va->early_text, "final", 0));
+  if (words[0])
+    emit(va, json_pack("{s:s,s:s,s:b}", "type", "transcript", "text", words, "final", 0));
   /* After a phrase left open the caller will most likely go on: a reply made now would
    * be dropped, so it waits for the turn's end like any other. */
-  enum turn_cue cue = set_turn_silence(va, va->early_text);
-  if (va->early_text[0] && cue != TURN_MORE && may_speculate(va, engines_llm_name(va->eng)))
+  enum turn_cue cue = set_turn_silence(va, words, last_conf);
+  if (words[0] && cue != TURN_MORE && may_speculate(va, engines_llm_name(va->eng)))
     prepare_reply(va);
 }
 
@@ -943,7 +993,8 @@ static void caller_went_on(struct voice_agent *va) {
     cancel_reply(va);
   }
   if (va->early_done) {
-    snprintf(va->heard_before, sizeof va->heard_before, "%s", va->early_text);
+    if (text_set(&va->heard_before, text_str(&va->early_text)) != 0) /* the older words stay */
+      log_call_warn("agent", va->call_id, "no memory for the words before a pause");
     va->early_done = 0;
   }
   if (!va->asr) start_recognition(va, 0); /* from just before this frame */
@@ -952,18 +1003,19 @@ static void caller_went_on(struct voice_agent *va) {
 /* The silence reached what the words asked for: the turn is the caller's no more. */
 static void declare_turn(struct voice_agent *va) {
   va->early_done = 0;
-  if (!va->early_text[0]) {
+  const char *words = text_str(&va->early_text);
+  if (!words[0]) {
     set_state(va, ST_LISTENING);
     return;
   }
-  emit_final(va, va->early_text, 1);
+  emit_final(va, words, 1);
   if (!held(va)) {
     struct stamps t = va->t;
-    answer(va, va->early_text, &t);
+    answer(va, words, &t);
     return;
   }
   va->turn = next_turn(va);
-  va->heard_before[0] = '\0';
+  text_clear(&va->heard_before);
   va->same_turn = 0;
   va->reply->held = 0;
   set_state(va, ST_THINKING);
@@ -1001,7 +1053,8 @@ static void on_onset(struct voice_agent *va) {
      * tool has already acted on them: then they are a turn of their own (in the history)
      * and what the caller says now is the next one. */
     if (va->reply->is_turn && !toolrun_rounds(va->tools)) {
-      snprintf(va->heard_before, sizeof va->heard_before, "%s", va->user_text);
+      if (text_set(&va->heard_before, text_str(&va->user_text)) != 0)
+        log_call_warn("agent", va->call_id, "no memory for the words before a pause");
       va->same_turn = 1;
     }
     emit_usage(va);
@@ -1023,9 +1076,9 @@ static void on_end_of_speech(struct voice_agent *va, int discard) {
     if (held(va)) cancel_reply(va);
     if (barging(va)) {
       resume_reply(va);
-    } else if (va->heard_before[0]) {
+    } else if (text_len(&va->heard_before)) {
       struct stamps t = {0};
-      answer(va, va->heard_before, &t);
+      answer(va, text_str(&va->heard_before), &t);
     } else {
       set_state(va, ST_LISTENING);
     }
@@ -1147,7 +1200,10 @@ static void reference(struct voice_agent *va, const int16_t *pcm, int audio) {
 int voice_agent_speak(struct voice_agent *va, int16_t *pcm) {
   const char *started = NULL;
   int audio = 0;
-  if (va->reply && !paused(va) && !held(va)) audio = playout_take(va->po, pcm, &started);
+  if (va->reply && !paused(va) && !held(va)) {
+    audio = playout_take(va->po, pcm, &started);
+    start_next_tts(va); /* the next sentence, once what is queued runs low */
+  }
   if (paused(va) && va->t.ai_stopped == 0) va->t.ai_stopped = now_ms();
   if (!audio) memset(pcm, 0, VOICE_FRAME * sizeof *pcm);
   reference(va, pcm, audio);
@@ -1176,16 +1232,23 @@ int voice_agent_out_rate(const struct voice_agent *va) { return playout_made_rat
 
 /* --- life ------------------------------------------------------------------------------------ */
 
-static void resolve_settings(struct voice_agent *va, const struct voice_settings *s) {
+/* 0, or -ENOMEM when the call's own greeting cannot be copied: the call is not made, as
+ * for any other allocation of the agent's (a prompt that cannot be copied falls back to
+ * the configured one, as it always has). */
+static int resolve_settings(struct voice_agent *va, const struct voice_settings *s) {
   const struct config *c = va->cfg;
   snprintf(va->language, sizeof va->language, "%s", s && s->language[0] ? s->language : c->language);
   snprintf(va->voice, sizeof va->voice, "%s", s && s->voice[0] ? s->voice : c->tts_voice);
-  snprintf(va->greeting, sizeof va->greeting, "%s", s && s->has_greeting ? s->greeting : c->greeting);
-  snprintf(va->apology, sizeof va->apology, "%s", c->apology);
   va->rate = s && s->rate ? s->rate : c->tts_rate;
   va->system_prompt = c->system_prompt;
   if (s && s->system_prompt[0] && (va->prompt_copy = strdup(s->system_prompt)))
     va->system_prompt = va->prompt_copy;
+  va->greeting = s && s->has_greeting ? "" : c->greeting; /* given empty: none */
+  if (s && s->has_greeting && s->greeting[0]) {
+    if (!(va->greeting_copy = strdup(s->greeting))) return -ENOMEM;
+    va->greeting = va->greeting_copy;
+  }
+  return 0;
 }
 
 int voice_agent_new(struct voice_agent **out, const char *call_id, const struct config *cfg,
@@ -1199,11 +1262,16 @@ int voice_agent_new(struct voice_agent **out, const char *call_id, const struct 
   va->eng = engines;
   va->home = home;
   va->host = *host;
-  resolve_settings(va, settings);
+  text_init(&va->user_text, MAX_TEXT - 1);
+  text_init(&va->heard_before, MAX_TEXT - 1);
+  text_init(&va->partial, MAX_TEXT - 1);
+  text_init(&va->early_text, MAX_TEXT - 1);
+  text_init(&va->ai_last, AI_LAST_TEXT - 1);
   struct vad_config vc = {cfg->vad_threshold_db, cfg->vad_onset_ms, cfg->endpoint_ms,
                           cfg->min_speech_ms};
-  int rc = 0; /* va->down_out is made when a reply first needs it (reference()) */
-  if (cfg->echo_cancel) rc = aec_new(&va->aec, AEC_MAX_DELAY_MS);
+  /* va->down_out is made when a reply first needs it (reference()) */
+  int rc = resolve_settings(va, settings);
+  if (rc == 0 && cfg->echo_cancel) rc = aec_new(&va->aec, AEC_MAX_DELAY_MS);
   if (rc == 0) rc = vad_new(&va->vad, &vc);
   if (rc == 0) rc = chunker_new(&va->chunker);
   if (rc == 0) rc = playout_new(&va->po);
@@ -1231,7 +1299,13 @@ void voice_agent_free(struct voice_agent *va) {
   vad_free(va->vad);
   aec_free(va->aec);
   resampler_free(va->down_out);
+  text_clear(&va->user_text);
+  text_clear(&va->heard_before);
+  text_clear(&va->partial);
+  text_clear(&va->early_text);
+  text_clear(&va->ai_last);
   free(va->prompt_copy);
+  free(va->greeting_copy);
   free(va);
 }
 

@@ -80,6 +80,9 @@
 #define ESTIMATE_EVERY 10                 /* frames between delay estimates */
 #define TAIL_MS 120                       /* echo canceller filter length */
 #define PRE_MS 20                         /* reference starts this much before the estimate */
+#define FAR_SLACK_MS 100                  /* sent audio kept beyond max_delay_ms: the reference
+                                             is read at most max_delay_ms back from the frame
+                                             captured, which trails the frame sent by a tick or two */
 #define MIN_CORR 0.45                     /* a weaker peak is no estimate */
 #define ACTIVE_DB -55.0                   /* far blocks louder than this count as talking */
 #define FLOOR_DB -80.0                    /* envelopes are clipped here */
@@ -154,7 +157,7 @@ int aec_new(struct aec **out, int max_delay_ms) {
   struct aec *a = calloc(1, sizeof *a);
   if (!a) return -ENOMEM;
   a->max_delay = max_delay_ms * AEC_RATE / 1000;
-  a->far_len = (size_t)(a->max_delay + (TAIL_MS + 200) * AEC_RATE / 1000);
+  a->far_len = (size_t)(a->max_delay + FAR_SLACK_MS * AEC_RATE / 1000);
   a->env_len = ENV_WIN + (size_t)(max_delay_ms / BLOCK_MS) + 2 * BLOCKS_PER_FRAME;
   a->far = calloc(a->far_len, sizeof *a->far);
   a->far_env = calloc(a->env_len, sizeof *a->far_env);

@@ -41,6 +41,11 @@ struct asr_session {
   struct asr_cb user_cb;
   struct eng_meter meter;
   char call_id[40]; /* engines.c's, from asr_params: the backends' log lines name the call */
+  /* How sure the backend is of the final's last word: its posterior
+   * probability, 0-1, set before `final` is posted; negative when the
+   * backend cannot tell (engines.c starts it at -1). Read it with
+   * asr_last_word_confidence from inside `final`. */
+  float last_word_conf;
 };
 
 struct asr_backend {
@@ -60,6 +65,14 @@ extern const struct asr_backend *const asr_backends[];
 /* Dispatch to the session's backend. */
 void asr_feed(struct asr_session *s, const int16_t *pcm, size_t n);
 void asr_finish(struct asr_session *s);
+/*
+ * The posterior probability of the last word of the session's final
+ * hypothesis (0-1), valid from `final` on; negative when the backend gives
+ * none (every one but pocketsphinx) or there were no words. The end-of-turn
+ * rule uses it: a last word the recogniser doubts says little about whether
+ * the caller's sentence is finished (docs/turns.md).
+ */
+float asr_last_word_confidence(const struct asr_session *s);
 /* Cancels and lets go; no callback after this. NULL is fine. */
 void asr_release(struct asr_session *s);
 

@@ -281,6 +281,7 @@ int engines_asr_start(struct engines *e, const struct asr_params *p, struct mail
   if (count_start(&e->stats[ST_ASR], rc)) return rc;
   struct asr_session *s = *out;
   snprintf(s->call_id, sizeof s->call_id, "%s", p && p->call_id ? p->call_id : "");
+  s->last_word_conf = -1; /* until a backend that can tell says otherwise, at its final */
   meter_init(&s->meter, &e->stats[ST_ASR]);
   s->user_cb = s->cb;
   s->cb = (struct asr_cb){.partial = METERED(s->user_cb.partial, asr_partial_m),
@@ -385,6 +386,7 @@ void asr_finish(struct asr_session *s) {
   if (s->meter.stats && !s->meter.ended) s->meter.started_ns = uv_hrtime();
   s->be->finish(s);
 }
+float asr_last_word_confidence(const struct asr_session *s) { return s->last_word_conf; }
 void asr_release(struct asr_session *s) {
   if (!s) return;
   meter_release(&s->meter);

@@ -21,6 +21,8 @@
 #include "core/config.h"
 #include "core/mailbox.h"
 #include "core/pool.h"
+#include "agent/turn.h"
+#include "client/wav.h"
 #include "engines/asr.h"
 #include "engines/tts/flite_voices.h"
 
@@ -362,6 +364,40 @@ static void same_audio_same_words_whatever_came_before(void **state) {
   asr_pocketsphinx.close(engine);
 }
 
+/*
+ * The final's last word comes with its posterior probability, which the
+ * end-of-turn rule reads (docs/turns.md): high for a word plainly said,
+ * low for the word a decoder adds to finish a phrase cut short. Both clips
+ * are what the voice agent fed the recogniser (tests/fixtures/audio/asr).
+ */
+static void last_word_confidence_tells_a_word_said_from_one_added(void **state) {
+  struct engine_loop *f = *state;
+  void *engine = open_ps(f);
+  static const char *const clips[] = {"what_time_is_it", "table_for_cut_short"};
+  float conf[2];
+  for (int i = 0; i < 2; i++) {
+    char path[512], err[128];
+    snprintf(path, sizeof path, "%s/audio/asr/%s.wav", TS_FIXTURES, clips[i]);
+    struct wav w;
+    assert_int_equal(wav_read(path, &w, err, sizeof err), 0);
+    assert_int_equal(w.rate, ASR_RATE);
+    struct report r;
+    struct asr_session *s = start(engine, &asr_pocketsphinx, f, &r);
+    for (size_t off = 0; off < w.frames; off += PIECE)
+      asr_feed(s, w.pcm + off, w.frames - off < PIECE ? w.frames - off : PIECE);
+    asr_finish(s);
+    engine_loop_spin(f, &r.finals, 20000);
+    assert_int_equal(r.finals, 1);
+    conf[i] = asr_last_word_confidence(s);
+    printf("pocketsphinx: \"%s\", last word %.3f\n", r.final, conf[i]);
+    asr_release(s);
+    wav_free(&w);
+  }
+  assert_true(conf[0] >= TURN_TRUST_MIN && conf[0] <= 1);
+  assert_true(conf[1] >= 0 && conf[1] < TURN_TRUST_MIN);
+  asr_pocketsphinx.close(engine);
+}
+
 /* An utterance longer than the session's ring (16.4 s) is decoded across the
  * ring's wrap. Filler speech is fed a second at a time, with time for the
  * decoder to keep up, up to half a sentence before the wrap; then the last
@@ -472,6 +508,7 @@ int main(void) {
       PS_TEST(cancelled_silence_does_not_spoil_the_next_utterance),
       PS_TEST(finish_without_audio_gives_empty_final),
       PS_TEST(same_audio_same_words_whatever_came_before),
+      PS_TEST(last_word_confidence_tells_a_word_said_from_one_added),
       PS_TEST(utterance_longer_than_the_ring_is_decoded_across_its_wrap),
       PS_TEST(session_outlives_closed_engine),
       PS_TEST(scripted_cycles_through_its_lines),

@@ -31,7 +31,8 @@ static void a_turn_is_not_yet_in_the_history(void **state) {
   assert_false(greeting->is_turn);
   assert_true(greeting->user_in_history); /* there is no caller's turn to record */
   assert_false(turn->llm_done || turn->held || turn->barge || turn->paused || turn->nsent);
-  assert_string_equal(turn->text, "");
+  assert_string_equal(reply_text(turn), "");
+  assert_null(turn->text.s); /* an empty text takes no memory */
   reply_free(turn);
   reply_free(greeting);
   reply_free(NULL);
@@ -69,16 +70,19 @@ static void text_is_appended_and_cut_to_fit(void **state) {
   (void)state;
   struct reply *r = NULL;
   assert_int_equal(reply_new(&r, 1), 0);
-  reply_append(r, "Hello");
-  reply_append(r, ", there.");
-  assert_string_equal(r->text, "Hello, there.");
+  assert_int_equal(reply_append(r, "Hello"), 0);
+  assert_int_equal(reply_append(r, ", there."), 0);
+  assert_string_equal(reply_text(r), "Hello, there.");
+  assert_true(r->text.cap < REPLY_MAX_TEXT); /* held at about its size, not the cap's */
   char big[REPLY_MAX_TEXT];
   memset(big, 'a', sizeof big - 1);
   big[sizeof big - 1] = '\0';
-  reply_append(r, big);
-  assert_int_equal(strlen(r->text), REPLY_MAX_TEXT - 1);
-  assert_memory_equal(r->text, "Hello, there.a", 14);
-  reply_free(r);
+  assert_int_equal(reply_append(r, big), 0);
+  assert_int_equal(strlen(reply_text(r)), REPLY_MAX_TEXT - 1);
+  assert_memory_equal(reply_text(r), "Hello, there.a", 14);
+  assert_int_equal(reply_append(r, "more"), 0); /* full: nothing more is kept */
+  assert_int_equal(strlen(reply_text(r)), REPLY_MAX_TEXT - 1);
+  reply_free(r); /* the text with it (the sanitizer build checks) */
 }
 
 /* Freeing the reply cancels its jobs: a closure still holding one sees it cancelled,

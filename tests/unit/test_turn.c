@@ -73,6 +73,21 @@ static void silence_follows_the_verdict(void **state) {
   assert_int_equal(turn_silence_ms(TURN_DONE, TURN_PITCH_FALL, 900, 600), 600);
 }
 
+static void a_doubtful_last_word_keeps_the_turn(void **state) {
+  (void)state;
+  /* "a table for it": finished by its words, but the recogniser doubts "it" */
+  enum turn_cue cue = turn_text_cue("i'd like to book a table for it", "");
+  assert_int_equal(cue, TURN_DONE);
+  assert_int_equal(turn_cue_trusted(cue, 0.1f), TURN_MORE);
+  assert_int_equal(turn_cue_trusted(cue, TURN_TRUST_MIN), TURN_DONE);
+  assert_int_equal(turn_cue_trusted(cue, 0.95f), TURN_DONE);
+  /* a recogniser that does not say is taken at its words */
+  assert_int_equal(turn_cue_trusted(cue, -1), TURN_DONE);
+  /* doubt never shortens a wait */
+  assert_int_equal(turn_cue_trusted(TURN_MORE, 0.99f), TURN_MORE);
+  assert_int_equal(turn_cue_trusted(TURN_UNSURE, 0.01f), TURN_UNSURE);
+}
+
 /* The pitch of `n` frames: f0 for the first two thirds, then a glide to f1; `pause` frames of none. */
 static void contour(float *hz, int n, double f0, double f1, int pause) {
   int third = n / 3;
@@ -120,6 +135,7 @@ int main(void) {
       cmocka_unit_test(digits_asked_for_keep_the_turn),
       cmocka_unit_test(no_words_leave_it_to_the_pitch),
       cmocka_unit_test(silence_follows_the_verdict),
+      cmocka_unit_test(a_doubtful_last_word_keeps_the_turn),
       cmocka_unit_test(pitch_falling_at_the_end_is_heard),
       cmocka_unit_test(octave_slips_are_not_a_fall),
       cmocka_unit_test(no_voice_no_pitch),

@@ -52,6 +52,7 @@ struct sim {
   /* `usage` events, summed; the turn of the last one */
   int usages, usage_turn;
   long long tts_chars, tts_chars_cached, llm_tokens;
+  long long tts_chars_first; /* of the first usage event alone */
   double asr_seconds;
   /* the caller's turns (final transcripts that start one) and the latest `latency` of a turn */
   int turns;
@@ -73,7 +74,7 @@ static void on_event(void *user, char *json) {
     s->interrupted += json_is_true(json_object_get(ev, "interrupted"));
     snprintf(s->last_reply, sizeof s->last_reply, "%s", json_string_value(json_object_get(ev, "text")));
   } else if (type && !strcmp(type, "usage")) {
-    s->usages++;
+    if (!s->usages++) s->tts_chars_first = json_integer_value(json_object_get(ev, "tts_chars"));
     s->usage_turn = (int)json_integer_value(json_object_get(ev, "turn"));
     s->tts_chars += json_integer_value(json_object_get(ev, "tts_chars"));
     s->tts_chars_cached += json_integer_value(json_object_get(ev, "tts_chars_cached"));
@@ -106,13 +107,16 @@ static void on_end(void *user, const char *reason) {
 
 static void on_kick(void *user) {}
 
-static void sim_start(struct sim *s, const char *script, int delay_ms, double gain) {
+/* The call starts: the agent greets with `greeting` ("": none), then listens. */
+static void sim_start_greeting(struct sim *s, const char *script, int delay_ms, double gain,
+                               const char *greeting) {
   memset(s, 0, sizeof *s);
   config_defaults(&s->cfg);
   snprintf(s->cfg.asr, sizeof s->cfg.asr, "scripted");
   snprintf(s->cfg.llm, sizeof s->cfg.llm, "fixed");
   snprintf(s->cfg.tts, sizeof s->cfg.tts, "tone");
   snprintf(s->cfg.asr_prompt, sizeof s->cfg.asr_prompt, "%s", script);
+  snprintf(s->cfg.greeting, sizeof s->cfg.greeting, "%s", greeting);
   s->cfg.idle_prompt_ms = s->cfg.idle_hangup_ms = 0;
   assert_int_equal(uv_loop_init(&s->loop), 0);
   assert_int_equal(mailbox_new(&s->home, &s->loop, on_home, s), 0);
@@ -126,6 +130,10 @@ static void sim_start(struct sim *s, const char *script, int delay_ms, double ga
   assert_int_equal(resampler_new(&s->down, 48000, 16000, 3), 0);
   s->delay_frames = delay_ms / 20;
   s->gain = gain;
+}
+
+static void sim_start(struct sim *s, const char *script, int delay_ms, double gain) {
+  sim_start_greeting(s, script, delay_ms, gain, "");
 }
 
 static void sim_stop(struct sim *s) {
@@ -392,6 +400,34 @@ static void usage_says_what_each_turn_used(void **state) {
   sim_stop(&s);
 }
 
+/*
+ * Synthesis runs just ahead of playback, so a reply cut off in its first sentence never had
+ * the later ones synthesised (nor billed). The greeting's first sentence is some 5 s of the
+ * tone engine's speech; the caller cuts in after 1 s of it, long before the second is due
+ * (500 ms before the first runs out).
+ */
+static void interrupted_reply_was_synthesised_only_as_far_as_needed(void **state) {
+  static const char first[] = "Welcome to the test line of the voice server, where every word is spoken.";
+  char greeting[256];
+  snprintf(greeting, sizeof greeting, "%s How can I help you today? Ask me anything.", first);
+  struct sim s;
+  sim_start_greeting(&s, "stop there", 200, 0.1, greeting);
+  int f = 0;
+  while (f < 100 && !step(&s, NULL)) f++;
+  for (f = 0; f < 50; f++) step(&s, NULL);
+  int frames;
+  int16_t *speech = caller_speech("Stop there, please.", &frames);
+  for (f = 0; f < frames; f++) step(&s, speech + (size_t)f * FI);
+  free(speech);
+  until_reply(&s, 2000);
+  assert_int_equal(s.interrupted, 1);
+  print_message("the interrupted greeting (%zu characters) synthesised %lld\n", strlen(greeting),
+                s.tts_chars_first);
+  assert_true(s.usages >= 1);
+  assert_int_equal(s.tts_chars_first, (long long)strlen(first));
+  sim_stop(&s);
+}
+
 static int frame_quiet(const int16_t *fr) {
   double e = 0;
   for (int i = 0; i < FI; i++) e += (double)fr[i] * fr[i];
@@ -477,6 +513,7 @@ int main(void) {
       cmocka_unit_test(short_noise_does_not_interrupt),
       cmocka_unit_test(idle_caller_is_asked_then_left),
       cmocka_unit_test(usage_says_what_each_turn_used),
+      cmocka_unit_test(interrupted_reply_was_synthesised_only_as_far_as_needed),
       cmocka_unit_test(finished_question_is_answered_quickly),
       cmocka_unit_test(pause_after_open_phrase_keeps_the_turn),
       cmocka_unit_test(speculative_reply_is_dropped_when_the_caller_goes_on),

@@ -391,14 +391,38 @@ static void dump_utterance(struct ps_session *s, const char *hyp) {
                 k, s->samples / (double)ASR_RATE, path, hyp ? hyp : "");
 }
 
+/* Fillers (<s>, </s>, <sil>, [NOISE], +BREATH+) are not words the caller said. */
+static int is_filler(const char *w) { return !w || w[0] == '<' || w[0] == '[' || w[0] == '+'; }
+
+/*
+ * The posterior probability of the hypothesis's last word, from the
+ * utterance's word lattice: the share of all the paths through it that
+ * pass through that word there. A word the acoustics barely support, often
+ * one added at the end of an utterance cut short ("a table for" heard as
+ * "a table for it"), scores low. -1 when there are no words.
+ */
+static float last_word_posterior(ps_decoder_t *ps) {
+  logmath_t *lmath = ps_get_logmath(ps);
+  (void)ps_get_prob(ps); /* computes the lattice's posteriors, which the segments then carry */
+  float conf = -1;
+  for (ps_seg_t *seg = ps_seg_iter(ps); seg; seg = ps_seg_next(seg)) {
+    if (is_filler(ps_seg_word(seg))) continue;
+    int32 ascr, lscr, lback;
+    conf = (float)logmath_exp(lmath, ps_seg_prob(seg, &ascr, &lscr, &lback));
+  }
+  return conf;
+}
+
 static void end_utterance(struct ps_session *s) {
   uint64_t t0 = cpu_ns();
   ps_end_utt(s->dec->ps);
   s->dec->in_utt = 0;
-  s->busy_ns += cpu_ns() - t0;
   const char *hyp = ps_get_hyp(s->dec->ps, NULL);
-  dump_utterance(s, hyp);
-  post_text(s, deliver_final, hyp);
+  char *text = strdup(hyp ? hyp : ""); /* the lattice work below may reuse the decoder's copy */
+  s->base.last_word_conf = text && *text ? last_word_posterior(s->dec->ps) : -1;
+  s->busy_ns += cpu_ns() - t0;
+  dump_utterance(s, text);
+  if (text) eng_job_post(&s->base.job, deliver_final, text);
   s->done = 1;
   if (s->samples)
     log_call_debug("asr", s->base.call_id,
