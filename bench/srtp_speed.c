@@ -22,6 +22,7 @@
 #include "rtc/dtls.h"
 #include "rtc/rtp.h"
 #include "rtc/srtpctx.h"
+#include "../tests/unit/srtp_ref.h"
 
 static unsigned long ossl_allocs; /* the count CRYPTO_set_mem_functions needs a home for */
 
@@ -93,45 +94,33 @@ struct ref {
 
 static srtp_t ref_session(int profile, const uint8_t *key, const uint8_t *salt, size_t saltlen,
                           int inbound) {
-  srtp_policy_t pol;
-  memset(&pol, 0, sizeof pol);
-  if (profile == DTLS_SRTP_AEAD_AES_128_GCM) {
-    srtp_crypto_policy_set_aes_gcm_128_16_auth(&pol.rtp);
-    srtp_crypto_policy_set_aes_gcm_128_16_auth(&pol.rtcp);
-  } else {
-    srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&pol.rtp);
-    srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&pol.rtcp);
-  }
-  uint8_t master[30];
-  memcpy(master, key, 16);
-  memcpy(master + 16, salt, saltlen);
-  pol.key = master;
-  pol.ssrc.type = inbound ? ssrc_any_inbound : ssrc_any_outbound;
-  pol.window_size = 1024;
   srtp_t s = NULL;
-  if (srtp_create(&s, &pol) != srtp_err_status_ok) abort();
+  if (srtp_ref_session(&s, profile, key, salt, saltlen, inbound) != srtp_err_status_ok) abort();
   return s;
 }
 
 /* is_client 1 on one end and 0 on the other, as srtpctx_new takes it. */
-static struct ref ref_new(int profile, int is_client) {
+static void *ref_new(int profile, int is_client) {
   uint8_t km[60];
   size_t len;
   keying(profile, km, &len);
   size_t saltlen = (len - 32) / 2;
   const uint8_t *ck = km, *sk = km + 16, *cs = km + 32, *ss = cs + saltlen;
-  struct ref r;
-  r.out = ref_session(profile, is_client ? ck : sk, is_client ? cs : ss, saltlen, 0);
-  r.in = ref_session(profile, is_client ? sk : ck, is_client ? ss : cs, saltlen, 1);
+  struct ref *r = malloc(sizeof *r);
+  if (!r) abort();
+  r->out = ref_session(profile, is_client ? ck : sk, is_client ? cs : ss, saltlen, 0);
+  r->in = ref_session(profile, is_client ? sk : ck, is_client ? ss : cs, saltlen, 1);
   return r;
 }
 
-static void ref_free(struct ref r) {
-  srtp_dealloc(r.in);
-  srtp_dealloc(r.out);
+static void ref_free(void *v) {
+  struct ref *r = v;
+  srtp_dealloc(r->in);
+  srtp_dealloc(r->out);
+  free(r);
 }
 
-static struct srtpctx *ours_new(int profile, int is_client) {
+static void *ours_new(int profile, int is_client) {
   uint8_t km[60];
   size_t len;
   keying(profile, km, &len);
@@ -139,6 +128,8 @@ static struct srtpctx *ours_new(int profile, int is_client) {
   if (srtpctx_new(&c, profile, km, len, is_client)) abort();
   return c;
 }
+
+static void ours_free(void *c) { srtpctx_free(c); }
 
 /* ---- one packet ---- */
 
@@ -148,71 +139,72 @@ static size_t packet(uint8_t *p, uint32_t i) {
   return 112;
 }
 
-static void ours_send(struct srtpctx *tx, struct srtpctx *rx, uint32_t i, int recv) {
+static void ours_send(void *tx, void *rx, uint32_t i, int recv) {
   uint8_t p[112 + SRTPCTX_MAX_OVERHEAD];
   size_t n = packet(p, i);
   if (srtpctx_protect_rtp(tx, p, &n, sizeof p)) abort();
   if (recv && srtpctx_unprotect_rtp(rx, p, &n)) abort();
 }
 
-static void ref_send(struct ref tx, struct ref rx, uint32_t i, int recv) {
+static void ref_send(void *tx, void *rx, uint32_t i, int recv) {
   uint8_t p[112 + SRTPCTX_MAX_OVERHEAD];
   int n = (int)packet(p, i);
-  if (srtp_protect(tx.out, p, &n) != srtp_err_status_ok) abort();
-  if (recv && srtp_unprotect(rx.in, p, &n) != srtp_err_status_ok) abort();
+  if (srtp_protect(((struct ref *)tx)->out, p, &n) != srtp_err_status_ok) abort();
+  if (recv && srtp_unprotect(((struct ref *)rx)->in, p, &n) != srtp_err_status_ok) abort();
+}
+
+/* ---- measuring one implementation ---- */
+
+struct impl {
+  void *(*make)(int profile, int is_client);
+  void (*drop)(void *ctx);
+  void (*send)(void *tx, void *rx, uint32_t i, int recv);
+};
+
+static const struct impl ours = {ours_new, ours_free, ours_send};
+static const struct impl libsrtp = {ref_new, ref_free, ref_send};
+
+struct figures {
+  size_t heap;           /* bytes per call (both directions) */
+  double protect, round; /* ns per packet: protect alone, protect and unprotect */
+  double allocs;         /* OpenSSL allocations per packet and direction */
+};
+
+/* ns per packet of `count` sends between a fresh pair of contexts. */
+static double time_sends(const struct impl *im, int profile, uint32_t count, int recv) {
+  void *tx = im->make(profile, 1), *rx = im->make(profile, 0);
+  double t0 = now_ns();
+  for (uint32_t i = 0; i < count; i++) im->send(tx, rx, i, recv);
+  double ns = (now_ns() - t0) / count;
+  im->drop(tx);
+  im->drop(rx);
+  return ns;
+}
+
+static struct figures measure(const struct impl *im, int profile, uint32_t count) {
+  /* heap: warm up, then the mean over many calls' state */
+  enum { CALLS = 64 };
+  static void *many[CALLS];
+  struct figures f;
+  im->drop(im->make(profile, 0));
+  size_t h0 = heap_used();
+  for (int i = 0; i < CALLS; i++) many[i] = im->make(profile, i & 1);
+  f.heap = (heap_used() - h0) / CALLS;
+  for (int i = 0; i < CALLS; i++) im->drop(many[i]);
+  f.protect = time_sends(im, profile, count, 0);
+  unsigned long a0 = ossl_allocs;
+  f.round = time_sends(im, profile, count, 1);
+  f.allocs = (double)(ossl_allocs - a0) / count / 2;
+  return f;
 }
 
 static void run(int profile, const char *name, uint32_t count) {
-  /* heap: warm up, then the mean over many calls' state */
-  enum { CALLS = 64 };
-  static struct srtpctx *many[CALLS];
-  static struct ref refs[CALLS];
-  srtpctx_free(ours_new(profile, 0));
-  size_t h0 = heap_used();
-  for (int i = 0; i < CALLS; i++) many[i] = ours_new(profile, i & 1);
-  size_t ours_heap = (heap_used() - h0) / CALLS;
-  for (int i = 0; i < CALLS; i++) srtpctx_free(many[i]);
-  ref_free(ref_new(profile, 0));
-  h0 = heap_used();
-  for (int i = 0; i < CALLS; i++) refs[i] = ref_new(profile, i & 1);
-  size_t ref_heap = (heap_used() - h0) / CALLS;
-  for (int i = 0; i < CALLS; i++) ref_free(refs[i]);
-  struct srtpctx *oc = ours_new(profile, 1), *os = ours_new(profile, 0);
-  struct ref rc = ref_new(profile, 1), rs = ref_new(profile, 0);
-
-  double t0 = now_ns();
-  for (uint32_t i = 0; i < count; i++) ours_send(oc, os, i, 0);
-  double ours_p = (now_ns() - t0) / count;
-  srtpctx_free(oc);
-  srtpctx_free(os);
-  oc = ours_new(profile, 1);
-  os = ours_new(profile, 0);
-  unsigned long a0 = ossl_allocs;
-  t0 = now_ns();
-  for (uint32_t i = 0; i < count; i++) ours_send(oc, os, i, 1);
-  double ours_pu = (now_ns() - t0) / count;
-  double allocs = (double)(ossl_allocs - a0) / count / 2;
-
-  t0 = now_ns();
-  for (uint32_t i = 0; i < count; i++) ref_send(rc, rs, i, 0);
-  double ref_p = (now_ns() - t0) / count;
-  ref_free(rc);
-  ref_free(rs);
-  rc = ref_new(profile, 1);
-  rs = ref_new(profile, 0);
-  t0 = now_ns();
-  for (uint32_t i = 0; i < count; i++) ref_send(rc, rs, i, 1);
-  double ref_pu = (now_ns() - t0) / count;
-
-  printf("%-18s heap/call  ours %6zu B   libsrtp %6zu B\n", name, ours_heap, ref_heap);
-  printf("%-18s protect    ours %6.0f ns  libsrtp %6.0f ns\n", name, ours_p, ref_p);
-  printf("%-18s unprotect  ours %6.0f ns  libsrtp %6.0f ns\n", name, ours_pu - ours_p,
-         ref_pu - ref_p);
-  printf("%-18s OpenSSL allocations per packet (ours) %.2f\n", name, allocs);
-  srtpctx_free(oc);
-  srtpctx_free(os);
-  ref_free(rc);
-  ref_free(rs);
+  struct figures o = measure(&ours, profile, count), r = measure(&libsrtp, profile, count);
+  printf("%-18s heap/call  ours %6zu B   libsrtp %6zu B\n", name, o.heap, r.heap);
+  printf("%-18s protect    ours %6.0f ns  libsrtp %6.0f ns\n", name, o.protect, r.protect);
+  printf("%-18s unprotect  ours %6.0f ns  libsrtp %6.0f ns\n", name, o.round - o.protect,
+         r.round - r.protect);
+  printf("%-18s OpenSSL allocations per packet (ours) %.2f\n", name, o.allocs);
 }
 
 int main(int argc, char **argv) {

@@ -401,27 +401,12 @@ static void rtcp_cm80(void **state) { rtcp(DTLS_SRTP_AES128_CM_SHA1_80); }
  * context against libsrtp sessions keyed with the same halves of the keying
  * material, both ways, RTP across a ROC rollover and RTCP.
  */
-#include <srtp2/srtp.h>
+#include "srtp_ref.h"
 
 static srtp_t ref_session(int profile, const uint8_t *key, const uint8_t *salt, size_t saltlen,
                           int inbound) {
-  srtp_policy_t pol;
-  memset(&pol, 0, sizeof pol);
-  if (profile == DTLS_SRTP_AEAD_AES_128_GCM) {
-    srtp_crypto_policy_set_aes_gcm_128_16_auth(&pol.rtp);
-    srtp_crypto_policy_set_aes_gcm_128_16_auth(&pol.rtcp);
-  } else {
-    srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&pol.rtp);
-    srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&pol.rtcp);
-  }
-  uint8_t master[30];
-  memcpy(master, key, 16);
-  memcpy(master + 16, salt, saltlen);
-  pol.key = master;
-  pol.ssrc.type = inbound ? ssrc_any_inbound : ssrc_any_outbound;
-  pol.window_size = 1024;
   srtp_t s;
-  assert_int_equal(srtp_create(&s, &pol), srtp_err_status_ok);
+  assert_int_equal(srtp_ref_session(&s, profile, key, salt, saltlen, inbound), srtp_err_status_ok);
   return s;
 }
 
