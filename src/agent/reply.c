@@ -31,6 +31,7 @@ void reply_free(struct reply *r) {
   reply_end_llm(r);
   reply_end_tts(r);
   for (int i = 0; i < r->nsent; i++) free(r->sentences[i]);
+  free(r->sentences);
   text_clear(&r->text);
   free(r);
 }
@@ -41,6 +42,13 @@ const char *reply_text(const struct reply *r) { return text_str(&r->text); }
 
 int reply_push_sentence(struct reply *r, const char *sentence) {
   if (r->nsent == REPLY_MAX_SENTENCES) return -ENOSPC;
+  if (r->nsent == r->sentcap) {
+    int ncap = r->sentcap ? r->sentcap * 2 : 8;
+    char **grown = realloc(r->sentences, (size_t)ncap * sizeof *grown);
+    if (!grown) return -ENOMEM;
+    r->sentences = grown;
+    r->sentcap = ncap;
+  }
   char *copy = strdup(sentence);
   if (!copy) return -ENOMEM;
   r->sentences[r->nsent++] = copy;

@@ -20,7 +20,9 @@
 #include "agent/text.h"
 
 #define REPLY_MAX_TEXT 4096 /* bytes of the reply's text, with its NUL */
-#define REPLY_MAX_SENTENCES 64
+/* Sentences waiting for synthesis: they wait for playback to catch up, so a long reply
+ * queues most of its sentences; its text (REPLY_MAX_TEXT) holds fewer than this. */
+#define REPLY_MAX_SENTENCES 1024
 
 struct llm_job;
 struct tts_job;
@@ -30,8 +32,8 @@ struct reply {
   struct tts_job *tts; /* the sentence being synthesised; one at a time, in order */
   double tts_asked;    /* when it was asked for (ms), until its first audio came; else 0 */
   double tts_wait_ms;  /* the longest a sentence of this reply took to start coming */
-  char *sentences[REPLY_MAX_SENTENCES]; /* waiting for synthesis, oldest first */
-  int nsent;
+  char **sentences; /* waiting for synthesis, oldest first; grown as they come */
+  int nsent, sentcap;
   /* Everything the reply says, over all its tool rounds: on the heap at its size, since
    * most replies are a sentence or two and a call holds one at a time. */
   struct text text;
