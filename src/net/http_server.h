@@ -1,10 +1,10 @@
 /*
  * http_server: the control loop's HTTP, HTTPS and WebSocket front door.
  *
- * libwebsockets runs on the caller's libuv loop. It serves the browser client
- * from web_root, hands every request under the application's mount points to
- * one request handler, and WebSocket connections on /ws, whose text messages
- * are handed to the application one whole message at a time.
+ * It runs on the caller's libuv loop. It serves the browser client from
+ * web_root, hands every request under the application's mount points to one
+ * request handler, and WebSocket connections on /ws, whose text messages are
+ * handed to the application one whole message at a time.
  *
  * A request is an object the application owns from the moment the handler
  * receives it until it answers it, exactly once, with http_reply(),
@@ -12,7 +12,7 @@
  * from any callback on the loop. If the client goes away first, the request
  * stays valid and the answer, when it comes, is dropped and frees it.
  *
- * Connections are accepted here and limited before lws serves them: how
+ * Connections are accepted here and limited before they are served: how
  * many at once (from the file-descriptor limit), per client address, how
  * long a request's head may take and how large it may be, and which
  * WebSocket upgrades are let through (path, version, Origin, how many).
@@ -28,6 +28,7 @@
 #include <uv.h>
 
 #include "core/config.h"
+#include "net/http_parse.h" /* HTTP_URI_MAX, HTTP_HEAD_MAX */
 
 struct http_server;
 struct http_req;
@@ -40,10 +41,6 @@ struct prom_buf;
 #define HTTP_REQ_BODY_MAX (16 * 1024)
 /* Seconds a request may wait for its answer, or a response for the client to read on. */
 #define HTTP_IDLE_TIMEOUT_S 30
-/* Longest request target; a longer one is answered 414. */
-#define HTTP_URI_MAX 4096
-/* Largest request head (request line and headers); a larger one is answered 431. */
-#define HTTP_HEAD_MAX 8192
 
 enum http_method { HTTP_GET, HTTP_HEAD, HTTP_POST, HTTP_DELETE, HTTP_OTHER };
 
@@ -180,8 +177,8 @@ const char *ws_conn_user_agent(const struct ws_conn *conn);
 /*
  * Copies the upgrade request's first query parameter `name` (percent-decoded)
  * into `out` and returns its length; -ENOENT when absent, -ENOSPC when it does
- * not fit in `cap` bytes with its NUL. Only from within ws_open: lws lets go
- * of the request's headers once the connection is open.
+ * not fit in `cap` bytes with its NUL. Only from within ws_open: the upgrade
+ * request is let go of once the connection is open.
  */
 int ws_conn_query(const struct ws_conn *conn, const char *name, char *out, size_t cap);
 

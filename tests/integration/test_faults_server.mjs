@@ -164,7 +164,7 @@ async function settled(srv) {
 // the heap and every large block go back to the system when freed, and
 // threads do not each keep an arena of their own), and the baseline is taken
 // after a warm-up of the same 1,000 cycles, which brings the heap, the DTLS
-// and SRTP state, libwebsockets' pools and SQLite's page cache to their
+// and SRTP state, the HTTP server's buffers and SQLite's page cache to their
 // working size. Measured that way, over eight rounds of 1,000 cycles on a
 // RelWithDebInfo build, RSS moved by at most 1.2 MiB from one round to the
 // next, up and down. 2 MiB is above that noise and below what a leak of 4

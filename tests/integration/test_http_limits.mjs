@@ -61,7 +61,7 @@ test('slow, half-open connections do not lock out HTTP or WebSocket clients', { 
     slow.add(s);
   };
   try {
-    for (let i = 0; i < 300; i++) openSlow(); // far more than lws's 64 header buffers
+    for (let i = 0; i < 300; i++) openSlow(); // far more than a 64-buffer header pool (libwebsockets' default) would hold
     await sleep(300);
     // Keep reopening them, as the probe did (7 a second kept /healthz down for 40 s).
     const refill = setInterval(() => { for (let i = 0; i < 20; i++) openSlow(); }, 100);
@@ -97,14 +97,17 @@ test('over HTTPS a slow head is cut off at the deadline too', { timeout: 30000 }
   try {
     const port = portOf(srv.httpsUrl);
     const t0 = Date.now();
+    let said = '';
     const ms = await new Promise((resolve) => {
       const s = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false },
         () => s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n'));
       const timer = setTimeout(() => { s.destroy(); resolve(-1); }, 5000);
+      s.on('data', (d) => { said += d; });
       s.on('error', () => {});
       s.on('close', () => { clearTimeout(timer); resolve(Date.now() - t0); });
     });
     assert.ok(ms > 0 && ms < 2500, `closed after ${ms} ms`);
+    assert.equal(statusOf(said), 408);
     const h = await new Promise((resolve, reject) => {
       const s = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false },
         () => s.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
@@ -183,17 +186,21 @@ test('out of file descriptors: no spinning, a bounded log, service resumes', { t
   }
 });
 
-test('two pipelined GETs: the first is answered whole, then the connection closes', async () => {
+test('two pipelined GETs are both answered, in order, and the second closes', async () => {
   const srv = await startServer();
   try {
     const r = await exchange(portOf(srv.url),
-      'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+      'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n' +
+      'GET /api/nothing-here HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     assert.equal(r.closed, true, 'the connection is closed, not left hanging');
     assert.ok(r.ms < 1000);
-    assert.equal(statusOf(r.data), 200);
-    assert.equal(r.data.match(/content-length/gi).length, 1);
-    assert.match(r.data, /connection: close/i);
-    const [head, body] = r.data.split('\r\n\r\n');
+    const answers = r.data.split(/(?=HTTP\/1\.1 )/);
+    assert.equal(answers.length, 2, r.data);
+    assert.equal(statusOf(answers[0]), 200);
+    assert.notEqual(statusOf(answers[1]), 200);
+    assert.match(answers[1], /connection: close/i);
+    assert.doesNotMatch(answers[0], /connection: close/i);
+    const [head, body] = answers[0].split('\r\n\r\n');
     assert.equal(Buffer.byteLength(body), Number(/content-length: (\d+)/i.exec(head)[1]));
     assert.equal(JSON.parse(body).status, 'ok');
   } finally {
@@ -272,5 +279,79 @@ test('WebSocket limits: 429 per address, 503 overall, counted', async () => {
     a.close();
   } finally {
     await one.stop();
+  }
+});
+
+// A client frame as RFC 6455 section 5.2 lays it out; masked unless told otherwise.
+function frame(opcode, payload, { masked = true, fin = true } = {}) {
+  const body = Buffer.from(payload);
+  const key = Buffer.from([0x11, 0x22, 0x33, 0x44]);
+  const head = Buffer.from([(fin ? 0x80 : 0) | opcode, (masked ? 0x80 : 0) | body.length]);
+  if (!masked) return Buffer.concat([head, body]);
+  return Buffer.concat([head, key, Buffer.from(body.map((b, i) => b ^ key[i % 4]))]);
+}
+
+// The server's frames in `buf` (unmasked, lengths under 64 KiB), as {op, payload}.
+function frames(buf) {
+  const out = [];
+  for (let i = 0; i + 2 <= buf.length;) {
+    let len = buf[i + 1] & 0x7f, at = i + 2;
+    if (len === 126) { if (at + 2 > buf.length) break; len = buf.readUInt16BE(at); at += 2; }
+    if (at + len > buf.length) break;
+    out.push({ op: buf[i] & 0x0f, payload: buf.subarray(at, at + len) });
+    i = at + len;
+  }
+  return out;
+}
+
+// Upgrades a raw socket to /ws; resolves with it and a reader of what follows the 101.
+async function rawWebSocket(port) {
+  const s = net.connect(port, '127.0.0.1');
+  let buf = Buffer.alloc(0), ended = false, wake = null;
+  s.on('data', (d) => { buf = Buffer.concat([buf, d]); wake?.(); });
+  s.on('end', () => { ended = true; wake?.(); });
+  s.on('error', () => { ended = true; wake?.(); });
+  const until = async (pred, ms = 3000) => {
+    const stop = Date.now() + ms;
+    while (!pred() && !ended && Date.now() < stop)
+      await new Promise((r) => { wake = r; setTimeout(r, 50); });
+    return pred();
+  };
+  s.write(upgrade('Sec-WebSocket-Version: 13\r\n'));
+  assert.ok(await until(() => buf.includes('\r\n\r\n')), 'an answer to the upgrade');
+  const end = buf.indexOf('\r\n\r\n') + 4;
+  assert.equal(statusOf(buf.subarray(0, end).toString('latin1')), 101);
+  assert.match(buf.subarray(0, end).toString('latin1'), /sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=/i);
+  buf = buf.subarray(end);
+  return { s, until, take: () => { const b = buf; buf = Buffer.alloc(0); return b; },
+    peek: () => buf, ended: () => ended };
+}
+
+test('WebSocket framing: masked frames are served, pings answered, an unmasked frame closes with 1002', async () => {
+  const srv = await startServer();
+  const port = portOf(srv.url);
+  try {
+    const ws = await rawWebSocket(port);
+    ws.s.write(frame(0x9, 'abc'));
+    assert.ok(await ws.until(() => frames(ws.peek()).some((f) => f.op === 0xa)), 'a pong');
+    assert.equal(frames(ws.take()).find((f) => f.op === 0xa).payload.toString(), 'abc');
+    // A message in two fragments with a ping between them is one message.
+    ws.s.write(Buffer.concat([frame(0x1, '{"type":', { fin: false }), frame(0x9, ''),
+      frame(0x0, '"nonsense"}')]));
+    assert.ok(await ws.until(() => frames(ws.peek()).some((f) => f.op === 0x1 &&
+      /"error"/.test(f.payload))), 'an answer to the message');
+    assert.ok(!ws.ended());
+    ws.take();
+    ws.s.write(frame(0x1, '{"type":"hangup"}', { masked: false }));
+    assert.ok(await ws.until(() => ws.ended()), 'the server closes the connection');
+    const close = frames(ws.take()).find((f) => f.op === 0x8);
+    assert.ok(close, 'a close frame');
+    assert.equal(close.payload.readUInt16BE(0), 1002);
+    assert.match(close.payload.subarray(2).toString(), /unmasked/);
+    assert.equal(await metric(srv.url, 'tingshuo_ws_protocol_errors_total{reason="protocol"}'), 1);
+    assert.equal(await metric(srv.url, 'tingshuo_ws_connections'), 0);
+    assert.equal((await fetch(srv.url + 'healthz')).status, 200);
+  } finally {
+    await srv.stop();
   }
 });
