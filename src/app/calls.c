@@ -1114,7 +1114,7 @@ void calls_shutdown(struct calls *calls) {
     if (e->conn)
       calls_send(e->conn, json_pack("{s:s,s:s,s:s}", "type", "end", "reason",
                                     "server shutting down", "call_id", e->id));
-    if (e->conn) ws_conn_close(e->conn); /* after the end is written, not when lws is torn down */
+    if (e->conn) ws_conn_close(e->conn); /* after the end is written, not when the server stops */
     callrec_end(e->rec, "server shutting down", NULL);
     e->rec = NULL;
     unlink_entry(calls, e);

@@ -76,7 +76,7 @@ static void on_grace_expired(uv_timer_t *t) {
   uv_stop(t->loop);
 }
 
-/* Tearing lws down drops what connections still have queued, so the calls'
+/* Stopping the HTTP server drops what connections still have queued, so the calls'
  * `end` messages get a moment to be written and their connections to close. */
 static void on_drain(uv_timer_t *t) {
   struct serve *s = t->data;
@@ -94,7 +94,8 @@ static void begin_shutdown(struct serve *s) {
   store_close(s->store, STORE_FLUSH_MS);
   s->store = NULL;
   /* From now, not from when this loop turn began: ending the calls and the store's flush can
-   * take longer than the drain. The first check comes after a poll, where lws writes. */
+   * take longer than the drain. The first check comes after a poll, where the HTTP server
+   * writes. */
   uv_update_time(&s->loop);
   s->drain_until = uv_now(&s->loop) + SHUTDOWN_DRAIN_MS;
   uv_timer_start(&s->drain, on_drain, 5, 5);
@@ -104,7 +105,7 @@ static void begin_shutdown(struct serve *s) {
 
 static void stop_now(struct serve *s) {
   uv_timer_stop(&s->drain_end);
-  /* Stop watching signals so the loop can end once lws has closed. */
+  /* Stop watching signals so the loop can end once the HTTP server has closed. */
   uv_unref((uv_handle_t *)&s->sigint);
   uv_unref((uv_handle_t *)&s->sigterm);
   begin_shutdown(s);

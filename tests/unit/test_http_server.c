@@ -2,7 +2,8 @@
  * http_server: requests answered now and later, bodies of any size, files
  * with ranges, HEAD, body limits, 405 on files, and an answer that comes
  * after its client has gone (dropped, reported, nothing touched: ASan
- * watches); pipelined requests; the limits a stranger meets: request line
+ * watches); pipelined requests, answered in order; files from web_root and
+ * nothing outside it; the limits a stranger meets: request line
  * and head sizes, the header deadline, many half-open connections, and the
  * checks on a WebSocket upgrade (path, version, Origin, how many). The
  * server runs on a real libuv loop on this thread; a client thread speaks
