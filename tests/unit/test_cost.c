@@ -17,6 +17,7 @@
 
 #include "app/callrec.h"
 #include "app/cost.h"
+#include "callrec_fixture.h"
 #include "core/prom.h"
 #include "promtool.h"
 
@@ -94,44 +95,6 @@ static void no_price_set_means_not_priced(void **state) {
 
 /* ---- a call's events ------------------------------------------------------------------- */
 
-struct fixture {
-  uv_loop_t loop;
-  struct config cfg;
-  struct store *st;
-  struct callrec_metrics *m;
-  char dir[64];
-  json_t *result;
-  int status, done;
-};
-
-static int setup(void **state) {
-  struct fixture *f = calloc(1, sizeof *f);
-  uv_loop_init(&f->loop);
-  config_defaults(&f->cfg);
-  snprintf(f->dir, sizeof f->dir, "/tmp/tingshuo-cost-XXXXXX");
-  assert_non_null(mkdtemp(f->dir));
-  snprintf(f->cfg.data_dir, sizeof f->cfg.data_dir, "%s", f->dir);
-  char err[256];
-  assert_int_equal(store_open(&f->st, &f->loop, &f->cfg, err, sizeof err), 0);
-  assert_int_equal(callrec_metrics_new(&f->m), 0);
-  *state = f;
-  return 0;
-}
-
-static int teardown(void **state) {
-  struct fixture *f = *state;
-  store_close(f->st, 1000);
-  uv_run(&f->loop, UV_RUN_DEFAULT);
-  uv_loop_close(&f->loop);
-  callrec_metrics_free(f->m);
-  json_decref(f->result);
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
-  assert_int_equal(system(cmd), 0);
-  free(f);
-  return 0;
-}
-
 static void set_prices(struct fixture *f, double in, double cached, double out, double tts,
                        double asr, const char *currency) {
   f->cfg.price_llm_input = in;
@@ -143,46 +106,10 @@ static void set_prices(struct fixture *f, double in, double cached, double out, 
   callrec_metrics_set_prices(f->m, &f->cfg);
 }
 
-static void on_result(void *user, int status, json_t *result) {
-  struct fixture *f = user;
-  f->status = status;
-  json_decref(f->result);
-  f->result = result;
-  f->done = 1;
-}
-
-/* The call as the store has it, once everything queued is written. */
-static json_t *read_call(struct fixture *f, const char *id) {
-  for (int tries = 0; tries < 200; tries++) {
-    f->done = 0;
-    store_get_call(f->st, id, on_result, f);
-    while (!f->done) uv_run(&f->loop, UV_RUN_ONCE);
-    struct store_stats s;
-    store_get_stats(f->st, &s);
-    if (f->status == 0 && s.queued == 0) return json_object_get(f->result, "call");
-    usleep(10000);
-  }
-  fail_msg("call %s never readable (status %d)", id, f->status);
-  return NULL;
-}
-
 static struct callrec *begin(struct fixture *f, const char *id) {
   struct callrec_start s = {.id = id, .agent = "voice", .llm = "openai", .tts = "openai",
                             .asr = "openai", .language = "en"};
-  struct callrec *r = callrec_new(f->st, f->m, &s);
-  assert_non_null(r);
-  callrec_connected(r);
-  return r;
-}
-
-static void feed(struct callrec *r, const char *const *events) {
-  for (; *events; events++) callrec_agent_event(r, *events);
-}
-
-static int64_t inum(json_t *o, const char *key) {
-  json_t *v = json_object_get(o, key);
-  if (!json_is_integer(v)) fail_msg("%s is not an integer", key);
-  return json_integer_value(v);
+  return begin_with(f, &s);
 }
 
 static double num(json_t *o, const char *key) {
@@ -201,12 +128,6 @@ static void assert_usage(json_t *u, int64_t in, int64_t cached, int64_t written,
   assert_int_equal(inum(u, "tts_chars"), chars);
   assert_int_equal(inum(u, "tts_chars_cached"), chars_cached);
   assert_float_equal(num(u, "asr_seconds"), asr_s, 1e-9);
-}
-
-static json_t *turn_at(json_t *call, size_t i) {
-  json_t *t = json_array_get(json_object_get(call, "turns"), i);
-  if (!t) fail_msg("no turn %zu", i);
-  return t;
 }
 
 /* The value of the sample `series` (name and labels, as written) in `b`. */
