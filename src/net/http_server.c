@@ -1681,7 +1681,8 @@ static void conn_admit(struct listener *l, int fd, const struct sockaddr_storage
   if (peer_key(sa, key, &loopback) == 0 && srv->n_conns < srv->max_conns &&
       (p = peer_get(srv, key)) != NULL) {
     int exempt = loopback && !srv->limit_loopback;
-    struct conn *c = !exempt && p->conns >= srv->conns_per_ip ? NULL : calloc(1, sizeof *c);
+    int over = !exempt && p->conns >= srv->conns_per_ip;
+    struct conn *c = over ? NULL : calloc(1, sizeof *c);
     if (c) {
       *c = (struct conn){.srv = srv, .l = l, .peer = p, .fd = fd, .exempt = exempt};
       peer_text(sa, c->peer_addr, sizeof c->peer_addr);
@@ -1697,8 +1698,7 @@ static void conn_admit(struct listener *l, int fd, const struct sockaddr_storage
       }
       if (started < 0) free(c);
     }
-    why = c ? REFUSE_CAPACITY : !exempt && p->conns >= srv->conns_per_ip ? REFUSE_PER_IP
-                                                                         : REFUSE_CAPACITY;
+    why = over ? REFUSE_PER_IP : REFUSE_CAPACITY;
     peer_put(srv, p);
   }
   srv->refused[why]++;
