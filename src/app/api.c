@@ -498,35 +498,13 @@ static int reply_loopback_page(struct http_req *req) {
 
 /* ---- login and logout ---- */
 
-static int hexval(int c) {
-  if (isdigit(c)) return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 /* A field of an application/x-www-form-urlencoded body, decoded into out; -1 when absent or bad. */
 static int form_field(const char *body, const char *name, char *out, size_t cap) {
   size_t nlen = strlen(name);
   for (const char *p = body; *p;) {
     size_t len = strcspn(p, "&");
-    if (len > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
-      size_t o = 0;
-      for (size_t i = nlen + 1; i < len; i++) {
-        int c = (unsigned char)p[i];
-        if (c == '+') c = ' ';
-        else if (c == '%') {
-          int hi = i + 2 < len ? hexval((unsigned char)p[i + 1]) : -1;
-          int lo = hi >= 0 ? hexval((unsigned char)p[i + 2]) : -1;
-          if (lo < 0 || (hi == 0 && lo == 0)) return -1;
-          c = hi * 16 + lo;
-          i += 2;
-        }
-        if (o + 1 >= cap) return -1;
-        out[o++] = (char)c;
-      }
-      out[o] = '\0';
-      return 0;
-    }
+    if (len > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=')
+      return http_pct_decode(p + nlen + 1, len - nlen - 1, out, cap, 1) < 0 ? -1 : 0;
     p += len + (p[len] == '&');
   }
   return -1;

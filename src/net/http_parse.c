@@ -220,14 +220,10 @@ static char *arena_put(struct arena *a, const char *src, size_t n) {
   return d;
 }
 
-/*
- * Percent-decodes n bytes into dst (room for n); '+' becomes a space when
- * `plus` (query strings). Returns the decoded length, or -1 for a malformed
- * escape or one that decodes to a NUL, which would cut the C string short.
- */
-static long pct_decode(const char *src, size_t n, char *dst, int plus) {
+long http_pct_decode(const char *src, size_t n, char *dst, size_t cap, int plus) {
   size_t o = 0;
   for (size_t i = 0; i < n; i++) {
+    if (o + 1 >= cap) return -1;
     unsigned char c = (unsigned char)src[i];
     if (c == '%') {
       if (n - i < 3) return -1;
@@ -241,6 +237,8 @@ static long pct_decode(const char *src, size_t n, char *dst, int plus) {
     }
     dst[o++] = (char)c;
   }
+  if (o >= cap) return -1;
+  dst[o] = '\0';
   return (long)o;
 }
 
@@ -273,8 +271,8 @@ static size_t normalise(const char *in, size_t n, char *out) {
 static int build_path(struct arena *a, const char *pq, size_t n, struct http_head *h) {
   size_t plen = strcspn(pq, "?#");
   if (plen > n) plen = n;
-  char tmp[HTTP_URI_MAX];
-  long d = pct_decode(pq, plen, tmp, 0);
+  char tmp[HTTP_URI_MAX + 1];
+  long d = http_pct_decode(pq, plen, tmp, sizeof tmp, 0);
   if (d < 0) return refuse(h, 400, "bad escape in the path");
   for (long i = 0; i < d; i++) {
     unsigned char c = (unsigned char)tmp[i];
@@ -294,13 +292,11 @@ static int build_arg(struct arena *a, const char *p, size_t n, struct http_head 
   size_t vlen = eq ? n - nlen - 1 : 0;
   if (a->cap - a->used < n + 2) return -ENOMEM;
   char *name = a->p + a->used;
-  long dn = pct_decode(p, nlen, name, 1);
+  long dn = http_pct_decode(p, nlen, name, nlen + 1, 1);
   if (dn < 0) return refuse(h, 400, "bad escape in the query");
-  name[dn] = '\0';
   char *value = name + dn + 1;
-  long dv = eq ? pct_decode(eq + 1, vlen, value, 1) : 0;
+  long dv = http_pct_decode(eq ? eq + 1 : "", vlen, value, vlen + 1, 1);
   if (dv < 0) return refuse(h, 400, "bad escape in the query");
-  value[dv] = '\0';
   a->used += (size_t)dn + (size_t)dv + 2;
   h->args[h->nargs++] = (struct http_arg){name, value};
   return 0;

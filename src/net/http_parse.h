@@ -74,6 +74,14 @@ const char *http_head_field(const struct http_head *h, const char *lname);
 /* The first query parameter called `name`, or NULL. */
 const char *http_head_arg(const struct http_head *h, const char *name);
 
+/*
+ * Percent-decodes `n` bytes of `src` into `dst` (`cap` bytes) and ends it
+ * with a NUL; '+' is a space when `plus` (query strings and form bodies).
+ * Returns the decoded length, or -1 for a malformed escape, one that decodes
+ * to a NUL (it would cut the C string short), or a result that does not fit.
+ */
+long http_pct_decode(const char *src, size_t n, char *dst, size_t cap, int plus);
+
 /* 1 if the comma-separated `list` (a field value) holds `token`, compared without case. */
 int http_list_has(const char *list, const char *token);
 
